@@ -1,0 +1,168 @@
+//! Multi-call dispatch: the table of applets, `--help`, `--version` and
+//! `--list`. An applet is one module with a `run(args) -> ExitCode`; this
+//! module owns nothing else.
+
+mod check_config;
+mod self_test;
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Exit status for a command line that does not parse (as BSD sysexits'
+/// EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// The name of the multi-call binary itself.
+pub const BINARY: &str = "pocobelle";
+
+pub struct Applet {
+    /// Name used as `pocobelle NAME` and as a symlink name.
+    pub name: &'static str,
+    /// Other symlink names that run this applet (e.g. `init` for `/sbin/init`).
+    pub aliases: &'static [&'static str],
+    /// One line for `--help`.
+    pub summary: &'static str,
+    /// Runs the applet with the arguments after its name.
+    pub run: fn(Vec<OsString>) -> ExitCode,
+}
+
+/// Every applet this build provides. Each issue adds its own.
+pub const APPLETS: &[Applet] = &[
+    Applet {
+        name: "check-config",
+        aliases: &[],
+        summary: "validate a configuration file (default /etc/pocobelle.toml)",
+        run: check_config::run,
+    },
+    Applet {
+        name: "self-test",
+        aliases: &[],
+        summary: "exercise config parsing, DNS wire format and TLS on this CPU",
+        run: self_test::run,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Applet> {
+    APPLETS
+        .iter()
+        .find(|a| a.name == name || a.aliases.contains(&name))
+}
+
+/// Version, git revision, target triple and build profile.
+pub fn version_line() -> String {
+    format!(
+        "{BINARY} {} (git {}, target {}, profile {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("POCOBELLE_GIT_REV"),
+        env!("POCOBELLE_TARGET"),
+        env!("POCOBELLE_PROFILE"),
+    )
+}
+
+fn usage() -> String {
+    let mut s = format!(
+        "{}\n\nUsage: {BINARY} APPLET [ARGS...]\n       {BINARY} --help | --version | --list\n       APPLET [ARGS...]   (through a symlink named after the applet)\n\nApplets:\n",
+        version_line()
+    );
+    for a in APPLETS {
+        s.push_str(&format!("  {:<14} {}\n", a.name, a.summary));
+    }
+    s.push_str(&format!(
+        "\nRun `{BINARY} APPLET --help` for an applet's options.\n"
+    ));
+    s
+}
+
+fn basename(arg0: &OsStr) -> String {
+    Path::new(arg0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Chooses and runs the applet for this command line.
+pub fn dispatch(argv: Vec<OsString>) -> ExitCode {
+    let mut args = argv.into_iter();
+    let arg0 = args.next().unwrap_or_default();
+    let called_as = basename(&arg0);
+    if let Some(applet) = find(&called_as) {
+        return start(applet, args.collect());
+    }
+    let Some(first) = args.next() else {
+        eprint!("{}", usage());
+        return ExitCode::from(EXIT_USAGE);
+    };
+    match first.to_string_lossy().as_ref() {
+        "-h" | "--help" | "help" => {
+            print!("{}", usage());
+            ExitCode::SUCCESS
+        }
+        "-V" | "--version" | "version" => {
+            println!("{}", version_line());
+            ExitCode::SUCCESS
+        }
+        "--list" => {
+            for a in APPLETS {
+                println!("{}", a.name);
+                for alias in a.aliases {
+                    println!("{alias}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        name => match find(name) {
+            Some(applet) => start(applet, args.collect()),
+            None => {
+                eprintln!("{BINARY}: unknown applet `{name}`; `{BINARY} --help` lists them");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+    }
+}
+
+fn start(applet: &'static Applet, args: Vec<OsString>) -> ExitCode {
+    crate::logging::init(applet.name, crate::config::LogLevel::default().to_filter());
+    (applet.run)(args)
+}
+
+/// Prints a usage error for `applet` and returns the usage exit status.
+pub fn usage_error(applet: &str, err: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{BINARY} {applet}: {err}; try `{BINARY} {applet} --help`");
+    ExitCode::from(EXIT_USAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applet_names_are_unique() {
+        let mut names: Vec<&str> = APPLETS
+            .iter()
+            .flat_map(|a| std::iter::once(a.name).chain(a.aliases.iter().copied()))
+            .collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(n, names.len());
+        assert!(!names.contains(&BINARY));
+    }
+
+    #[test]
+    fn symlink_name_selects_applet() {
+        assert_eq!(
+            basename(OsStr::new("/usr/sbin/check-config")),
+            "check-config"
+        );
+        assert!(find("check-config").is_some());
+        assert!(find("no-such-applet").is_none());
+    }
+
+    #[test]
+    fn version_names_target_and_profile() {
+        let v = version_line();
+        assert!(v.contains(env!("POCOBELLE_TARGET")));
+        assert!(v.contains("profile"));
+    }
+}

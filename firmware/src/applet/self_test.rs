@@ -1,0 +1,244 @@
+//! `pocobelle self-test`: proves on the running CPU that the pieces every
+//! service depends on work: configuration parsing (with line-numbered
+//! errors), a DNS message round trip over UDP on loopback, and TLS
+//! handshakes with each of ring's key-exchange groups over TCP on
+//! loopback. `make test` runs it on the ARM builds under qemu-user with
+//! the oldest CPU of each class. It binds only 127.0.0.1 ephemeral ports.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::Config;
+
+/// Each network check must finish within this time, even under emulation.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+const HELP: &str = "\
+Usage: pocobelle self-test
+
+Runs each check, prints `ok` or `FAIL` with the reason, and exits 1 if any
+check failed. Uses only 127.0.0.1.
+";
+
+type CheckResult = Result<String, String>;
+
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    if let Some(a) = args.first() {
+        if a == "-h" || a == "--help" {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        return super::usage_error("self-test", format!("unexpected argument {a:?}"));
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("self-test: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let checks: Vec<(&str, CheckResult)> = vec![
+        ("config", check_config()),
+        ("dns-udp", rt.block_on(timed(dns_round_trip()))),
+        (
+            "tls-x25519",
+            rt.block_on(timed(tls_handshake(rustls::crypto::ring::kx_group::X25519))),
+        ),
+        (
+            "tls-p256",
+            rt.block_on(timed(tls_handshake(
+                rustls::crypto::ring::kx_group::SECP256R1,
+            ))),
+        ),
+        (
+            "tls-p384",
+            rt.block_on(timed(tls_handshake(
+                rustls::crypto::ring::kx_group::SECP384R1,
+            ))),
+        ),
+    ];
+    let mut failed = 0;
+    for (name, result) in &checks {
+        match result {
+            Ok(detail) => println!("ok   {name:<12} {detail}"),
+            Err(why) => {
+                failed += 1;
+                println!("FAIL {name:<12} {why}");
+            }
+        }
+    }
+    println!("{} passed, {} failed", checks.len() - failed, failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn timed(f: impl Future<Output = CheckResult>) -> CheckResult {
+    tokio::time::timeout(CHECK_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| Err(format!("no result within {CHECK_TIMEOUT:?}")))
+}
+
+fn check_config() -> CheckResult {
+    let path = Path::new("pocobelle.toml");
+    let good = include_str!("../../../rootfs-overlay/etc/pocobelle.toml");
+    Config::parse(path, good).map_err(|e| format!("shipped example rejected: {e}"))?;
+    let bad = "[log]\nlevel = \"info\"\n[system]\nhostnme = \"x\"\n";
+    match Config::parse(path, bad) {
+        Ok(_) => Err("a misspelt key was accepted".into()),
+        Err(e) if e.to_string().contains(":4:") => {
+            Ok("example valid; typo found on its line".into())
+        }
+        Err(e) => Err(format!("typo reported without its line: {e}")),
+    }
+}
+
+async fn dns_round_trip() -> CheckResult {
+    let server = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    let server_addr = server.local_addr().map_err(|e| e.to_string())?;
+    let answer_ip = Ipv4Addr::new(192, 0, 2, 53);
+    let responder = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        let (n, peer) = server
+            .recv_from(&mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        let query = Message::from_vec(&buf[..n]).map_err(|e| format!("server decode: {e}"))?;
+        let mut reply = Message::response(query.metadata.id, OpCode::Query);
+        reply.metadata.recursion_desired = query.metadata.recursion_desired;
+        reply.metadata.recursion_available = true;
+        for q in &query.queries {
+            reply.add_query(q.clone());
+            reply.add_answer(Record::from_rdata(
+                q.name().clone(),
+                300,
+                RData::A(A(answer_ip)),
+            ));
+        }
+        let bytes = reply.to_vec().map_err(|e| format!("server encode: {e}"))?;
+        server
+            .send_to(&bytes, peer)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    });
+
+    let client = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    let name = Name::from_ascii("self-test.home.arpa.").map_err(|e| e.to_string())?;
+    let mut query = Message::query();
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(name.clone(), RecordType::A));
+    let id = query.metadata.id;
+    let bytes = query.to_vec().map_err(|e| format!("client encode: {e}"))?;
+    client
+        .send_to(&bytes, server_addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 512];
+    let (n, _) = client
+        .recv_from(&mut buf)
+        .await
+        .map_err(|e| e.to_string())?;
+    responder.await.map_err(|e| format!("responder: {e}"))??;
+    let reply = Message::from_vec(&buf[..n]).map_err(|e| format!("client decode: {e}"))?;
+    if reply.metadata.id != id || reply.metadata.message_type != MessageType::Response {
+        return Err("reply does not match the query".into());
+    }
+    if reply.metadata.response_code != ResponseCode::NoError {
+        return Err(format!("rcode {}", reply.metadata.response_code));
+    }
+    match reply.answers.first().map(|r| &r.data) {
+        Some(RData::A(A(ip))) if ip == &answer_ip => Ok(format!("{name} A {ip}, {n} bytes")),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+async fn tls_handshake(group: &'static dyn rustls::crypto::SupportedKxGroup) -> CheckResult {
+    let provider = || rustls::crypto::CryptoProvider {
+        kx_groups: vec![group],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .map_err(|e| format!("certificate: {e}"))?;
+    let cert: CertificateDer<'static> = ck.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .map_err(|e| format!("server config: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).map_err(|e| format!("root: {e}"))?;
+    let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let mut tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| format!("server: {e}"))?;
+        let mut buf = [0u8; 5];
+        tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        buf.reverse();
+        tls.write_all(&buf).await.map_err(|e| e.to_string())?;
+        tls.shutdown().await.map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    });
+
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let domain = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(domain, tcp)
+        .await
+        .map_err(|e| format!("client: {e}"))?;
+    tls.write_all(b"hello").await.map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 5];
+    tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+    server.await.map_err(|e| format!("server task: {e}"))??;
+    if &buf != b"olleh" {
+        return Err(format!("echo mismatch: {buf:?}"));
+    }
+    let (_, conn) = tls.get_ref();
+    let version = conn
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default();
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()))
+        .unwrap_or_default();
+    Ok(format!("{version} {suite} via {:?}", group.name()))
+}

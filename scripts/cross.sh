@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# scripts/cross.sh build|test TRIPLE [cargo args...]
+#
+# Builds (release) or tests the firmware crate for an ARM triple, choosing
+# the route by itself:
+#  1. the active toolchain already has the target's standard library (a
+#     user who ran `rustup target add`): plain `cargo --target`;
+#  2. otherwise a toolchain that has the standard library's source
+#     (Debian's rustc-web + rust-web-src, or rustup's rust-src): the same
+#     command with -Z build-std.
+# Runs nothing but cargo; linkers and runners come from .cargo/config.toml.
+set -euo pipefail
+
+mode=${1:?usage: cross.sh build|test TRIPLE [args]}
+triple=${2:?usage: cross.sh build|test TRIPLE [args]}
+shift 2
+
+has_target_std() { # rustc
+  local sysroot
+  sysroot=$("$1" --print sysroot 2>/dev/null) || return 1
+  compgen -G "$sysroot/lib/rustlib/$triple/lib/libstd-*.rlib" >/dev/null
+}
+has_std_source() { # rustc
+  local sysroot
+  sysroot=$("$1" --print sysroot 2>/dev/null) || return 1
+  [ -f "$sysroot/lib/rustlib/src/rust/library/std/Cargo.toml" ]
+}
+
+case "$mode" in
+  build) cmd=(build --release) ; std=std,panic_abort ;;
+  test)  cmd=(test)            ; std=std,panic_abort,panic_unwind,test ;;
+  *) echo "cross.sh: unknown mode $mode" >&2; exit 64 ;;
+esac
+
+if command -v rustc >/dev/null && has_target_std rustc; then
+  exec cargo "${cmd[@]}" --locked --target "$triple" "$@"
+fi
+for rustc in rustc /usr/bin/rustc; do
+  command -v "$rustc" >/dev/null || continue
+  if has_std_source "$rustc"; then
+    dir=$(dirname "$(command -v "$rustc")")
+    cargo="$dir/cargo"
+    [ -x "$cargo" ] || cargo=cargo
+    # Debian's cargo must drive Debian's rustc, not rustup's proxy that
+    # comes first on PATH.
+    export RUSTC="$(command -v "$rustc")"
+    [ -x "$dir/rustdoc" ] && export RUSTDOC="$dir/rustdoc"
+    export RUSTC_BOOTSTRAP=1
+    exec "$cargo" "${cmd[@]}" --locked --target "$triple" -Z build-std="$std" "$@"
+  fi
+done
+echo "cross.sh: no toolchain has the standard library for $triple or its source; run 'make setup'" >&2
+exit 1

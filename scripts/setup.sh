@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# make setup: installs what building and testing Pocobelle needs, and only
+# what is missing. Idempotent; says what it installs. Debian 12 package
+# names; needs root (or sudo) for apt-get.
+set -euo pipefail
+
+# Build: Debian's Rust 1.96 with the standard library's source (for
+# -Z build-std), the ARM cross linkers and C libraries, user-mode QEMU.
+BUILD_PKGS=(
+  rustc-web cargo-web rust-web-src
+  gcc-arm-linux-gnueabi libc6-dev-armel-cross
+  gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+  qemu-user-static
+  file
+)
+# Test peers that no one here wrote.
+TEST_PKGS=(
+  dnsutils knot-dnsutils
+)
+
+want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
+if [ -n "${SETUP_EXTRA_PKGS:-}" ]; then
+  read -r -a extra <<<"$SETUP_EXTRA_PKGS"
+  want+=("${extra[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#want[@]} packages present"
+else
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q >/dev/null
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup: installed ${#missing[@]} packages"
+fi
+
+# The host toolchain: rustup's cargo when present, else Debian's.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: no rustup cargo on PATH; /usr/bin/cargo (Debian) serves the host build too"
+fi
