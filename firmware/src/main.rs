@@ -5,6 +5,8 @@
 
 mod applet;
 mod config;
+#[allow(dead_code)] // used by the services as they land (dns stats, status, poweroff)
+mod control;
 mod logging;
 
 fn main() -> std::process::ExitCode {

@@ -18,6 +18,9 @@ pub struct SystemConfig {
     /// Mount point of the writable data partition: spool, DNS snapshot,
     /// swap file, saved clock. Default `/data`.
     pub data_dir: PathBuf,
+    /// Directory for control sockets and readiness files (tmpfs).
+    /// Default `/run/pocobelle`.
+    pub run_dir: PathBuf,
 }
 
 impl Default for SystemConfig {
@@ -25,6 +28,7 @@ impl Default for SystemConfig {
         SystemConfig {
             hostname: "pocobelle".to_string(),
             data_dir: PathBuf::from("/data"),
+            run_dir: PathBuf::from("/run/pocobelle"),
         }
     }
 }
@@ -50,11 +54,16 @@ impl SystemConfig {
                 ),
             });
         }
-        if !self.data_dir.is_absolute() {
-            return Err(Invalid {
-                key: "system.data_dir".into(),
-                message: format!("expected an absolute path, found {:?}", self.data_dir),
-            });
+        for (key, path) in [
+            ("system.data_dir", &self.data_dir),
+            ("system.run_dir", &self.run_dir),
+        ] {
+            if !path.is_absolute() {
+                return Err(Invalid {
+                    key: key.into(),
+                    message: format!("expected an absolute path, found {path:?}"),
+                });
+            }
         }
         Ok(())
     }
