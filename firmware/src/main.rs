@@ -5,9 +5,11 @@
 
 mod applet;
 mod config;
-#[allow(dead_code)] // used by the services as they land (dns stats, status, poweroff)
+#[allow(dead_code)] // used by the services as they land (dns stats, mail flush)
 mod control;
+mod init;
 mod logging;
+mod sys;
 
 fn main() -> std::process::ExitCode {
     applet::dispatch(std::env::args_os().collect())

@@ -3,6 +3,7 @@
 //! module owns nothing else.
 
 mod check_config;
+mod init;
 mod self_test;
 
 use std::ffi::{OsStr, OsString};
@@ -34,6 +35,36 @@ pub const APPLETS: &[Applet] = &[
         aliases: &[],
         summary: "validate a configuration file (default /etc/pocobelle.toml)",
         run: check_config::run,
+    },
+    Applet {
+        name: "init",
+        aliases: &[],
+        summary: "PID 1: boot, swap, sysctls, supervise dns and mail, shut down cleanly",
+        run: init::run_init,
+    },
+    Applet {
+        name: "status",
+        aliases: &[],
+        summary: "services, memory, swap, clock and last shutdown, from init",
+        run: init::run_status,
+    },
+    Applet {
+        name: "poweroff",
+        aliases: &[],
+        summary: "ask init to stop the services and power off",
+        run: init::run_poweroff,
+    },
+    Applet {
+        name: "reboot",
+        aliases: &[],
+        summary: "ask init to stop the services and reboot",
+        run: init::run_reboot,
+    },
+    Applet {
+        name: "halt",
+        aliases: &[],
+        summary: "ask init to stop the services and halt",
+        run: init::run_halt,
     },
     Applet {
         name: "self-test",

@@ -1,0 +1,426 @@
+//! `[init]`, `[init.swap]`, `[init.sysctl]` and `[[init.service]]`: what
+//! PID 1 mounts, loads, reserves and supervises. Declared once here with
+//! each key's default and bounds; the decisions built on these values live
+//! in `crate::init`. Nothing here touches the system.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{Invalid, check_range};
+
+/// At most this many supervised services (dns, mail and a few helpers).
+pub const MAX_SERVICES: usize = 8;
+/// At most this many arguments in one service's command line.
+pub const MAX_ARGV: usize = 16;
+/// At most this many kernel modules named in `init.modules`.
+pub const MAX_MODULES: usize = 32;
+/// A service name, user name or argument is at most this long.
+pub const MAX_WORD_BYTES: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InitConfig {
+    /// Block device of the data partition, mounted on `system.data_dir`.
+    /// Empty (default): the data directory lives on the root file system
+    /// and init mounts nothing there.
+    pub data_device: String,
+    /// File system type of the data partition. Default `ext4`.
+    pub data_fstype: String,
+    /// ext4 journal commit interval in seconds (mount option `commit=`):
+    /// longer means fewer, larger flash writes. Default 60, 1 to 600.
+    pub commit_secs: u32,
+    /// The e2fsck binary run as `e2fsck -p DEVICE` after an unclean
+    /// shutdown. Default `/sbin/e2fsck`.
+    pub fsck: PathBuf,
+    /// Kernel modules to load at boot, with their dependencies from
+    /// `/lib/modules/<release>/modules.dep`. Default none.
+    pub modules: Vec<String>,
+    /// How long to wait for a service with `ready = "primed"` before
+    /// starting the next ones anyway. Default 30 s, 1 to 600.
+    pub primed_budget_secs: u32,
+    /// How long a stopping service gets between SIGTERM and SIGKILL.
+    /// Default 10 s, 1 to 120.
+    pub stop_grace_secs: u32,
+    /// The hardware watchdog, kept alive when it exists. Empty: none.
+    /// Default `/dev/watchdog`.
+    pub watchdog_device: PathBuf,
+    /// Seconds between watchdog keep-alives. Default 10, 1 to 60.
+    pub watchdog_interval_secs: u32,
+    /// Shell started on the console when the kernel command line has
+    /// `pocobelle.rescue`. Default `/bin/sh`.
+    pub rescue_shell: PathBuf,
+    /// Seconds between saves of the clock to the data partition.
+    /// Default 3600, 60 to 86400.
+    pub clock_save_secs: u32,
+    pub swap: SwapConfig,
+    pub sysctl: SysctlConfig,
+    /// Services to supervise, started in this order. Empty (default):
+    /// `dns` then `mail`, those of them that this build has.
+    pub service: Vec<ServiceConfig>,
+}
+
+impl Default for InitConfig {
+    fn default() -> Self {
+        InitConfig {
+            data_device: String::new(),
+            data_fstype: "ext4".into(),
+            commit_secs: 60,
+            fsck: PathBuf::from("/sbin/e2fsck"),
+            modules: Vec::new(),
+            primed_budget_secs: 30,
+            stop_grace_secs: 10,
+            watchdog_device: PathBuf::from("/dev/watchdog"),
+            watchdog_interval_secs: 10,
+            rescue_shell: PathBuf::from("/bin/sh"),
+            clock_save_secs: 3600,
+            swap: SwapConfig::default(),
+            sysctl: SysctlConfig::default(),
+            service: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwapConfig {
+    /// Whether init creates and activates a swap file. Default true.
+    pub enabled: bool,
+    /// Swap file, relative to `system.data_dir`. Default `swapfile`.
+    pub file: PathBuf,
+    /// Size of the swap file in MiB. Default 128, 1 to 4096.
+    pub size_mib: u32,
+    /// Space that must stay free on the data partition after the swap
+    /// file exists, in MiB; otherwise swap is skipped. Default 64, 0 to 65536.
+    pub min_free_mib: u32,
+    /// vm.swappiness: low, so that flash sees swap writes only under
+    /// real pressure. Default 10, 0 to 100.
+    pub swappiness: u32,
+}
+
+impl Default for SwapConfig {
+    fn default() -> Self {
+        SwapConfig {
+            enabled: true,
+            file: PathBuf::from("swapfile"),
+            size_mib: 128,
+            min_free_mib: 64,
+            swappiness: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SysctlConfig {
+    /// Dirty data that starts background writeback, in KiB (a multiple of
+    /// 128 is used). 0 (default): computed from RAM (RAM/32, 512 to 8192).
+    pub writeback_batch_kib: u32,
+    /// vm.min_free_kbytes. 0 (default): computed from RAM (RAM/64, at
+    /// least 512, at most 16384).
+    pub min_free_kib: u32,
+    /// Age after which dirty data is written, in seconds. Default 30, 1 to 600.
+    pub dirty_expire_secs: u32,
+    /// Interval of the flusher threads, in seconds. Default 15, 1 to 600.
+    pub dirty_writeback_secs: u32,
+}
+
+impl Default for SysctlConfig {
+    fn default() -> Self {
+        SysctlConfig {
+            writeback_batch_kib: 0,
+            min_free_kib: 0,
+            dirty_expire_secs: 30,
+            dirty_writeback_secs: 15,
+        }
+    }
+}
+
+/// When a service counts as ready, so that the next one may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// As soon as it is started.
+    #[default]
+    None,
+    /// When it writes `primed\n` to the fd in `POCOBELLE_READY_FD`, or
+    /// creates `<run_dir>/<name>.primed`.
+    Primed,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Short name: log prefix, status line, cgroup, `<name>.primed`.
+    pub name: String,
+    /// Command line; the first word is the program. Empty: this binary
+    /// with the applet named `name`.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// Unprivileged user the service runs as (from /etc/passwd); it keeps
+    /// only CAP_NET_BIND_SERVICE. `root` keeps root. Default `pocobelle-NAME`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// /proc/PID/oom_score_adj, -1000 to 1000: higher dies first. Default 0.
+    #[serde(default)]
+    pub oom_score_adj: i32,
+    /// Memory ceiling in MiB (cgroup v2 memory.max) where the kernel has
+    /// it; 0: none. Default 0, at most 4096.
+    #[serde(default)]
+    pub memory_max_mib: u32,
+    /// `none` (default) or `primed`.
+    #[serde(default)]
+    pub ready: Readiness,
+    /// Started in safe mode (config did not parse). Default false.
+    #[serde(default)]
+    pub safe_mode: bool,
+}
+
+impl ServiceConfig {
+    /// The built-in services: dns (primed, kept) and mail (expendable),
+    /// those of them that this build provides.
+    pub fn defaults(has_applet: impl Fn(&str) -> bool) -> Vec<ServiceConfig> {
+        let mut v = Vec::new();
+        if has_applet("dns") {
+            v.push(ServiceConfig {
+                name: "dns".into(),
+                argv: Vec::new(),
+                user: None,
+                oom_score_adj: -500,
+                memory_max_mib: 32,
+                ready: Readiness::Primed,
+                safe_mode: true,
+            });
+        }
+        if has_applet("mail") {
+            v.push(ServiceConfig {
+                name: "mail".into(),
+                argv: Vec::new(),
+                user: None,
+                oom_score_adj: 500,
+                memory_max_mib: 48,
+                ready: Readiness::None,
+                safe_mode: false,
+            });
+        }
+        v
+    }
+
+    /// The user this service runs as.
+    pub fn user_name(&self) -> String {
+        self.user
+            .clone()
+            .unwrap_or_else(|| format!("pocobelle-{}", self.name))
+    }
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn word_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_WORD_BYTES && !s.contains('\0')
+}
+
+impl InitConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check_range("init.commit_secs", self.commit_secs, 1, 600)?;
+        check_range("init.primed_budget_secs", self.primed_budget_secs, 1, 600)?;
+        check_range("init.stop_grace_secs", self.stop_grace_secs, 1, 120)?;
+        check_range(
+            "init.watchdog_interval_secs",
+            self.watchdog_interval_secs,
+            1,
+            60,
+        )?;
+        check_range("init.clock_save_secs", self.clock_save_secs, 60, 86400)?;
+        if !self.data_device.is_empty() && !self.data_device.starts_with('/') {
+            return Err(invalid(
+                "init.data_device",
+                format!(
+                    "expected an absolute device path or \"\", found {:?}",
+                    self.data_device
+                ),
+            ));
+        }
+        if !word_ok(&self.data_fstype) {
+            return Err(invalid(
+                "init.data_fstype",
+                "expected a file system type such as \"ext4\"",
+            ));
+        }
+        if self.modules.len() > MAX_MODULES {
+            return Err(invalid(
+                "init.modules",
+                format!(
+                    "at most {MAX_MODULES} modules, found {}",
+                    self.modules.len()
+                ),
+            ));
+        }
+        if let Some(m) = self.modules.iter().find(|m| {
+            !word_ok(m)
+                || !m
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        }) {
+            return Err(invalid(
+                "init.modules",
+                format!("expected module names of letters, digits, '_' and '-', found {m:?}"),
+            ));
+        }
+        let s = &self.swap;
+        check_range("init.swap.size_mib", s.size_mib, 1, 4096)?;
+        check_range("init.swap.min_free_mib", s.min_free_mib, 0, 65536)?;
+        check_range("init.swap.swappiness", s.swappiness, 0, 100)?;
+        if s.file.is_absolute()
+            || s.file
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            || s.file.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "init.swap.file",
+                format!(
+                    "expected a path relative to system.data_dir without '..', found {:?}",
+                    s.file
+                ),
+            ));
+        }
+        let y = &self.sysctl;
+        if y.writeback_batch_kib != 0 {
+            check_range(
+                "init.sysctl.writeback_batch_kib",
+                y.writeback_batch_kib,
+                128,
+                262144,
+            )?;
+        }
+        if y.min_free_kib != 0 {
+            check_range("init.sysctl.min_free_kib", y.min_free_kib, 512, 262144)?;
+        }
+        check_range("init.sysctl.dirty_expire_secs", y.dirty_expire_secs, 1, 600)?;
+        check_range(
+            "init.sysctl.dirty_writeback_secs",
+            y.dirty_writeback_secs,
+            1,
+            600,
+        )?;
+        if self.service.len() > MAX_SERVICES {
+            return Err(invalid(
+                "init.service",
+                format!(
+                    "at most {MAX_SERVICES} services, found {}",
+                    self.service.len()
+                ),
+            ));
+        }
+        for (i, svc) in self.service.iter().enumerate() {
+            let key = |k: &str| format!("init.service[{i}].{k}");
+            if !word_ok(&svc.name)
+                || !svc
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                || svc.name.len() > 32
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "expected up to 32 letters, digits, '-' or '_', found {:?}",
+                        svc.name
+                    ),
+                ));
+            }
+            if self.service[..i].iter().any(|o| o.name == svc.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("service {:?} is listed twice", svc.name),
+                ));
+            }
+            if svc.argv.len() > MAX_ARGV
+                || svc
+                    .argv
+                    .iter()
+                    .any(|a| a.len() > MAX_WORD_BYTES || a.contains('\0'))
+            {
+                return Err(invalid(
+                    key("argv"),
+                    format!("at most {MAX_ARGV} arguments of at most {MAX_WORD_BYTES} bytes"),
+                ));
+            }
+            if let Some(u) = &svc.user
+                && (!word_ok(u) || u.contains(':'))
+            {
+                return Err(invalid(
+                    key("user"),
+                    format!("expected a user name, found {u:?}"),
+                ));
+            }
+            check_range(&key("oom_score_adj"), svc.oom_score_adj, -1000, 1000)?;
+            check_range(&key("memory_max_mib"), svc.memory_max_mib, 0, 4096)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/pocobelle.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse("").unwrap();
+        assert_eq!(c.init.swap.size_mib, 128);
+        assert_eq!(c.init.commit_secs, 60);
+        assert!(c.init.service.is_empty());
+    }
+
+    #[test]
+    fn services_parse_in_order() {
+        let c = parse(
+            "[[init.service]]\nname = \"dns\"\nready = \"primed\"\noom_score_adj = -500\n\n[[init.service]]\nname = \"mail\"\nargv = [\"/bin/pocobelle\", \"mail\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.init.service.len(), 2);
+        assert_eq!(c.init.service[0].ready, super::Readiness::Primed);
+        assert_eq!(c.init.service[1].user_name(), "pocobelle-mail");
+    }
+
+    #[test]
+    fn bounds_are_enforced_with_line() {
+        let e = parse("[init.swap]\nsize_mib = 0\n").unwrap_err();
+        assert!(e.contains(":2:") && e.contains("init.swap.size_mib"), "{e}");
+        let e = parse("[init.swap]\nfile = \"../etc/passwd\"\n").unwrap_err();
+        assert!(e.contains("init.swap.file"), "{e}");
+        let e = parse("[[init.service]]\nname = \"a b\"\n").unwrap_err();
+        assert!(e.contains("init.service[0].name"), "{e}");
+        let e =
+            parse("[[init.service]]\nname = \"a\"\n[[init.service]]\nname = \"a\"\n").unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = parse("[init]\nmodules = [\"../x\"]\n").unwrap_err();
+        assert!(e.contains("init.modules"), "{e}");
+        let e = parse("[init]\nswap_size = 3\n").unwrap_err();
+        assert!(e.contains("swap_size"), "{e}");
+    }
+
+    #[test]
+    fn default_services_follow_the_build() {
+        let v = super::ServiceConfig::defaults(|n| n == "dns");
+        assert_eq!(v.len(), 1);
+        assert!(v[0].safe_mode);
+        let v = super::ServiceConfig::defaults(|_| true);
+        assert!(
+            v[1].oom_score_adj > v[0].oom_score_adj,
+            "mail more expendable than dns"
+        );
+    }
+}

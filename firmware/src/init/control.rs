@@ -1,0 +1,314 @@
+//! Init's control protocol on `<run_dir>/init.sock`: the typed requests
+//! (`status`, `poweroff`, `reboot`, `halt`) and responses, the status
+//! report and its 80-column rendering, and the synchronous server side
+//! used by the PID 1 loop (framing from `crate::control`). Clients use
+//! `crate::control::call`. This module never acts on a request itself: it
+//! hands it to the loop.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::{self, ControlError, MAX_FRAME_BYTES};
+use crate::init::storage::LastShutdown;
+
+/// The socket's file name under `system.run_dir`.
+pub const SOCKET_NAME: &str = "init.sock";
+/// A client that does not send its request within this time is dropped.
+pub const SERVER_IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Width the status report fits in.
+pub const STATUS_COLUMNS: usize = 80;
+
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(SOCKET_NAME)
+}
+
+/// How the system goes down.
+#[allow(clippy::enum_variant_names)] // the three modes are named as reboot(2) and BusyBox name them
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Halt {
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Status,
+    Shutdown(Halt),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Status(Box<StatusReport>),
+    /// The shutdown has begun.
+    ShuttingDown(Halt),
+}
+
+/// One service in the status report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub name: String,
+    /// `running`, `pending`, `backoff`, `stopping`, `stopped`.
+    pub state: String,
+    pub pid: Option<i32>,
+    pub up_secs: Option<u64>,
+    pub rss_kib: Option<u64>,
+    pub restarts: u32,
+    pub crash_loop: bool,
+    pub ready: bool,
+    pub last_exit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub uptime_secs: u64,
+    /// `normal`, `safe (config did not parse)`, `recovery`.
+    pub boot_mode: String,
+    pub last_shutdown: LastShutdown,
+    pub clock_restored: bool,
+    pub clock_synced: bool,
+    pub now_secs: u64,
+    pub mem_total_kib: u64,
+    pub mem_available_kib: u64,
+    pub swap_total_kib: u64,
+    pub swap_free_kib: u64,
+    pub services: Vec<ServiceReport>,
+}
+
+fn dur(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d{h:02}h{m:02}m")
+    } else if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else {
+        format!("{m}m{s:02}s")
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// The report as `pocobelle status` prints it: every line at most
+/// [`STATUS_COLUMNS`] wide.
+pub fn render(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let last = match r.last_shutdown {
+        LastShutdown::Clean => "clean",
+        LastShutdown::Unclean => "NOT clean (power loss or crash)",
+        LastShutdown::Unknown => "unknown",
+    };
+    out.push_str(&format!(
+        "uptime {}   boot {}   last shutdown {}\n",
+        dur(r.uptime_secs),
+        r.boot_mode,
+        last
+    ));
+    out.push_str(&format!(
+        "memory {} available of {}   swap {} used of {}\n",
+        mib(r.mem_available_kib),
+        mib(r.mem_total_kib),
+        mib(r.swap_total_kib.saturating_sub(r.swap_free_kib)),
+        mib(r.swap_total_kib)
+    ));
+    let clock = if r.clock_synced {
+        "synced"
+    } else if r.clock_restored {
+        "restored from the saved time, not synced"
+    } else {
+        "not synced"
+    };
+    out.push_str(&format!("clock  {} (unix {})\n", clock, r.now_secs));
+    out.push_str(&format!(
+        "\n{:<12} {:<9} {:>6} {:>10} {:>9} {:>8}  {}\n",
+        "SERVICE", "STATE", "PID", "UP", "RSS", "RESTARTS", "NOTE"
+    ));
+    for s in &r.services {
+        let mut note = String::new();
+        if s.crash_loop {
+            note.push_str("CRASH LOOP ");
+        }
+        if s.ready {
+            note.push_str("primed ");
+        }
+        if let Some(e) = &s.last_exit {
+            note.push_str("last: ");
+            note.push_str(e);
+        }
+        let line = format!(
+            "{:<12} {:<9} {:>6} {:>10} {:>9} {:>8}  {}",
+            truncate(&s.name, 12),
+            s.state,
+            s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            s.up_secs.map(dur).unwrap_or_else(|| "-".into()),
+            s.rss_kib
+                .map(|k| format!("{:.1}M", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into()),
+            s.restarts,
+            note.trim_end()
+        );
+        out.push_str(truncate(&line, STATUS_COLUMNS));
+        out.push('\n');
+    }
+    if r.services.is_empty() {
+        out.push_str("(no services configured)\n");
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut cut = n;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
+/// Reads one request from an accepted connection (blocking, bounded by
+/// [`SERVER_IO_TIMEOUT`] and [`MAX_FRAME_BYTES`]).
+pub fn read_request(s: &mut UnixStream) -> Result<Request, ControlError> {
+    s.set_read_timeout(Some(SERVER_IO_TIMEOUT))?;
+    s.set_write_timeout(Some(SERVER_IO_TIMEOUT))?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(ControlError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    control::decode(&body)
+}
+
+/// Writes one response.
+pub fn write_response(s: &mut UnixStream, r: &Response) -> Result<(), ControlError> {
+    let frame = control::encode(r)?;
+    s.write_all(&frame)?;
+    Ok(())
+}
+
+/// Sends `req` to init and waits for the answer (client side).
+pub fn call(run_dir: &Path, req: &Request) -> Result<Response, ControlError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(control::call(&socket_path(run_dir), req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> StatusReport {
+        StatusReport {
+            uptime_secs: 3 * 86400 + 3600 + 61,
+            boot_mode: "normal".into(),
+            last_shutdown: LastShutdown::Unclean,
+            clock_restored: true,
+            clock_synced: false,
+            now_secs: 1_800_000_000,
+            mem_total_kib: 61_284,
+            mem_available_kib: 30_000,
+            swap_total_kib: 131_068,
+            swap_free_kib: 120_000,
+            services: vec![
+                ServiceReport {
+                    name: "dns".into(),
+                    state: "running".into(),
+                    pid: Some(1234),
+                    up_secs: Some(3600),
+                    rss_kib: Some(5_000),
+                    restarts: 0,
+                    crash_loop: false,
+                    ready: true,
+                    last_exit: None,
+                },
+                ServiceReport {
+                    name: "a-service-with-a-long-name".into(),
+                    state: "backoff".into(),
+                    pid: None,
+                    up_secs: None,
+                    rss_kib: None,
+                    restarts: 7,
+                    crash_loop: true,
+                    ready: false,
+                    last_exit: Some(
+                        "exited with status 1 after a very long and wordy explanation".into(),
+                    ),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn status_fits_80_columns_and_says_what_matters() {
+        let text = render(&report());
+        for line in text.lines() {
+            assert!(
+                line.len() <= STATUS_COLUMNS,
+                "{line:?} is {} wide",
+                line.len()
+            );
+        }
+        assert!(text.contains("last shutdown NOT clean"), "{text}");
+        assert!(text.contains("CRASH LOOP"), "{text}");
+        assert!(text.contains("swap 10.8 MiB used of 128.0 MiB"), "{text}");
+        assert!(text.contains("restored from the saved time"), "{text}");
+        assert!(text.contains("dns          running"), "{text}");
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        for req in [Request::Status, Request::Shutdown(Halt::Poweroff)] {
+            let f = control::encode(&req).unwrap();
+            assert_eq!(control::decode::<Request>(&f[4..]).unwrap(), req);
+        }
+        let r = Response::Status(Box::new(report()));
+        let f = control::encode(&r).unwrap();
+        assert_eq!(control::decode::<Response>(&f[4..]).unwrap(), r);
+    }
+
+    #[test]
+    fn request_decoder_fuzz_never_panics() {
+        let mut x: u64 = 0x9999_1111_2222;
+        for _ in 0..5000 {
+            let n = (x % 24) as usize;
+            let mut b = Vec::with_capacity(n);
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.push(x as u8);
+            }
+            let _ = control::decode::<Request>(&b);
+            let _ = control::decode::<Response>(&b);
+        }
+    }
+
+    #[test]
+    fn sync_server_answers_the_async_client() {
+        let dir = std::env::temp_dir().join(format!("pocobelle-initctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = socket_path(&dir);
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let req = read_request(&mut s).unwrap();
+            assert_eq!(req, Request::Shutdown(Halt::Reboot));
+            write_response(&mut s, &Response::ShuttingDown(Halt::Reboot)).unwrap();
+        });
+        let resp = call(&dir, &Request::Shutdown(Halt::Reboot)).unwrap();
+        assert_eq!(resp, Response::ShuttingDown(Halt::Reboot));
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,76 @@
+//! Looks up a service's user in /etc/passwd (name -> uid, gid). The
+//! parser is bounded and strict about field counts; it never consults NSS
+//! or any other database.
+
+/// /etc/passwd larger than this is not read (a board has a dozen users).
+pub const MAX_PASSWD_BYTES: usize = 64 * 1024;
+
+/// A user's numeric ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Finds `name` in a passwd text (`name:x:uid:gid:gecos:home:shell`).
+pub fn lookup(passwd: &str, name: &str) -> Option<Ids> {
+    if passwd.len() > MAX_PASSWD_BYTES {
+        return None;
+    }
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.splitn(8, ':').collect();
+        if f.len() != 7 || f[0] != name {
+            return None;
+        }
+        Some(Ids {
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+        })
+    })
+}
+
+/// Looks `name` up in /etc/passwd.
+pub fn lookup_system(name: &str) -> Option<Ids> {
+    if name == "root" {
+        return Some(Ids { uid: 0, gid: 0 });
+    }
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    lookup(&text, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\npocobelle-dns:x:101:101:DNS:/nonexistent:/bin/false\nbad:x:1\npocobelle-mail:x:102:102::/data/spool:/bin/false\n";
+
+    #[test]
+    fn finds_users() {
+        assert_eq!(
+            lookup(PASSWD, "pocobelle-dns"),
+            Some(Ids { uid: 101, gid: 101 })
+        );
+        assert_eq!(
+            lookup(PASSWD, "pocobelle-mail"),
+            Some(Ids { uid: 102, gid: 102 })
+        );
+        assert_eq!(lookup(PASSWD, "bad"), None);
+        assert_eq!(lookup(PASSWD, "nobody"), None);
+    }
+
+    #[test]
+    fn fuzz_never_panics() {
+        let mut x: u64 = 0x1234_5678_9abc;
+        for _ in 0..3000 {
+            let mut s = String::new();
+            for _ in 0..(x % 60) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push(b"ab:01x\n9"[(x % 8) as usize] as char);
+            }
+            let _ = lookup(&s, "a");
+            let _ = lookup(&s, "");
+        }
+    }
+}
