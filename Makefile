@@ -19,7 +19,7 @@ ARMV7_QEMU   := qemu-arm-static -cpu cortex-a7
 MAX_BINARY_BYTES := 4194304
 
 .PHONY: all firmware setup test test-host lint test-arm test-armv5 test-armv7 \
-        armv5 armv7 clean
+        test-boot armv5 armv7 clean
 
 all: firmware
 
@@ -48,7 +48,7 @@ $(OUT)/armv7/pocobelle: $(SETUP_STAMP)
 armv5: $(OUT)/armv5te/pocobelle
 armv7: $(OUT)/armv7/pocobelle
 
-test: test-host lint test-arm
+test: test-host lint test-arm test-boot
 
 test-host: $(SETUP_STAMP)
 	$(CARGO) test --workspace --locked
@@ -68,6 +68,11 @@ test-armv5: $(OUT)/armv5te/pocobelle
 test-armv7: $(OUT)/armv7/pocobelle
 	bash scripts/arm-smoke.sh $< "$(ARMV7_QEMU)"
 	POCOBELLE_TEST_RUNNER="$(ARMV7_QEMU)" bash scripts/cross.sh test $(ARMV7_TRIPLE)
+
+# The ARMv7 binary as PID 1 in qemu-system-arm -M virt -m 64 with Debian's
+# armmp kernel, booted twice (tests/boot/boot-test.sh says what it checks).
+test-boot: $(OUT)/armv7/pocobelle
+	bash tests/boot/boot-test.sh $<
 
 clean:
 	$(CARGO) clean

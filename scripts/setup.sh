@@ -16,6 +16,10 @@ BUILD_PKGS=(
 # Test peers that no one here wrote.
 TEST_PKGS=(
   dnsutils knot-dnsutils
+  # the QEMU boot test: system emulator, initramfs, depmod for the armhf
+  # kernel's modules.dep, the scratch ext4 image; mkswap/blkid check the
+  # swap header.
+  qemu-system-arm cpio kmod e2fsprogs util-linux gzip
 )
 
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")

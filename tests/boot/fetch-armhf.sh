@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/boot/fetch-armhf.sh CACHE_DIR: downloads the Debian bookworm armhf
 # packages the QEMU boot test needs (the armmp kernel, resolved through its
-# metapackage, and busybox-static) into CACHE_DIR/debs, and unpacks them
-# into CACHE_DIR/root.
+# metapackage, busybox-static and e2fsck-static) into CACHE_DIR/debs, and
+# unpacks them into CACHE_DIR/root.
 #
 # It uses its own apt configuration limited to bookworm main for armhf:
 # the host's dpkg never gets a foreign architecture, and a broken
@@ -44,7 +44,7 @@ if [ -z "$kpkg" ]; then
   exit 1
 fi
 echo "fetch-armhf: kernel package $kpkg"
-(cd "$cache/debs" && apt-get "${apt_opts[@]}" -q download "$kpkg" busybox-static >/dev/null)
+(cd "$cache/debs" && apt-get "${apt_opts[@]}" -q download "$kpkg" busybox-static e2fsck-static >/dev/null)
 for deb in "$cache"/debs/*.deb; do
   dpkg-deb -x "$deb" "$cache/root"
 done

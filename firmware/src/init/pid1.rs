@@ -558,7 +558,9 @@ impl Init {
         if self.shutdown.is_some() {
             return;
         }
-        log::info!("init: {how:?} requested: stopping services (mail first, then dns)");
+        log::info!(
+            "init: {how:?} requested: stopping services in reverse start order (mail before dns)"
+        );
         let n = self.sup.services.len() as u64 + 1;
         let deadline =
             Instant::now() + Duration::from_secs(self.cfg.init.stop_grace_secs as u64 * n + 5);

@@ -306,6 +306,8 @@ impl Supervisor {
                 State::Running { pid: p, since_ms } if p == pid => {
                     s.last_exit = Some(how.to_string());
                     s.ready_pipe = None;
+                    // A restarted service must report primed again.
+                    s.ready = false;
                     if shutting_down {
                         s.state = State::Stopped;
                         return true;

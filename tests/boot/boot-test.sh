@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# tests/boot/boot-test.sh ARMV7_BINARY: boots the ARMv7 `pocobelle` as PID 1
+# in `qemu-system-arm -M virt -m 64` with Debian bookworm's armmp kernel and
+# an initramfs built here, twice, on a scratch ext4 disk image (a file).
+#
+# Boot 1 (fresh disk, no clean-shutdown marker): init loads the virtio and
+# ext4 modules, runs e2fsck, mounts /data, writes the swap file, applies
+# the sysctls, starts `sleeper` (primed through its readiness fd) and then
+# `checker` (tests/boot/check.sh), which checks mounts, swap, sysctls, an
+# orphan reaped, the sleeper's user/oom/memory ceiling and its restart
+# after SIGKILL, `pocobelle status`, then runs `pocobelle poweroff`.
+# Boot 2: the last shutdown must be reported clean, fsck skipped, the swap
+# file reused. Each boot must end with the kernel's power-off and QEMU
+# exiting by itself. The guest has no network (-nic none).
+set -euo pipefail
+bin=$(realpath "${1:?usage: boot-test.sh ARMV7_BINARY}")
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache="$repo/target/boot-cache"
+work="$repo/target/boot-test"
+timeout_s=${BOOT_TIMEOUT:-420}
+
+bash "$here/fetch-armhf.sh" "$cache"
+root="$cache/root"
+kver=$(basename "$(ls -d "$root"/lib/modules/*/ | head -n1)")
+kernel="$root/boot/vmlinuz-$kver"
+[ -f "$kernel" ] || { echo "boot-test: no kernel in $root/boot" >&2; exit 1; }
+
+rm -rf "$work"
+mkdir -p "$work"
+# modules.dep is written by depmod at install time, not shipped in the
+# package: generate it for the unpacked tree.
+if [ ! -f "$root/lib/modules/$kver/modules.dep" ]; then
+  depmod -b "$root" "$kver"
+fi
+
+ird="$work/initramfs"
+mkdir -p "$ird"/{bin,sbin,etc,proc,sys,dev,run,tmp,data,test,lib/modules/"$kver"}
+cp "$bin" "$ird/bin/pocobelle"
+ln -s /bin/pocobelle "$ird/init"
+ln -s /bin/pocobelle "$ird/sbin/init"
+cp "$root/bin/busybox" "$ird/bin/busybox"
+for a in sh sleep cat grep awk kill stat ls echo mkdir; do ln -s busybox "$ird/bin/$a"; done
+cp "$root/sbin/e2fsck.static" "$ird/sbin/e2fsck"
+# The modules the test config names, with every dependency modules.dep lists.
+moddir="$root/lib/modules/$kver"
+cp "$moddir/modules.dep" "$moddir/modules.builtin" "$ird/lib/modules/$kver/"
+for m in virtio_mmio virtio_blk crc32c_generic ext4; do
+  line=$(grep -E "(^|/)$m\.ko(\.[a-z]+)?:" "$moddir/modules.dep" || true)
+  [ -n "$line" ] || { echo "boot-test: module $m not in modules.dep" >&2; exit 1; }
+  for f in ${line/:/}; do
+    mkdir -p "$ird/lib/modules/$kver/$(dirname "$f")"
+    cp "$moddir/$f" "$ird/lib/modules/$kver/$f"
+  done
+done
+cp "$here/pocobelle.toml" "$ird/etc/pocobelle.toml"
+cp "$here/check.sh" "$ird/test/check.sh"
+printf 'root:x:0:0:root:/:/bin/sh\nboottest:x:1000:1000:boot test:/:/bin/sh\n' >"$ird/etc/passwd"
+printf 'root:x:0:\nboottest:x:1000:\n' >"$ird/etc/group"
+(cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
+
+# The data partition: an ext4 file system in a file (never a device).
+truncate -s 128M "$work/disk.img"
+mkfs.ext4 -q -F -L data "$work/disk.img"
+
+boot() { # N: boots once, console to $work/bootN.log
+  local n=$1 log="$work/boot$1.log" rc=0
+  echo "boot-test: boot $n (log $log)"
+  timeout --foreground "$timeout_s" qemu-system-arm -M virt -m 64 -nic none \
+    -nographic -no-reboot -monitor none -serial stdio \
+    -kernel "$kernel" -initrd "$work/initrd.gz" \
+    -append "console=ttyAMA0 panic=-1 quiet loglevel=4" \
+    -drive file="$work/disk.img",if=none,format=raw,id=data \
+    -device virtio-blk-device,drive=data \
+    </dev/null >"$log" 2>&1 || rc=$?
+  tr -d '\r' <"$log" >"$log.txt"
+  if [ "$rc" = 124 ]; then
+    tail -n 40 "$log.txt"
+    echo "boot-test: boot $n did not power off within ${timeout_s}s" >&2
+    exit 1
+  fi
+}
+
+fails=0
+expect() { # N PATTERN DESCRIPTION
+  if grep -qE "$2" "$work/boot$1.log.txt"; then
+    echo "  ok: boot $1: $3"
+  else
+    echo "  FAIL: boot $1: $3 (no line matching /$2/)"
+    fails=$((fails + 1))
+  fi
+}
+refuse() { # N PATTERN DESCRIPTION
+  if grep -qE "$2" "$work/boot$1.log.txt"; then
+    echo "  FAIL: boot $1: $3:"; grep -E "$2" "$work/boot$1.log.txt" | head -n 5 | sed 's/^/    /'
+    fails=$((fails + 1))
+  else
+    echo "  ok: boot $1: $3"
+  fi
+}
+
+for n in 1 2; do
+  boot "$n"
+  refuse "$n" 'Kernel panic|CHECK-FAIL|PANIC' "no kernel panic, init panic or failed check"
+  expect "$n" 'modules: loaded ext4' "ext4 loaded from modules.dep"
+  for c in "mount /proc" "mount /sys" "mount /dev" "mount /dev/pts" "mount /run" "mount /tmp" "mount /data" \
+           "data noatime commit=7" "swap active" "swapfile mode 0600" "sysctl swappiness" "sysctl min_free_kbytes" \
+           "sysctl dirty_background_bytes" "sysctl dirty_writeback_centisecs" "orphan [0-9]+ reaped" "sleeper runs as uid 1000" \
+           "sleeper oom_score_adj 300" "sleeper memory.max" "sleeper in its cgroup" "sleeper restarted" "status" \
+           "status fits 80 columns"; do
+    expect "$n" "^CHECK: $c.* ok" "$c"
+  done
+  expect "$n" 'CHECK: done' "checker finished"
+  expect "$n" 'sysctl vm.dirty_background_bytes = ' "sysctls logged"
+  expect "$n" 'supervisor: sleeper is primed' "readiness over POCOBELLE_READY_FD"
+  expect "$n" 'supervisor: stopping sleeper' "services stopped at shutdown"
+  expect "$n" 'swap: /data/swapfile off' "swapoff at shutdown"
+  expect "$n" 'clean-shutdown marker written' "marker written"
+  expect "$n" 'reboot: Power down' "clean power-off"
+done
+expect 1 'last shutdown was NOT clean' "fresh disk reported as unclean"
+expect 1 'fsck: checking /dev/vda' "fsck after an unclean shutdown"
+expect 1 'swap: writing /data/swapfile' "swap file created"
+expect 2 'the last shutdown was clean' "clean shutdown recognised"
+refuse 2 'fsck: checking' "no fsck after a clean shutdown"
+refuse 2 'swap: writing' "swap file reused"
+
+if [ "$fails" -ne 0 ]; then
+  echo "boot-test: $fails check(s) failed; logs in $work" >&2
+  exit 1
+fi
+echo "boot-test: 2 boots passed"
