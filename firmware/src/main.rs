@@ -5,8 +5,9 @@
 
 mod applet;
 mod config;
-#[allow(dead_code)] // used by the services as they land (dns stats, status, poweroff)
+#[allow(dead_code)] // parts used by the services as they land (status, poweroff)
 mod control;
+mod dns;
 mod logging;
 
 fn main() -> std::process::ExitCode {

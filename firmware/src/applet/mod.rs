@@ -3,6 +3,7 @@
 //! module owns nothing else.
 
 mod check_config;
+mod dns;
 mod self_test;
 
 use std::ffi::{OsStr, OsString};
@@ -34,6 +35,12 @@ pub const APPLETS: &[Applet] = &[
         aliases: &[],
         summary: "validate a configuration file (default /etc/pocobelle.toml)",
         run: check_config::run,
+    },
+    Applet {
+        name: "dns",
+        aliases: &[],
+        summary: "the household DNS cache; `dns stats`, `dns prime` query a running one",
+        run: dns::run,
     },
     Applet {
         name: "self-test",

@@ -6,6 +6,7 @@
 //! Unknown keys are errors. It never reads anything but the file it is
 //! given and never keeps configuration in globals.
 
+mod dns;
 mod locate;
 mod log;
 mod system;
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+#[cfg(test)]
+pub use self::dns::HostEntry;
+pub use self::dns::{DnsConfig, Prefix, TimeOfDay};
 pub use self::log::{LogConfig, LogLevel};
 pub use self::system::SystemConfig;
 
@@ -33,6 +37,7 @@ pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 pub struct Config {
     pub system: SystemConfig,
     pub log: LogConfig,
+    pub dns: DnsConfig,
 }
 
 /// What went wrong while loading a configuration file.
@@ -96,7 +101,6 @@ impl fmt::Display for Invalid {
 }
 
 /// Checks that an integer key lies within its declared bounds.
-#[allow(dead_code)] // used by the service sections (dns, mail, init) as they land
 pub(crate) fn check_range<T>(key: &str, value: T, min: T, max: T) -> Result<(), Invalid>
 where
     T: PartialOrd + fmt::Display + Copy,
@@ -174,6 +178,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.system.validate()?;
         self.log.validate()?;
+        self.dns.validate()?;
         Ok(())
     }
 }
