@@ -5,8 +5,8 @@
 
 mod applet;
 mod config;
-#[allow(dead_code)] // used by the services as they land (dns stats, mail flush)
 mod control;
+mod dns;
 mod init;
 mod logging;
 mod sys;

@@ -3,6 +3,7 @@
 //! module owns nothing else.
 
 mod check_config;
+mod dns;
 mod init;
 mod self_test;
 
@@ -65,6 +66,12 @@ pub const APPLETS: &[Applet] = &[
         aliases: &[],
         summary: "ask init to stop the services and halt",
         run: init::run_halt,
+    },
+    Applet {
+        name: "dns",
+        aliases: &[],
+        summary: "the household DNS cache; `dns stats`, `dns prime` query a running one",
+        run: dns::run,
     },
     Applet {
         name: "self-test",

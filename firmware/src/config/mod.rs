@@ -6,6 +6,7 @@
 //! Unknown keys are errors. It never reads anything but the file it is
 //! given and never keeps configuration in globals.
 
+mod dns;
 pub mod init;
 mod locate;
 mod log;
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+#[cfg(test)]
+pub use self::dns::HostEntry;
+pub use self::dns::{DnsConfig, Prefix, TimeOfDay};
 pub use self::init::{InitConfig, Readiness, ServiceConfig};
 pub use self::log::{LogConfig, LogLevel};
 pub use self::system::SystemConfig;
@@ -36,6 +40,7 @@ pub struct Config {
     pub system: SystemConfig,
     pub log: LogConfig,
     pub init: InitConfig,
+    pub dns: DnsConfig,
 }
 
 /// What went wrong while loading a configuration file.
@@ -177,6 +182,7 @@ impl Config {
         self.system.validate()?;
         self.log.validate()?;
         self.init.validate()?;
+        self.dns.validate()?;
         Ok(())
     }
 }

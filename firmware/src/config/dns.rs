@@ -1,0 +1,385 @@
+//! `[dns]`: the household DNS cache (`pocobelle dns`). Every key has its
+//! default and bounds declared here; defaults fit a 64 MB board. This
+//! module only describes and checks configuration; it opens no socket.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Deserialize;
+
+use super::{Invalid, check_range};
+
+/// At most this many static host entries.
+pub const MAX_HOSTS: usize = 1024;
+/// At most this many addresses per host entry.
+pub const MAX_ADDRS_PER_HOST: usize = 16;
+/// At most this many listening addresses, upstreams, allow prefixes or
+/// priming times.
+pub const MAX_LIST: usize = 32;
+
+/// One static host: `name` (a single label is placed in `local_domain`)
+/// and its addresses; PTR records are answered for each address.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    pub name: String,
+    pub addrs: Vec<IpAddr>,
+}
+
+/// An allowed client prefix, `10.0.0.0/8` or `fe80::/10`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn parse(s: &str) -> Option<Prefix> {
+        let (a, l) = s.split_once('/')?;
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let len: u8 = l.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (len <= max).then_some(Prefix { addr, len })
+    }
+
+    /// True when `ip` lies in the prefix (IPv4-mapped IPv6 addresses are
+    /// compared as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.len as u32).unwrap_or(0);
+                u32::from(p) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.len as u32).unwrap_or(0);
+                u128::from(p) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A time of day, `HH:MM` (local time of the board).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeOfDay {
+    pub hour: u8,
+    pub minute: u8,
+}
+
+impl TimeOfDay {
+    pub fn parse(s: &str) -> Option<TimeOfDay> {
+        let (h, m) = s.split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let hour: u8 = h.parse().ok()?;
+        let minute: u8 = m.parse().ok()?;
+        (hour < 24 && minute < 60).then_some(TimeOfDay { hour, minute })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// UDP and TCP listening addresses. Default `["127.0.0.1:53", "[::1]:53"]`.
+    pub listen: Vec<SocketAddr>,
+    /// Forwarders, IPv4 or IPv6, `addr:port`. Default none: only local
+    /// data and the cache are answered, everything else is SERVFAIL.
+    pub upstreams: Vec<SocketAddr>,
+    /// Client prefixes that get answers; others get REFUSED. Default
+    /// loopback, RFC 1918, 169.254/16, ULA fc00::/7, link-local fe80::/10.
+    pub allow: Vec<String>,
+    /// Local domain answered authoritatively. Default `home.arpa`.
+    pub local_domain: String,
+    /// Static hosts (`[[dns.hosts]]`). Default none.
+    pub hosts: Vec<HostEntry>,
+    /// TTL of local answers, seconds. Default 300 (1..=86400).
+    pub local_ttl: u32,
+    /// Cache bound in bytes. Default 2 MiB (64 KiB..=64 MiB).
+    pub cache_bytes: usize,
+    /// Smallest TTL kept, seconds. Default 10 (0..=3600).
+    pub min_ttl: u32,
+    /// Largest TTL kept, seconds. Default 86400 (60..=604800).
+    pub max_ttl: u32,
+    /// Largest TTL of a negative answer, seconds. Default 3600 (1..=86400).
+    pub negative_max_ttl: u32,
+    /// Total time one upstream resolution may take, ms. Default 10000
+    /// (500..=60000). When it runs out the answer is SERVFAIL (or stale).
+    pub budget_ms: u32,
+    /// After this long without a fresh answer a stale one is served, ms.
+    /// Default 1800 (100..=10000).
+    pub stale_after_ms: u32,
+    /// How long past expiry an entry may be served stale, seconds.
+    /// Default 259200 (3 days; 0..=2592000).
+    pub stale_max_age: u32,
+    /// Distinct questions being resolved upstream at once. Default 256
+    /// (1..=4096).
+    pub max_inflight: usize,
+    /// Clients waiting on one in-flight question. Default 64 (1..=1024).
+    pub max_waiters: usize,
+    /// Open TCP client connections. Default 32 (1..=1024).
+    pub tcp_max_connections: usize,
+    /// A TCP client idle this long is closed, ms. Default 10000
+    /// (500..=120000).
+    pub tcp_idle_ms: u32,
+    /// Queries per second per client address. Default 200 (1..=100000).
+    pub rate_limit_qps: u32,
+    /// Burst allowed per client. Default 400 (1..=100000).
+    pub rate_limit_burst: u32,
+    /// Client addresses tracked by the rate limiter. Default 1024
+    /// (16..=65536).
+    pub rate_limit_clients: usize,
+    /// Seconds between snapshots. Default 3600 (60..=86400).
+    pub snapshot_interval_secs: u32,
+    /// Hottest names kept in the snapshot and primed. Default 200 (0..=5000).
+    pub hot_names: usize,
+    /// Times of day (`HH:MM`, local time) to re-resolve the hot set.
+    /// Default `["06:30"]`.
+    pub prime_times: Vec<String>,
+    /// Priming resolutions started per second. Default 20 (1..=1000).
+    pub prime_rate: u32,
+    /// Priming gives up (and reports primed) after this long, seconds.
+    /// Default 60 (1..=3600).
+    pub prime_budget_secs: u32,
+}
+
+pub const DEFAULT_ALLOW: &[&str] = &[
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            listen: vec![
+                "127.0.0.1:53".parse().expect("literal"),
+                "[::1]:53".parse().expect("literal"),
+            ],
+            upstreams: Vec::new(),
+            allow: DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
+            local_domain: "home.arpa".into(),
+            hosts: Vec::new(),
+            local_ttl: 300,
+            cache_bytes: 2 * 1024 * 1024,
+            min_ttl: 10,
+            max_ttl: 86400,
+            negative_max_ttl: 3600,
+            budget_ms: 10_000,
+            stale_after_ms: 1800,
+            stale_max_age: 3 * 86400,
+            max_inflight: 256,
+            max_waiters: 64,
+            tcp_max_connections: 32,
+            tcp_idle_ms: 10_000,
+            rate_limit_qps: 200,
+            rate_limit_burst: 400,
+            rate_limit_clients: 1024,
+            snapshot_interval_secs: 3600,
+            hot_names: 200,
+            prime_times: vec!["06:30".into()],
+            prime_rate: 20,
+            prime_budget_secs: 60,
+        }
+    }
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl DnsConfig {
+    /// The allow list, parsed (validated by [`DnsConfig::validate`]).
+    pub fn allow_prefixes(&self) -> Vec<Prefix> {
+        self.allow.iter().filter_map(|s| Prefix::parse(s)).collect()
+    }
+
+    pub fn prime_times_parsed(&self) -> Vec<TimeOfDay> {
+        self.prime_times
+            .iter()
+            .filter_map(|s| TimeOfDay::parse(s))
+            .collect()
+    }
+
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check_range("dns.local_ttl", self.local_ttl, 1, 86400)?;
+        check_range(
+            "dns.cache_bytes",
+            self.cache_bytes,
+            64 * 1024,
+            64 * 1024 * 1024,
+        )?;
+        check_range("dns.min_ttl", self.min_ttl, 0, 3600)?;
+        check_range("dns.max_ttl", self.max_ttl, 60, 604_800)?;
+        check_range("dns.negative_max_ttl", self.negative_max_ttl, 1, 86400)?;
+        check_range("dns.budget_ms", self.budget_ms, 500, 60_000)?;
+        check_range("dns.stale_after_ms", self.stale_after_ms, 100, 10_000)?;
+        check_range("dns.stale_max_age", self.stale_max_age, 0, 2_592_000)?;
+        check_range("dns.max_inflight", self.max_inflight, 1, 4096)?;
+        check_range("dns.max_waiters", self.max_waiters, 1, 1024)?;
+        check_range("dns.tcp_max_connections", self.tcp_max_connections, 1, 1024)?;
+        check_range("dns.tcp_idle_ms", self.tcp_idle_ms, 500, 120_000)?;
+        check_range("dns.rate_limit_qps", self.rate_limit_qps, 1, 100_000)?;
+        check_range("dns.rate_limit_burst", self.rate_limit_burst, 1, 100_000)?;
+        check_range(
+            "dns.rate_limit_clients",
+            self.rate_limit_clients,
+            16,
+            65_536,
+        )?;
+        check_range(
+            "dns.snapshot_interval_secs",
+            self.snapshot_interval_secs,
+            60,
+            86_400,
+        )?;
+        check_range("dns.hot_names", self.hot_names, 0, 5000)?;
+        check_range("dns.prime_rate", self.prime_rate, 1, 1000)?;
+        check_range("dns.prime_budget_secs", self.prime_budget_secs, 1, 3600)?;
+        if self.min_ttl > self.max_ttl {
+            return Err(invalid("dns.min_ttl", "must not exceed dns.max_ttl"));
+        }
+        for (key, len) in [
+            ("dns.listen", self.listen.len()),
+            ("dns.upstreams", self.upstreams.len()),
+            ("dns.allow", self.allow.len()),
+            ("dns.prime_times", self.prime_times.len()),
+        ] {
+            if len > MAX_LIST {
+                return Err(invalid(
+                    key,
+                    format!("at most {MAX_LIST} items, found {len}"),
+                ));
+            }
+        }
+        if self.listen.is_empty() {
+            return Err(invalid("dns.listen", "expected at least one address"));
+        }
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if u.port() == 0 || u.ip().is_unspecified() {
+                return Err(invalid(
+                    format!("dns.upstreams[{i}]"),
+                    format!("expected a server address and port, found {u}"),
+                ));
+            }
+        }
+        for (i, a) in self.allow.iter().enumerate() {
+            if Prefix::parse(a).is_none() {
+                return Err(invalid(
+                    format!("dns.allow[{i}]"),
+                    format!("expected a prefix like 192.168.0.0/16 or fc00::/7, found {a:?}"),
+                ));
+            }
+        }
+        for (i, t) in self.prime_times.iter().enumerate() {
+            if TimeOfDay::parse(t).is_none() {
+                return Err(invalid(
+                    format!("dns.prime_times[{i}]"),
+                    format!("expected a time of day HH:MM, found {t:?}"),
+                ));
+            }
+        }
+        if crate::dns::wire::name_from_text(&self.local_domain).is_err()
+            || self.local_domain.trim_end_matches('.').is_empty()
+        {
+            return Err(invalid(
+                "dns.local_domain",
+                format!("expected a domain name, found {:?}", self.local_domain),
+            ));
+        }
+        if self.hosts.len() > MAX_HOSTS {
+            return Err(invalid(
+                "dns.hosts",
+                format!("at most {MAX_HOSTS} hosts, found {}", self.hosts.len()),
+            ));
+        }
+        for (i, h) in self.hosts.iter().enumerate() {
+            let ok = !h.name.is_empty()
+                && h.name.trim_end_matches('.').split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+                && crate::dns::wire::name_from_text(&h.name).is_ok();
+            if !ok {
+                return Err(invalid(
+                    format!("dns.hosts[{i}].name"),
+                    format!(
+                        "expected a host name of letters, digits, '-' and '.', found {:?}",
+                        h.name
+                    ),
+                ));
+            }
+            if h.addrs.is_empty() || h.addrs.len() > MAX_ADDRS_PER_HOST {
+                return Err(invalid(
+                    format!("dns.hosts[{i}].addrs"),
+                    format!("expected 1 to {MAX_ADDRS_PER_HOST} addresses"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    #[test]
+    fn defaults_are_valid_and_fit_a_small_board() {
+        let d = DnsConfig::default();
+        d.validate().unwrap();
+        assert_eq!(d.cache_bytes, 2 * 1024 * 1024);
+        assert_eq!(d.budget_ms, 10_000);
+    }
+
+    #[test]
+    fn prefixes_match() {
+        let p = Prefix::parse("192.168.0.0/16").unwrap();
+        assert!(p.contains("192.168.4.5".parse().unwrap()));
+        assert!(p.contains("::ffff:192.168.4.5".parse().unwrap()));
+        assert!(!p.contains("192.169.0.1".parse().unwrap()));
+        let p = Prefix::parse("fc00::/7").unwrap();
+        assert!(p.contains("fd12::1".parse().unwrap()));
+        assert!(!p.contains("2001:db8::1".parse().unwrap()));
+        assert!(
+            Prefix::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(Prefix::parse("10.0.0.0/33").is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_line() {
+        let text = "[dns]\nupstreams = [\"127.0.0.1:5353\"]\nallow = [\"10.0.0.0/8\", \"bogus\"]\n";
+        let e = Config::parse(Path::new("f.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.toml:3:") && e.contains("dns.allow[1]"), "{e}");
+        let e = Config::parse(Path::new("f.toml"), "[dns]\ncache_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2:") && e.contains("dns.cache_bytes"), "{e}");
+        let e = Config::parse(Path::new("f.toml"), "[dns]\nprime_times = [\"6:30\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dns.prime_times[0]"), "{e}");
+        let text = "[dns]\n[[dns.hosts]]\nname = \"nas\"\naddrs = [\"192.168.1.2\"]\n[[dns.hosts]]\nname = \"bad name\"\naddrs = [\"192.168.1.3\"]\n";
+        let e = Config::parse(Path::new("f.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dns.hosts[1].name") && e.contains(":6:"), "{e}");
+    }
+}

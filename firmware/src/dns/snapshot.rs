@@ -1,0 +1,345 @@
+//! The warm-start snapshot `<data_dir>/dns.snapshot`: every cached answer
+//! with its age, and the hottest names. Layout: an 8-byte magic, a
+//! version, the body length and an FNV-1a 64 checksum of the body, then
+//! the body (postcard). It is written in one sequential write to a
+//! temporary file, fsynced, renamed into place and the directory fsynced,
+//! so a power cut leaves the old or the new file, never a torn one.
+//!
+//! Loading checks magic, version, length and checksum, then every entry
+//! again (wire walk, key); a bad file is reported as an error for the
+//! caller to log, never trusted and never fatal. Encoding and decoding are
+//! pure; only [`write_atomic`] and [`read_file`] touch the disk.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::cache::{Cache, Millis, Stored};
+use super::wire::{self, Key};
+
+pub const MAGIC: &[u8; 8] = b"PCBLDNS\x01";
+pub const VERSION: u32 = 1;
+pub const HEADER_BYTES: usize = 8 + 4 + 8 + 8;
+/// A snapshot file larger than this is refused before it is read. The
+/// cache is bounded by `dns.cache_bytes` (at most 64 MiB); its encoding
+/// is smaller than its in-memory charge.
+pub const MAX_SNAPSHOT_BYTES: u64 = 80 * 1024 * 1024;
+pub const FILE_NAME: &str = "dns.snapshot";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_SNAPSHOT_BYTES`].
+    #[error("snapshot of {0} bytes is larger than the limit")]
+    TooLarge(u64),
+    /// The file does not start with our magic (not a snapshot, or torn).
+    #[error("not a snapshot (bad magic)")]
+    BadMagic,
+    /// Written by another format version.
+    #[error("snapshot version {0}, expected {VERSION}")]
+    Version(u32),
+    /// Shorter than its header says.
+    #[error("snapshot is truncated")]
+    Truncated,
+    /// The checksum of the body does not match.
+    #[error("snapshot checksum mismatch")]
+    Checksum,
+    /// The body does not decode.
+    #[error("snapshot body does not decode: {0}")]
+    Decode(postcard::Error),
+    /// The body could not be encoded.
+    #[error("snapshot cannot be encoded: {0}")]
+    Encode(postcard::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapEntry {
+    pub key: Vec<u8>,
+    pub wire: Vec<u8>,
+    /// Milliseconds since the entry was stored, at save time.
+    pub age_ms: u64,
+    pub ttl: u32,
+    pub hits: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    /// Wall-clock seconds at save (to age entries across a reboot).
+    pub saved_unix: u64,
+    pub entries: Vec<SnapEntry>,
+    /// The hot set: keys, hottest first.
+    pub hot: Vec<Vec<u8>>,
+}
+
+/// FNV-1a, 64 bit: enough to detect torn or corrupted files.
+pub fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Takes the snapshot body from the cache.
+pub fn collect(cache: &Cache, now: Millis, hot_names: usize, saved_unix: u64) -> Body {
+    let entries = cache
+        .entries()
+        .map(|(k, s, hits)| SnapEntry {
+            key: k.0.to_vec(),
+            wire: s.wire.to_vec(),
+            age_ms: (now - s.stored_at).max(0) as u64,
+            ttl: s.ttl,
+            hits,
+        })
+        .collect();
+    let hot = cache
+        .hot(hot_names)
+        .into_iter()
+        .map(|(k, _)| k.0.to_vec())
+        .collect();
+    Body {
+        saved_unix,
+        entries,
+        hot,
+    }
+}
+
+/// The whole file.
+pub fn encode(body: &Body) -> Result<Vec<u8>, SnapshotError> {
+    let payload = postcard::to_allocvec(body).map_err(SnapshotError::Encode)?;
+    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(&fnv1a64(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+pub fn decode(file: &[u8]) -> Result<Body, SnapshotError> {
+    if file.len() < 8 || &file[..8] != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    if file.len() < HEADER_BYTES {
+        return Err(SnapshotError::Truncated);
+    }
+    let version = u32::from_be_bytes(file[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(SnapshotError::Version(version));
+    }
+    let len = u64::from_be_bytes(file[12..20].try_into().expect("8 bytes"));
+    let sum = u64::from_be_bytes(file[20..28].try_into().expect("8 bytes"));
+    let body = &file[HEADER_BYTES..];
+    if (body.len() as u64) < len {
+        return Err(SnapshotError::Truncated);
+    }
+    if body.len() as u64 != len {
+        return Err(SnapshotError::Checksum);
+    }
+    if fnv1a64(body) != sum {
+        return Err(SnapshotError::Checksum);
+    }
+    let (b, rest) = postcard::take_from_bytes::<Body>(body).map_err(SnapshotError::Decode)?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Checksum);
+    }
+    Ok(b)
+}
+
+/// Puts the entries of `body` into `cache`; entries expired meanwhile
+/// become serve-stale candidates. Entries that fail the checks are
+/// skipped. Returns (loaded, skipped) and the hot keys.
+pub fn restore(
+    cache: &mut Cache,
+    body: Body,
+    now: Millis,
+    now_unix: u64,
+) -> (usize, usize, Vec<Key>) {
+    let since_save_ms = now_unix
+        .saturating_sub(body.saved_unix)
+        .saturating_mul(1000);
+    let (mut loaded, mut skipped) = (0, 0);
+    for e in body.entries {
+        let key = Key(e.key.into_boxed_slice());
+        let Ok(w) = wire::walk(&e.wire) else {
+            skipped += 1;
+            continue;
+        };
+        if !key.is_valid()
+            || !w.qname.eq_ignore_ascii_case(key.name())
+            || w.qtype != key.qtype()
+            || w.records.iter().any(|r| r.rtype == wire::TYPE_OPT)
+        {
+            skipped += 1;
+            continue;
+        }
+        let age = e
+            .age_ms
+            .saturating_add(since_save_ms)
+            .min(i64::MAX as u64 / 4) as i64;
+        let stored = Stored {
+            ttl_offsets: w.records.iter().map(|r| r.ttl_at as u16).collect(),
+            wire: e.wire.into_boxed_slice(),
+            stored_at: now - age,
+            ttl: e.ttl,
+        };
+        match cache.insert_with_hits(key, Arc::new(stored), e.hits) {
+            Ok(()) => loaded += 1,
+            Err(_) => skipped += 1,
+        }
+    }
+    let hot = body
+        .hot
+        .into_iter()
+        .map(|k| Key(k.into_boxed_slice()))
+        .filter(|k| k.is_valid())
+        .collect();
+    (loaded, skipped, hot)
+}
+
+/// Writes `bytes` as `dir/FILE_NAME`: one write to a temporary file,
+/// fsync, rename, fsync of the directory.
+pub fn write_atomic(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    let path = dir.join(FILE_NAME);
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| SnapshotError::Io { path: p, source }
+    };
+    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(io(&path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+/// Reads `dir/FILE_NAME`; `Ok(None)` when there is none.
+pub fn read_file(dir: &Path) -> Result<Option<Body>, SnapshotError> {
+    let path = dir.join(FILE_NAME);
+    let io = |source| SnapshotError::Io {
+        path: path.clone(),
+        source,
+    };
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    if meta.len() > MAX_SNAPSHOT_BYTES {
+        return Err(SnapshotError::TooLarge(meta.len()));
+    }
+    let bytes = fs::read(&path).map_err(io)?;
+    decode(&bytes).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::cache::Lookup;
+    use crate::dns::cache::tests::{answer, limits, nxdomain};
+    use std::net::Ipv4Addr;
+
+    fn filled() -> Cache {
+        let mut c = Cache::new(limits());
+        for (i, name) in ["a.example.", "b.example."].iter().enumerate() {
+            let r = answer(name, 60, Ipv4Addr::new(192, 0, 2, i as u8));
+            let w = wire::walk(&r).unwrap();
+            let s = Stored::from_response(&r, &w, 0, &limits()).unwrap();
+            c.insert(Key::new(&w.qname, w.qtype, w.qclass), Arc::new(s))
+                .unwrap();
+        }
+        let r = nxdomain("gone.example.", 300, 300);
+        let w = wire::walk(&r).unwrap();
+        let s = Stored::from_response(&r, &w, 0, &limits()).unwrap();
+        c.insert(Key::new(&w.qname, w.qtype, w.qclass), Arc::new(s))
+            .unwrap();
+        let k = Key::new(&wire::name_from_text("b.example").unwrap(), 1, 1);
+        for _ in 0..3 {
+            c.get(&k, 1000);
+        }
+        c
+    }
+
+    #[test]
+    fn round_trip_keeps_entries_ages_and_hot_set() {
+        let c = filled();
+        let body = collect(&c, 10_000, 10, 1_000_000);
+        let file = encode(&body).unwrap();
+        let back = decode(&file).unwrap();
+        assert_eq!(back, body);
+        // Restored 100 s later (wall clock), on a fresh clock.
+        let mut c2 = Cache::new(limits());
+        let (loaded, skipped, hot) = restore(&mut c2, back, 0, 1_000_100);
+        assert_eq!((loaded, skipped), (3, 0));
+        assert_eq!(hot[0].text(), "b.example. A");
+        let k = Key::new(&wire::name_from_text("a.example").unwrap(), 1, 1);
+        // Stored at 0, saved at 10 s, restored 100 s later: 110 s old, TTL 60.
+        assert!(matches!(c2.get(&k, 0), Lookup::Stale { .. }));
+        let k = Key::new(&wire::name_from_text("gone.example").unwrap(), 1, 1);
+        assert!(matches!(c2.get(&k, 0), Lookup::Fresh(_)));
+    }
+
+    #[test]
+    fn corrupt_truncated_and_foreign_files_are_refused() {
+        let file = encode(&collect(&filled(), 0, 10, 5)).unwrap();
+        let mut flipped = file.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0x40;
+        assert!(matches!(decode(&flipped), Err(SnapshotError::Checksum)));
+        assert!(matches!(
+            decode(&file[..file.len() - 10]),
+            Err(SnapshotError::Truncated)
+        ));
+        assert!(matches!(
+            decode(b"hello world, not a snapshot"),
+            Err(SnapshotError::BadMagic)
+        ));
+        let mut v2 = file.clone();
+        v2[11] = 2;
+        assert!(matches!(decode(&v2), Err(SnapshotError::Version(2))));
+        // Random cuts and flips: never a panic, never accepted unless intact.
+        let mut seed = 7u64;
+        for _ in 0..2000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut f = file.clone();
+            let at = (seed as usize) % f.len();
+            f[at] ^= (seed >> 32) as u8 | 1;
+            assert!(decode(&f).is_err());
+            let _ = decode(&file[..at]);
+        }
+    }
+
+    #[test]
+    fn atomic_write_then_read() {
+        let dir = std::env::temp_dir().join(format!("pcb-snap-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert!(read_file(&dir).unwrap().is_none());
+        let body = collect(&filled(), 0, 10, 5);
+        write_atomic(&dir, &encode(&body).unwrap()).unwrap();
+        assert_eq!(read_file(&dir).unwrap().unwrap(), body);
+        assert!(!dir.join("dns.snapshot.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,206 @@
+//! What the DNS service counts, and the typed messages of its control
+//! socket (`<run_dir>/dns.sock`): `Stats` (cache size, hit rate, upstream
+//! RTTs, the hot set) and `Prime`. Counters are plain atomics; nothing
+//! here does I/O.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Event counters of the service.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub queries_udp: AtomicU64,
+    pub queries_tcp: AtomicU64,
+    pub local_answers: AtomicU64,
+    pub cache_answers: AtomicU64,
+    pub upstream_answers: AtomicU64,
+    pub stale_answers: AtomicU64,
+    pub servfail: AtomicU64,
+    pub refused: AtomicU64,
+    pub formerr: AtomicU64,
+    pub dropped: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub truncated: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub busy: AtomicU64,
+    pub upstream_queries: AtomicU64,
+    pub upstream_dropped: AtomicU64,
+    pub upstream_timeouts: AtomicU64,
+    pub tcp_fallbacks: AtomicU64,
+    pub tcp_rejected: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(name, value)` pairs, in a stable order, for the report.
+    pub fn pairs(&self) -> Vec<(String, u64)> {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("queries_udp", g(&self.queries_udp)),
+            ("queries_tcp", g(&self.queries_tcp)),
+            ("local_answers", g(&self.local_answers)),
+            ("cache_answers", g(&self.cache_answers)),
+            ("upstream_answers", g(&self.upstream_answers)),
+            ("stale_answers", g(&self.stale_answers)),
+            ("servfail", g(&self.servfail)),
+            ("refused", g(&self.refused)),
+            ("formerr", g(&self.formerr)),
+            ("dropped", g(&self.dropped)),
+            ("rate_limited", g(&self.rate_limited)),
+            ("truncated", g(&self.truncated)),
+            ("coalesced", g(&self.coalesced)),
+            ("busy", g(&self.busy)),
+            ("upstream_queries", g(&self.upstream_queries)),
+            ("upstream_dropped", g(&self.upstream_dropped)),
+            ("upstream_timeouts", g(&self.upstream_timeouts)),
+            ("tcp_fallbacks", g(&self.tcp_fallbacks)),
+            ("tcp_rejected", g(&self.tcp_rejected)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// A request on `dns.sock`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    Stats,
+    Prime,
+}
+
+/// The answer on `dns.sock`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Stats(Report),
+    /// Priming started.
+    PrimeStarted {
+        names: u32,
+    },
+    /// A priming run is already going on.
+    PrimeBusy,
+}
+
+/// One forwarder in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamReport {
+    pub addr: String,
+    pub srtt_ms: u32,
+    pub failures: u32,
+    pub backed_off: bool,
+    pub queries: u64,
+    pub answers: u64,
+}
+
+/// What `pocobelle dns stats` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub uptime_secs: u64,
+    pub cache_bytes: u64,
+    pub cache_max_bytes: u64,
+    pub cache_entries: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub evictions: u64,
+    pub primed: bool,
+    pub inflight: u32,
+    pub counters: Vec<(String, u64)>,
+    pub upstreams: Vec<UpstreamReport>,
+    /// Hottest entries (`name TYPE`, hits), most first.
+    pub hot: Vec<(String, u32)>,
+}
+
+/// Most hot names carried in one report (the control frame is bounded).
+pub const REPORT_HOT_NAMES: usize = 50;
+
+impl Report {
+    /// Hits over lookups, 0.0 when there were none.
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.cache_hits + self.cache_misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.cache_hits as f64 / total as f64
+        }
+    }
+
+    /// The text `pocobelle dns stats` prints.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "cache: {} entries, {} of {} bytes, hit rate {:.1}% ({} hits, {} misses), {} evictions\n",
+            self.cache_entries,
+            self.cache_bytes,
+            self.cache_max_bytes,
+            self.hit_rate() * 100.0,
+            self.cache_hits,
+            self.cache_misses,
+            self.evictions
+        ));
+        s.push_str(&format!(
+            "primed: {}   in flight: {}   up: {} s\n",
+            if self.primed { "yes" } else { "no" },
+            self.inflight,
+            self.uptime_secs
+        ));
+        s.push_str("upstreams:\n");
+        for u in &self.upstreams {
+            s.push_str(&format!(
+                "  {:<40} srtt {:>5} ms  queries {:>8}  answers {:>8}  failures {}{}\n",
+                u.addr,
+                u.srtt_ms,
+                u.queries,
+                u.answers,
+                u.failures,
+                if u.backed_off { "  (backed off)" } else { "" }
+            ));
+        }
+        s.push_str("counters:\n");
+        for (k, v) in &self.counters {
+            s.push_str(&format!("  {k:<18} {v}\n"));
+        }
+        s.push_str("hot names:\n");
+        for (name, hits) in &self.hot {
+            s.push_str(&format!("  {hits:>8}  {name}\n"));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_fits_a_control_frame_and_renders() {
+        let r = Report {
+            uptime_secs: 5,
+            cache_bytes: 1000,
+            cache_max_bytes: 2000,
+            cache_entries: 3,
+            cache_hits: 3,
+            cache_misses: 1,
+            evictions: 0,
+            primed: true,
+            inflight: 0,
+            counters: Counters::default().pairs(),
+            upstreams: vec![],
+            hot: (0..REPORT_HOT_NAMES)
+                .map(|i| {
+                    (
+                        format!("{}.example.org. AAAA", "x".repeat(200) + &i.to_string()),
+                        1,
+                    )
+                })
+                .collect(),
+        };
+        let frame = crate::control::encode(&Response::Stats(r.clone())).unwrap();
+        assert!(frame.len() < crate::control::MAX_FRAME_BYTES);
+        let text = r.render();
+        assert!(text.contains("hit rate 75.0%"), "{text}");
+    }
+}

@@ -1,0 +1,396 @@
+//! Upstream forwarders: per-server smoothed RTT, backoff of failing
+//! servers (and probing them again when the backoff ends), the per-try
+//! timeout derived from the RTT, racing a second server after a short
+//! delay, TCP retry when a UDP answer is truncated, and the total budget
+//! of one resolution.
+//!
+//! Every upstream query has a fresh random ID and a fresh socket (random
+//! source port chosen by the kernel). A response is accepted only from
+//! the server's address and port, with the query's ID, as a response, and
+//! with the same question; anything else is dropped and counted. It never
+//! turns a failure into NXDOMAIN: the caller gets an error and answers
+//! SERVFAIL (or stale).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+
+use super::stats::Counters;
+use super::wire::{self, Key, Walked};
+
+/// Smoothed RTT given to a server never heard from.
+pub const INITIAL_SRTT_MS: u32 = 300;
+/// Bounds of one try's timeout (4 x SRTT in between).
+pub const MIN_TRY_TIMEOUT_MS: u32 = 400;
+pub const MAX_TRY_TIMEOUT_MS: u32 = 4000;
+/// Bounds of the delay before the next server is raced (2 x SRTT).
+pub const MIN_RACE_DELAY_MS: u32 = 80;
+pub const MAX_RACE_DELAY_MS: u32 = 1000;
+/// Tries running at once for one question.
+pub const MAX_PARALLEL_TRIES: usize = 3;
+/// Tries started for one question before it fails, whatever the budget.
+pub const MAX_TRIES_PER_QUERY: usize = 12;
+/// Pause before the next try after a try failed outright.
+pub const RETRY_PAUSE_MS: u64 = 50;
+/// A server that failed this many times in a row is backed off.
+pub const BACKOFF_AFTER_FAILURES: u32 = 2;
+/// First backoff, doubled per further failure, up to the maximum.
+pub const BACKOFF_BASE_MS: u64 = 1000;
+pub const BACKOFF_MAX_MS: u64 = 60_000;
+
+/// How one try at one server ended.
+#[derive(Debug, thiserror::Error)]
+pub enum TryError {
+    /// No acceptable response within the try's timeout.
+    #[error("timed out")]
+    Timeout,
+    /// Socket error (unreachable, refused, reset...).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server answered with an rcode that says it could not help
+    /// (SERVFAIL, REFUSED, NOTIMP, FORMERR...).
+    #[error("server answered rcode {0}")]
+    Rcode(u8),
+    /// A TCP answer that did not match or did not parse.
+    #[error("malformed or mismatched TCP response")]
+    Malformed,
+}
+
+/// Why a resolution produced no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No forwarders are configured.
+    #[error("no upstream servers are configured")]
+    NoUpstreams,
+    /// The budget ran out, or every try failed.
+    #[error("no upstream answered within the budget")]
+    Exhausted,
+}
+
+/// What we know about one forwarder.
+#[derive(Debug, Clone)]
+pub struct ServerState {
+    pub addr: SocketAddr,
+    pub srtt_ms: u32,
+    pub failures: u32,
+    pub backoff_until: Option<Instant>,
+    pub queries: u64,
+    pub answers: u64,
+}
+
+/// The forwarders and their health. Pure bookkeeping: `now` is passed in.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    pub servers: Vec<ServerState>,
+}
+
+impl Upstreams {
+    pub fn new(addrs: &[SocketAddr]) -> Upstreams {
+        Upstreams {
+            servers: addrs
+                .iter()
+                .map(|&addr| ServerState {
+                    addr,
+                    srtt_ms: INITIAL_SRTT_MS,
+                    failures: 0,
+                    backoff_until: None,
+                    queries: 0,
+                    answers: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Servers in the order to try them: those not backed off by smoothed
+    /// RTT, then the backed-off ones, soonest-to-recover first (so that
+    /// with everyone down we still probe).
+    pub fn order(&self, now: Instant) -> Vec<usize> {
+        let (mut up, mut down): (Vec<usize>, Vec<usize>) = (0..self.servers.len())
+            .partition(|&i| self.servers[i].backoff_until.is_none_or(|t| t <= now));
+        up.sort_by_key(|&i| self.servers[i].srtt_ms);
+        down.sort_by_key(|&i| self.servers[i].backoff_until);
+        up.extend(down);
+        up
+    }
+
+    pub fn try_timeout(&self, i: usize) -> Duration {
+        let ms = (self.servers[i].srtt_ms.saturating_mul(4))
+            .clamp(MIN_TRY_TIMEOUT_MS, MAX_TRY_TIMEOUT_MS);
+        Duration::from_millis(ms as u64)
+    }
+
+    pub fn race_delay(&self, i: usize) -> Duration {
+        let ms =
+            (self.servers[i].srtt_ms.saturating_mul(2)).clamp(MIN_RACE_DELAY_MS, MAX_RACE_DELAY_MS);
+        Duration::from_millis(ms as u64)
+    }
+
+    pub fn success(&mut self, i: usize, rtt: Duration) {
+        let s = &mut self.servers[i];
+        let sample = rtt.as_millis().min(u32::MAX as u128) as u32;
+        s.srtt_ms = ((s.srtt_ms as u64 * 7 + sample as u64) / 8).max(1) as u32;
+        s.failures = 0;
+        s.backoff_until = None;
+        s.answers += 1;
+    }
+
+    pub fn failure(&mut self, i: usize, timed_out: bool, now: Instant) {
+        let s = &mut self.servers[i];
+        s.failures = s.failures.saturating_add(1);
+        if timed_out {
+            s.srtt_ms = s.srtt_ms.saturating_mul(2).min(MAX_TRY_TIMEOUT_MS / 4);
+        }
+        if s.failures >= BACKOFF_AFTER_FAILURES {
+            let exp = (s.failures - BACKOFF_AFTER_FAILURES).min(16);
+            let ms = BACKOFF_BASE_MS.saturating_mul(1 << exp).min(BACKOFF_MAX_MS);
+            s.backoff_until = Some(now + Duration::from_millis(ms));
+        }
+    }
+}
+
+/// A fresh random query ID.
+pub fn random_id() -> u16 {
+    let mut b = [0u8; 2];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 2 {
+        // Never expected on Linux >= 3.17; fall back to the clock's noise.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        return (t ^ (t >> 16)) as u16;
+    }
+    u16::from_ne_bytes(b)
+}
+
+/// Checks that `resp` answers the query `id` for `key`.
+pub fn accept(resp: &[u8], id: u16, key: &Key) -> Option<Walked> {
+    let w = wire::walk(resp).ok()?;
+    if !w.is_response()
+        || w.id != id
+        || w.opcode() != 0
+        || !w.qname.eq_ignore_ascii_case(key.name())
+        || w.qtype != key.qtype()
+        || w.qclass != key.qclass()
+    {
+        return None;
+    }
+    // A second opinion on the whole message before it is cached.
+    hickory_proto::op::Message::from_vec(resp).ok()?;
+    Some(w)
+}
+
+fn unspecified_for(server: SocketAddr) -> SocketAddr {
+    match server.ip() {
+        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
+/// One try over UDP (and over TCP when the answer is truncated).
+pub async fn try_server(
+    server: SocketAddr,
+    key: &Key,
+    timeout: Duration,
+    counters: &Counters,
+) -> Result<(Vec<u8>, Walked), TryError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let id = random_id();
+    let query = wire::build_upstream_query(id, key);
+    let sock = UdpSocket::bind(unspecified_for(server)).await?;
+    sock.connect(server).await?;
+    sock.send(&query).await?;
+    counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
+    let mut buf = vec![0u8; wire::MAX_QUERY_BYTES];
+    loop {
+        let (n, from) = match tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
+            Err(_) => return Err(TryError::Timeout),
+            Ok(r) => r?,
+        };
+        if from != server {
+            counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let Some(w) = accept(&buf[..n], id, key) else {
+            counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if w.truncated() {
+            counters.tcp_fallbacks.fetch_add(1, Ordering::Relaxed);
+            return match tokio::time::timeout_at(deadline, try_tcp(server, key, counters)).await {
+                Err(_) => Err(TryError::Timeout),
+                Ok(r) => r,
+            };
+        }
+        return check_rcode(buf[..n].to_vec(), w);
+    }
+}
+
+fn check_rcode(resp: Vec<u8>, w: Walked) -> Result<(Vec<u8>, Walked), TryError> {
+    match w.rcode() {
+        wire::RCODE_NOERROR | wire::RCODE_NXDOMAIN => Ok((resp, w)),
+        other => Err(TryError::Rcode(other)),
+    }
+}
+
+/// One try over TCP (fresh connection, fresh ID).
+pub async fn try_tcp(
+    server: SocketAddr,
+    key: &Key,
+    counters: &Counters,
+) -> Result<(Vec<u8>, Walked), TryError> {
+    let id = random_id();
+    let query = wire::build_upstream_query(id, key);
+    let mut s = TcpStream::connect(server).await?;
+    let mut framed = Vec::with_capacity(query.len() + 2);
+    framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+    framed.extend_from_slice(&query);
+    s.write_all(&framed).await?;
+    counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
+    let len = s.read_u16().await? as usize;
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf).await?;
+    let Some(w) = accept(&buf, id, key) else {
+        counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+        return Err(TryError::Malformed);
+    };
+    check_rcode(buf, w)
+}
+
+/// A finished try: server index, when it was sent, how it ended.
+type TryDone = (usize, Instant, Result<(Vec<u8>, Walked), TryError>);
+
+/// Resolves `key` through the forwarders within `budget`.
+pub async fn resolve(
+    ups: Arc<Mutex<Upstreams>>,
+    counters: Arc<Counters>,
+    key: Key,
+    budget: Duration,
+) -> Result<(Vec<u8>, Walked), ResolveError> {
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + budget;
+    let order = ups.lock().map(|u| u.order(start)).unwrap_or_default();
+    if order.is_empty() {
+        return Err(ResolveError::NoUpstreams);
+    }
+    let key = Arc::new(key);
+    let mut tries: JoinSet<TryDone> = JoinSet::new();
+    let mut launched = 0usize;
+    let mut next_launch = tokio::time::Instant::now();
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if launched < MAX_TRIES_PER_QUERY && tries.len() < MAX_PARALLEL_TRIES && now >= next_launch
+        {
+            let i = order[launched % order.len()];
+            launched += 1;
+            let (addr, timeout, race) = {
+                let mut u = ups.lock().map_err(|_| ResolveError::Exhausted)?;
+                u.servers[i].queries += 1;
+                (u.servers[i].addr, u.try_timeout(i), u.race_delay(i))
+            };
+            let timeout = timeout.min(deadline - now);
+            let (key, counters) = (key.clone(), counters.clone());
+            tries.spawn(async move {
+                let sent = Instant::now();
+                (i, sent, try_server(addr, &key, timeout, &counters).await)
+            });
+            next_launch = now + race;
+            continue;
+        }
+        if tries.is_empty() && launched >= MAX_TRIES_PER_QUERY {
+            break;
+        }
+        let can_launch = launched < MAX_TRIES_PER_QUERY && tries.len() < MAX_PARALLEL_TRIES;
+        tokio::select! {
+            done = tries.join_next(), if !tries.is_empty() => {
+                let Some(Ok((i, sent, result))) = done else { continue };
+                let t = Instant::now();
+                match result {
+                    Ok(answer) => {
+                        if let Ok(mut u) = ups.lock() {
+                            u.success(i, t - sent);
+                        }
+                        tries.abort_all();
+                        return Ok(answer);
+                    }
+                    Err(e) => {
+                        let timed_out = matches!(e, TryError::Timeout);
+                        if timed_out {
+                            counters.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        log::debug!("upstream try for {} failed: {e}", key.text());
+                        if let Ok(mut u) = ups.lock() {
+                            u.failure(i, timed_out, t);
+                        }
+                        next_launch = next_launch.min(tokio::time::Instant::now() + Duration::from_millis(RETRY_PAUSE_MS));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_launch), if can_launch => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    tries.abort_all();
+    Err(ResolveError::Exhausted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ups(n: usize) -> Upstreams {
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 5300 + i as u16)))
+            .collect();
+        Upstreams::new(&addrs)
+    }
+
+    #[test]
+    fn fastest_first_and_failing_servers_back_off() {
+        let mut u = ups(3);
+        let now = Instant::now();
+        u.success(2, Duration::from_millis(5));
+        u.success(1, Duration::from_millis(100));
+        assert_eq!(u.order(now), vec![2, 1, 0]);
+        u.failure(2, false, now);
+        assert_eq!(u.order(now)[0], 2, "one failure is not a backoff");
+        u.failure(2, false, now);
+        assert_eq!(u.order(now), vec![1, 0, 2]);
+        // After the backoff the server is probed again.
+        assert_eq!(u.order(now + Duration::from_secs(2))[0], 2);
+        u.success(2, Duration::from_millis(5));
+        assert!(u.servers[2].backoff_until.is_none());
+    }
+
+    #[test]
+    fn timeouts_follow_the_rtt() {
+        let mut u = ups(1);
+        assert_eq!(u.try_timeout(0), Duration::from_millis(1200));
+        for _ in 0..50 {
+            u.success(0, Duration::from_millis(2));
+        }
+        assert_eq!(
+            u.try_timeout(0),
+            Duration::from_millis(MIN_TRY_TIMEOUT_MS as u64)
+        );
+        assert_eq!(
+            u.race_delay(0),
+            Duration::from_millis(MIN_RACE_DELAY_MS as u64)
+        );
+    }
+
+    #[test]
+    fn ids_vary() {
+        let ids: std::collections::HashSet<u16> = (0..64).map(|_| random_id()).collect();
+        assert!(ids.len() > 50);
+    }
+}
