@@ -3,7 +3,9 @@
 //! RTTs, the hot set) and `Prime`. Counters are plain atomics; nothing
 //! here does I/O.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+// ARMv5 has no native 64-bit atomics; portable-atomic uses the kernel's
+// cmpxchg64 helper there and native instructions elsewhere.
+use portable_atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
