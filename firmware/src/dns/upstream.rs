@@ -225,7 +225,9 @@ pub async fn try_server(
     sock.connect(server).await?;
     sock.send(&query).await?;
     counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
-    let mut buf = vec![0u8; wire::MAX_QUERY_BYTES];
+    // We advertise EDNS_PAYLOAD; a larger datagram is cut by the kernel,
+    // fails the walk and is dropped like any other bad response.
+    let mut buf = vec![0u8; wire::EDNS_PAYLOAD as usize + 1];
     let mut soft_fired = Some(soft_fired);
     loop {
         let recv = tokio::time::timeout_at(hard, sock.recv_from(&mut buf));
