@@ -33,6 +33,8 @@ enum Act {
     NoiseFirst(Ipv4Addr),
     /// Only a response with a wrong ID.
     WrongIdOnly(Ipv4Addr),
+    /// This many A records (192.0.2.0/24), too many for 512 bytes.
+    Many(u8),
 }
 
 struct Fake {
@@ -64,6 +66,15 @@ fn response_for(q: &Message, act: &Act) -> Message {
         Act::NoiseFirst(ip) | Act::WrongIdOnly(ip) => {
             m.add_answer(Record::from_rdata(name, 300, RData::A(A(*ip))));
         }
+        Act::Many(n) => {
+            for i in 0..*n {
+                m.add_answer(Record::from_rdata(
+                    name.clone(),
+                    300,
+                    RData::A(A(Ipv4Addr::new(192, 0, 2, i))),
+                ));
+            }
+        }
         Act::Drop => {}
     }
     m
@@ -71,10 +82,15 @@ fn response_for(q: &Message, act: &Act) -> Message {
 
 impl Fake {
     fn start() -> Fake {
+        Fake::start_on("127.0.0.1")
+    }
+
+    fn start_on(ip: &str) -> Fake {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
         let (udp, tcp) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let udp = UdpSocket::bind((ip, 0)).unwrap();
             let port = udp.local_addr().unwrap().port();
-            if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
+            if let Ok(tcp) = TcpListener::bind((ip, port)) {
                 break (udp, tcp);
             }
         };
@@ -196,6 +212,8 @@ impl Fake {
 struct Dns {
     child: Child,
     port: u16,
+    /// The port of a `[::1]:0` listener, when configured.
+    port6: Arc<Mutex<Option<u16>>>,
     dir: PathBuf,
     config: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
@@ -231,7 +249,12 @@ fn test_dir(name: &str) -> PathBuf {
 fn write_config(dir: &Path, upstreams: &[SocketAddr], extra: &str) -> PathBuf {
     let ups: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
     let text = format!(
-        "[system]\nrun_dir = \"{run}\"\ndata_dir = \"{data}\"\n[log]\nlevel = \"debug\"\n[dns]\nlisten = [\"127.0.0.1:0\"]\nupstreams = [{ups}]\nprime_times = []\n{extra}\n",
+        "[system]\nrun_dir = \"{run}\"\ndata_dir = \"{data}\"\n[log]\nlevel = \"debug\"\n[dns]\n{listen}upstreams = [{ups}]\nprime_times = []\n{extra}\n",
+        listen = if extra.contains("listen =") {
+            ""
+        } else {
+            "listen = [\"127.0.0.1:0\"]\n"
+        },
         run = dir.join("run").display(),
         data = dir.join("data").display(),
         ups = ups.join(", "),
@@ -256,12 +279,16 @@ impl Dns {
         let mut child = c.spawn().expect("spawn pocobelle dns");
         let stderr = child.stderr.take().unwrap();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let port6: Arc<Mutex<Option<u16>>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         {
-            let log = log.clone();
+            let (log, port6) = (log.clone(), port6.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(rest) = line.split("listening on udp+tcp [::1]:").nth(1) {
+                        *port6.lock().unwrap() = rest.trim().parse::<u16>().ok();
+                    }
                     if let Some(rest) = line.split("listening on udp+tcp 127.0.0.1:").nth(1) {
                         let _ = tx.send(rest.trim().parse::<u16>().unwrap());
                     }
@@ -275,6 +302,7 @@ impl Dns {
         Dns {
             child,
             port,
+            port6,
             dir: dir.to_path_buf(),
             config,
             log,
@@ -874,5 +902,86 @@ fn corrupt_snapshot_is_logged_and_ignored() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("prim"));
     let _ = &dns.dir;
+    dns.stop();
+}
+
+#[test]
+fn ipv6_listener_and_upstream_and_tc_to_udp_clients() {
+    let up = Fake::start_on("::1");
+    up.set(
+        "v6.example.",
+        Act::Answer(Ipv4Addr::new(192, 0, 2, 66), 300),
+    );
+    up.set("many.example.", Act::Many(40));
+    let dir = test_dir("v6");
+    let cfg = write_config(
+        &dir,
+        &[up.addr],
+        "listen = [\"127.0.0.1:0\", \"[::1]:0\"]\n",
+    );
+    let dns = Dns::start(&dir, cfg);
+    // The IPv6 listener's log line comes right after the IPv4 one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let port6 = loop {
+        if let Some(p) = *dns.port6.lock().unwrap() {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no [::1] listener");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let p6 = port6.to_string();
+    let out = run_tool(&["dig", "+short", "@::1", "-p", &p6, "v6.example", "A"]);
+    assert_eq!(out.trim(), "192.0.2.66");
+    let out = run_tool(&[
+        "dig",
+        "+short",
+        "+tcp",
+        "@::1",
+        "-p",
+        &p6,
+        "v6.example",
+        "A",
+    ]);
+    assert_eq!(out.trim(), "192.0.2.66");
+    // 40 records do not fit 512 bytes: a client without EDNS gets TC ...
+    let m = ask(dns.addr(), "many.example.");
+    assert!(m.metadata.truncation, "TC set");
+    assert!(m.answers.is_empty());
+    // ... and dig, retrying over TCP by itself, gets all of them.
+    let out = run_tool(&[
+        "dig",
+        "+short",
+        "+noedns",
+        "@127.0.0.1",
+        "-p",
+        &dns.port.to_string(),
+        "many.example",
+        "A",
+    ]);
+    assert_eq!(out.lines().count(), 40, "{out}");
+    dns.stop();
+}
+
+#[test]
+fn per_client_rate_limit_drops_a_flood() {
+    let dir = test_dir("rate");
+    let cfg = write_config(&dir, &[], "rate_limit_qps = 1\nrate_limit_burst = 5\n");
+    let dns = Dns::start(&dir, cfg);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    for i in 0..30u16 {
+        s.send_to(&query_bytes("x.home.arpa.", RecordType::A, i), dns.addr())
+            .unwrap();
+    }
+    let mut answers = 0;
+    let mut buf = [0u8; 512];
+    while s.recv_from(&mut buf).is_ok() {
+        answers += 1;
+    }
+    assert!(
+        (5..=8).contains(&answers),
+        "{answers} answers to a 30-query flood"
+    );
     dns.stop();
 }

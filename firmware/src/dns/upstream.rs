@@ -224,7 +224,7 @@ pub async fn try_server(
     let sock = UdpSocket::bind(unspecified_for(server)).await?;
     sock.connect(server).await?;
     sock.send(&query).await?;
-    counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
+    counters.upstream_queries.inc();
     // We advertise EDNS_PAYLOAD; a larger datagram is cut by the kernel,
     // fails the walk and is dropped like any other bad response.
     let mut buf = vec![0u8; wire::EDNS_PAYLOAD as usize + 1];
@@ -244,15 +244,15 @@ pub async fn try_server(
             }
         };
         if from != server {
-            counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+            counters.upstream_dropped.inc();
             continue;
         }
         let Some(w) = accept(&buf[..n], id, key) else {
-            counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+            counters.upstream_dropped.inc();
             continue;
         };
         if w.truncated() {
-            counters.tcp_fallbacks.fetch_add(1, Ordering::Relaxed);
+            counters.tcp_fallbacks.inc();
             return match tokio::time::timeout_at(hard, try_tcp(server, key, counters)).await {
                 Err(_) => Err(TryError::Timeout),
                 Ok(r) => r,
@@ -282,12 +282,12 @@ pub async fn try_tcp(
     framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
     framed.extend_from_slice(&query);
     s.write_all(&framed).await?;
-    counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
+    counters.upstream_queries.inc();
     let len = s.read_u16().await? as usize;
     let mut buf = vec![0u8; len];
     s.read_exact(&mut buf).await?;
     let Some(w) = accept(&buf, id, key) else {
-        counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+        counters.upstream_dropped.inc();
         return Err(TryError::Malformed);
     };
     check_rcode(buf, w)
@@ -355,7 +355,7 @@ pub async fn resolve(
             ev = ev_rx.recv() => match ev {
                 Some(TryEvent::SoftTimeout(i)) => {
                     active = active.saturating_sub(1);
-                    counters.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
+                    counters.upstream_timeouts.inc();
                     log::debug!("upstream {i} slow for {}", key.text());
                     if let Ok(mut u) = ups.lock() {
                         u.failure(i, true, Instant::now());
