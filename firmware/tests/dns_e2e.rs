@@ -219,6 +219,14 @@ struct Dns {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// Wall-clock bounds are multiplied by this under an emulating runner.
+fn slack() -> u32 {
+    match std::env::var("POCOBELLE_TEST_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => 4,
+        _ => 1,
+    }
+}
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_pocobelle")
 }
@@ -607,7 +615,7 @@ fn budget_exhausted_is_servfail_not_nxdomain() {
         "answered before the budget: {took:?}"
     );
     assert!(
-        took < Duration::from_secs(6),
+        took < Duration::from_secs(6) * slack(),
         "budget not enforced: {took:?}"
     );
     assert!(up.count("void.example.") >= 2, "retried within the budget");
@@ -645,7 +653,7 @@ fn failing_server_is_skipped_for_a_working_one() {
     .unwrap();
     assert_eq!(a_of(&m), vec![Ipv4Addr::new(192, 0, 2, 26)]);
     assert!(
-        took < Duration::from_millis(1500),
+        took < Duration::from_millis(1500) * slack(),
         "race too slow: {took:?}"
     );
     dns.stop();
@@ -766,11 +774,11 @@ fn expired_entries_are_served_stale_when_upstream_fails_or_is_slow() {
     assert_eq!(a_of(&m), vec![Ipv4Addr::new(192, 0, 2, 31)]);
     assert_eq!(m.answers[0].ttl, 30);
     assert!(
-        took < Duration::from_millis(1500),
+        took < Duration::from_millis(1500) * slack(),
         "stale answer took {took:?}"
     );
     // The refresh went on in the background and landed in the cache.
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(2000) + Duration::from_millis(500) * slack());
     let m = ask(dns.addr(), "lag.example.");
     assert_eq!(a_of(&m), vec![Ipv4Addr::new(192, 0, 2, 32)]);
     dns.stop();
