@@ -100,8 +100,8 @@ pub fn unix_now() -> u64 {
 pub fn collect(cache: &Cache, now: Millis, hot_names: usize, saved_unix: u64) -> Body {
     let entries = cache
         .entries()
-        .map(|(k, s, hits)| SnapEntry {
-            key: k.0.to_vec(),
+        .map(|(s, hits)| SnapEntry {
+            key: s.key_bytes().to_vec(),
             wire: s.wire.to_vec(),
             age_ms: (now - s.stored_at).max(0) as u64,
             ttl: s.ttl,
@@ -184,6 +184,7 @@ pub fn restore(
         if !key.is_valid()
             || !w.qname.eq_ignore_ascii_case(key.name())
             || w.qtype != key.qtype()
+            || w.qclass != key.qclass()
             || w.records.iter().any(|r| r.rtype == wire::TYPE_OPT)
         {
             skipped += 1;

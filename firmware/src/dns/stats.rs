@@ -3,44 +3,59 @@
 //! RTTs, the hot set) and `Prime`. Counters are plain atomics; nothing
 //! here does I/O.
 
-// ARMv5 has no native 64-bit atomics; portable-atomic uses the kernel's
-// cmpxchg64 helper there and native instructions elsewhere.
-use portable_atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+/// One event counter. ARMv5 has no 64-bit atomics, and a 32-bit one
+/// would wrap within the life of a board, so it is a u64 behind an
+/// uncontended mutex (one runtime thread).
+#[derive(Debug, Default)]
+pub struct Counter(Mutex<u64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        if let Ok(mut v) = self.0.lock() {
+            *v = v.saturating_add(1);
+        }
+    }
+    pub fn get(&self) -> u64 {
+        self.0.lock().map(|v| *v).unwrap_or(0)
+    }
+}
 
 /// Event counters of the service.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub queries_udp: AtomicU64,
-    pub queries_tcp: AtomicU64,
-    pub local_answers: AtomicU64,
-    pub cache_answers: AtomicU64,
-    pub upstream_answers: AtomicU64,
-    pub stale_answers: AtomicU64,
-    pub servfail: AtomicU64,
-    pub refused: AtomicU64,
-    pub formerr: AtomicU64,
-    pub dropped: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub truncated: AtomicU64,
-    pub coalesced: AtomicU64,
-    pub busy: AtomicU64,
-    pub upstream_queries: AtomicU64,
-    pub upstream_dropped: AtomicU64,
-    pub upstream_timeouts: AtomicU64,
-    pub tcp_fallbacks: AtomicU64,
-    pub tcp_rejected: AtomicU64,
+    pub queries_udp: Counter,
+    pub queries_tcp: Counter,
+    pub local_answers: Counter,
+    pub cache_answers: Counter,
+    pub upstream_answers: Counter,
+    pub stale_answers: Counter,
+    pub servfail: Counter,
+    pub refused: Counter,
+    pub formerr: Counter,
+    pub dropped: Counter,
+    pub rate_limited: Counter,
+    pub truncated: Counter,
+    pub coalesced: Counter,
+    pub busy: Counter,
+    pub upstream_queries: Counter,
+    pub upstream_dropped: Counter,
+    pub upstream_timeouts: Counter,
+    pub tcp_fallbacks: Counter,
+    pub tcp_rejected: Counter,
 }
 
 impl Counters {
-    pub fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
+    pub fn bump(c: &Counter) {
+        c.inc();
     }
 
     /// `(name, value)` pairs, in a stable order, for the report.
     pub fn pairs(&self) -> Vec<(String, u64)> {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let g = |c: &Counter| c.get();
         [
             ("queries_udp", g(&self.queries_udp)),
             ("queries_tcp", g(&self.queries_tcp)),

@@ -193,37 +193,67 @@ fn unspecified_for(server: SocketAddr) -> SocketAddr {
     }
 }
 
-/// One try over UDP (and over TCP when the answer is truncated).
+/// A try reports its soft timeout (the scheduler then counts the server
+/// as slow and races another) and, later, how it ended.
+// A handful of events per resolution: boxing would cost more than it saves.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum TryEvent {
+    SoftTimeout(usize),
+    Done {
+        server: usize,
+        sent: Instant,
+        soft_timed_out: bool,
+        result: Result<(Vec<u8>, Walked), TryError>,
+    },
+}
+
+/// One try over UDP (and over TCP when the answer is truncated). After
+/// `soft` without an answer it sends [`TryEvent::SoftTimeout`] but keeps
+/// listening until `hard`: a slow server's late answer is still taken.
 pub async fn try_server(
     server: SocketAddr,
     key: &Key,
-    timeout: Duration,
+    soft: tokio::time::Instant,
+    hard: tokio::time::Instant,
     counters: &Counters,
+    soft_fired: impl FnOnce(),
 ) -> Result<(Vec<u8>, Walked), TryError> {
-    let deadline = tokio::time::Instant::now() + timeout;
     let id = random_id();
     let query = wire::build_upstream_query(id, key);
     let sock = UdpSocket::bind(unspecified_for(server)).await?;
     sock.connect(server).await?;
     sock.send(&query).await?;
-    counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
-    let mut buf = vec![0u8; wire::MAX_QUERY_BYTES];
+    counters.upstream_queries.inc();
+    // We advertise EDNS_PAYLOAD; a larger datagram is cut by the kernel,
+    // fails the walk and is dropped like any other bad response.
+    let mut buf = vec![0u8; wire::EDNS_PAYLOAD as usize + 1];
+    let mut soft_fired = Some(soft_fired);
     loop {
-        let (n, from) = match tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
-            Err(_) => return Err(TryError::Timeout),
-            Ok(r) => r?,
+        let recv = tokio::time::timeout_at(hard, sock.recv_from(&mut buf));
+        let (n, from) = tokio::select! {
+            r = recv => match r {
+                Err(_) => return Err(TryError::Timeout),
+                Ok(r) => r?,
+            },
+            _ = tokio::time::sleep_until(soft), if soft_fired.is_some() => {
+                if let Some(f) = soft_fired.take() {
+                    f();
+                }
+                continue;
+            }
         };
         if from != server {
-            counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+            counters.upstream_dropped.inc();
             continue;
         }
         let Some(w) = accept(&buf[..n], id, key) else {
-            counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+            counters.upstream_dropped.inc();
             continue;
         };
         if w.truncated() {
-            counters.tcp_fallbacks.fetch_add(1, Ordering::Relaxed);
-            return match tokio::time::timeout_at(deadline, try_tcp(server, key, counters)).await {
+            counters.tcp_fallbacks.inc();
+            return match tokio::time::timeout_at(hard, try_tcp(server, key, counters)).await {
                 Err(_) => Err(TryError::Timeout),
                 Ok(r) => r,
             };
@@ -252,19 +282,16 @@ pub async fn try_tcp(
     framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
     framed.extend_from_slice(&query);
     s.write_all(&framed).await?;
-    counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
+    counters.upstream_queries.inc();
     let len = s.read_u16().await? as usize;
     let mut buf = vec![0u8; len];
     s.read_exact(&mut buf).await?;
     let Some(w) = accept(&buf, id, key) else {
-        counters.upstream_dropped.fetch_add(1, Ordering::Relaxed);
+        counters.upstream_dropped.inc();
         return Err(TryError::Malformed);
     };
     check_rcode(buf, w)
 }
-
-/// A finished try: server index, when it was sent, how it ended.
-type TryDone = (usize, Instant, Result<(Vec<u8>, Walked), TryError>);
 
 /// Resolves `key` through the forwarders within `budget`.
 pub async fn resolve(
@@ -280,61 +307,86 @@ pub async fn resolve(
         return Err(ResolveError::NoUpstreams);
     }
     let key = Arc::new(key);
-    let mut tries: JoinSet<TryDone> = JoinSet::new();
-    let mut launched = 0usize;
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<TryEvent>(2 * MAX_TRIES_PER_QUERY);
+    let mut tries = JoinSet::new();
+    let (mut launched, mut finished, mut active) = (0usize, 0usize, 0usize);
     let mut next_launch = tokio::time::Instant::now();
     loop {
         let now = tokio::time::Instant::now();
         if now >= deadline {
             break;
         }
-        if launched < MAX_TRIES_PER_QUERY && tries.len() < MAX_PARALLEL_TRIES && now >= next_launch
-        {
+        let can_launch = launched < MAX_TRIES_PER_QUERY && active < MAX_PARALLEL_TRIES;
+        if can_launch && now >= next_launch {
             let i = order[launched % order.len()];
             launched += 1;
+            active += 1;
             let (addr, timeout, race) = {
                 let mut u = ups.lock().map_err(|_| ResolveError::Exhausted)?;
                 u.servers[i].queries += 1;
                 (u.servers[i].addr, u.try_timeout(i), u.race_delay(i))
             };
-            let timeout = timeout.min(deadline - now);
-            let (key, counters) = (key.clone(), counters.clone());
+            let soft = (now + timeout).min(deadline);
+            let (key, counters, tx) = (key.clone(), counters.clone(), ev_tx.clone());
             tries.spawn(async move {
+                let fired = std::sync::atomic::AtomicBool::new(false);
                 let sent = Instant::now();
-                (i, sent, try_server(addr, &key, timeout, &counters).await)
+                let result = try_server(addr, &key, soft, deadline, &counters, || {
+                    fired.store(true, Ordering::Relaxed);
+                    let _ = tx.try_send(TryEvent::SoftTimeout(i));
+                })
+                .await;
+                let _ = tx
+                    .send(TryEvent::Done {
+                        server: i,
+                        sent,
+                        soft_timed_out: fired.load(Ordering::Relaxed),
+                        result,
+                    })
+                    .await;
             });
             next_launch = now + race;
             continue;
         }
-        if tries.is_empty() && launched >= MAX_TRIES_PER_QUERY {
+        if launched >= MAX_TRIES_PER_QUERY && finished >= launched {
             break;
         }
-        let can_launch = launched < MAX_TRIES_PER_QUERY && tries.len() < MAX_PARALLEL_TRIES;
         tokio::select! {
-            done = tries.join_next(), if !tries.is_empty() => {
-                let Some(Ok((i, sent, result))) = done else { continue };
-                let t = Instant::now();
-                match result {
-                    Ok(answer) => {
-                        if let Ok(mut u) = ups.lock() {
-                            u.success(i, t - sent);
-                        }
-                        tries.abort_all();
-                        return Ok(answer);
+            ev = ev_rx.recv() => match ev {
+                Some(TryEvent::SoftTimeout(i)) => {
+                    active = active.saturating_sub(1);
+                    counters.upstream_timeouts.inc();
+                    log::debug!("upstream {i} slow for {}", key.text());
+                    if let Ok(mut u) = ups.lock() {
+                        u.failure(i, true, Instant::now());
                     }
-                    Err(e) => {
-                        let timed_out = matches!(e, TryError::Timeout);
-                        if timed_out {
-                            counters.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
+                    next_launch = tokio::time::Instant::now();
+                }
+                Some(TryEvent::Done { server, sent, soft_timed_out, result }) => {
+                    finished += 1;
+                    if !soft_timed_out {
+                        active = active.saturating_sub(1);
+                    }
+                    match result {
+                        Ok(answer) => {
+                            if let Ok(mut u) = ups.lock() {
+                                u.success(server, sent.elapsed());
+                            }
+                            tries.abort_all();
+                            return Ok(answer);
                         }
-                        log::debug!("upstream try for {} failed: {e}", key.text());
-                        if let Ok(mut u) = ups.lock() {
-                            u.failure(i, timed_out, t);
+                        Err(e) => {
+                            log::debug!("upstream try for {} failed: {e}", key.text());
+                            if !soft_timed_out && let Ok(mut u) = ups.lock() {
+                                u.failure(server, matches!(e, TryError::Timeout), Instant::now());
+                            }
+                            let pause = tokio::time::Instant::now() + Duration::from_millis(RETRY_PAUSE_MS);
+                            next_launch = next_launch.min(pause);
                         }
-                        next_launch = next_launch.min(tokio::time::Instant::now() + Duration::from_millis(RETRY_PAUSE_MS));
                     }
                 }
-            }
+                None => break,
+            },
             _ = tokio::time::sleep_until(next_launch), if can_launch => {}
             _ = tokio::time::sleep_until(deadline) => break,
         }

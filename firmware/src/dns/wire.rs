@@ -138,6 +138,12 @@ impl Query {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(pub Box<[u8]>);
 
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl Key {
     pub fn new(qname: &[u8], qtype: u16, qclass: u16) -> Key {
         let mut v = Vec::with_capacity(qname.len() + 4);
