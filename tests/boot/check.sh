@@ -1,8 +1,8 @@
 #!/bin/sh
 # Runs inside the QEMU guest as the supervised service `checker` (started
 # after `sleeper` reported primed). Prints one `CHECK: ... ok` or
-# `CHECK-FAIL: ...` line per check on the console, which boot-test.sh
-# reads; then asks init to power off.
+# `CHECK-FAIL: ...` line per check (init copies them to the console as
+# `checker: CHECK: ...`, which boot-test.sh reads); then asks init to power off.
 ok() { echo "CHECK: $* ok"; }
 bad() { echo "CHECK-FAIL: $*"; }
 
@@ -59,6 +59,13 @@ if [ "$p2" != "$p1" ] && [ -e /proc/$p2 ]; then ok "sleeper restarted (pid $p1 -
 cat /tmp/status
 if grep -q '^sleeper *running' /tmp/status && grep -q 'last shutdown' /tmp/status; then ok "status"; else bad "status"; fi
 awk 'length > 80 { exit 1 }' /tmp/status && ok "status fits 80 columns" || bad "status wider than 80 columns"
+
+/bin/pocobelle log > /tmp/log 2>&1
+if grep -q '^sleeper: sleeper says hello' /tmp/log && grep -q 'supervisor: sleeper is primed' /tmp/log; then
+  ok "log ring"
+else
+  bad "log ring: $(tail -n 3 /tmp/log)"
+fi
 
 echo "CHECK: done"
 /bin/pocobelle poweroff

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod control;
+pub mod logring;
 pub mod modules;
 pub mod mount;
 pub mod order;
