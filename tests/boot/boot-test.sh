@@ -14,7 +14,8 @@
 # file reused. Boot 3 (kernel flag pocobelle.drill-panic): init panics
 # on purpose, its panic hook re-executes it in recovery mode, and the boot
 # completes as the others. Each boot must end with the kernel's power-off and QEMU
-# exiting by itself. The guest has no network (-nic none).
+# exiting by itself. The guest's only network is QEMU's user network with
+# restrict=on (no packet leaves the host); init configures eth0 statically.
 set -euo pipefail
 bin=$(realpath "${1:?usage: boot-test.sh ARMV7_BINARY}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,12 +44,12 @@ cp "$bin" "$ird/bin/pocobelle"
 ln -s /bin/pocobelle "$ird/init"
 ln -s /bin/pocobelle "$ird/sbin/init"
 cp "$root/bin/busybox" "$ird/bin/busybox"
-for a in sh sleep cat grep awk kill stat ls echo mkdir; do ln -s busybox "$ird/bin/$a"; done
+for a in sh sleep cat grep awk kill stat ls echo mkdir ip; do ln -s busybox "$ird/bin/$a"; done
 cp "$root/sbin/e2fsck.static" "$ird/sbin/e2fsck"
 # The modules the test config names, with every dependency modules.dep lists.
 moddir="$root/lib/modules/$kver"
 cp "$moddir/modules.dep" "$moddir/modules.builtin" "$ird/lib/modules/$kver/"
-for m in virtio_mmio virtio_blk crc32c_generic ext4; do
+for m in virtio_mmio virtio_blk crc32c_generic ext4 virtio_net; do
   line=$(grep -E "(^|/)$m\.ko(\.[a-z]+)?:" "$moddir/modules.dep" || true)
   [ -n "$line" ] || { echo "boot-test: module $m not in modules.dep" >&2; exit 1; }
   for f in ${line/:/}; do
@@ -69,7 +70,8 @@ mkfs.ext4 -q -F -L data "$work/disk.img"
 boot() { # N [EXTRA KERNEL ARGS]: boots once, console to $work/bootN.log
   local n=$1 log="$work/boot$1.log" rc=0 extra=${2:-}
   echo "boot-test: boot $n (log $log)"
-  timeout --foreground "$timeout_s" qemu-system-arm -M virt -m 64 -nic none \
+  timeout --foreground "$timeout_s" qemu-system-arm -M virt -m 64 \
+    -netdev user,id=net0,restrict=on -device virtio-net-device,netdev=net0 \
     -nographic -no-reboot -monitor none -serial stdio \
     -kernel "$kernel" -initrd "$work/initrd.gz" \
     -append "console=ttyAMA0 panic=-1 quiet loglevel=4 $extra" \
@@ -114,7 +116,7 @@ for n in 1 2 3; do
            "data noatime commit=7" "swap active" "swapfile mode 0600" "sysctl swappiness" "sysctl min_free_kbytes" \
            "sysctl dirty_background_bytes" "sysctl dirty_writeback_centisecs" "orphan [0-9]+ reaped" "sleeper runs as uid 1000" \
            "sleeper oom_score_adj 300" "sleeper memory.max" "sleeper in its cgroup" "sleeper restarted" "status" \
-           "status fits 80 columns" "log ring"; do
+           "status fits 80 columns" "log ring" "eth0 10.0.2.15/24" "default route via 10.0.2.2"; do
     expect "$n" "^checker: CHECK: $c.* ok" "$c"
   done
   expect "$n" 'CHECK: done' "checker finished"

@@ -19,6 +19,14 @@ if grep -q '^/data/swapfile ' /proc/swaps; then ok "swap active"; else bad "swap
 mode=$(stat -c %a /data/swapfile 2>/dev/null)
 [ "$mode" = 600 ] && ok "swapfile mode 0600" || bad "swapfile mode $mode"
 
+# Static IPv4 from [init.network]: the address and the default route.
+if ip -4 addr show eth0 2>/dev/null | grep -q 'inet 10.0.2.15/24'; then ok "eth0 10.0.2.15/24"; else bad "eth0: $(ip -4 addr show eth0 2>&1)"; fi
+if awk '$1 == "eth0" && $2 == "00000000" && $3 == "0202000A" { f = 1 } END { exit !f }' /proc/net/route; then
+  ok "default route via 10.0.2.2"
+else
+  bad "routes: $(cat /proc/net/route)"
+fi
+
 v() { cat /proc/sys/vm/$1; }
 [ "$(v swappiness)" = 10 ] && ok "sysctl swappiness" || bad "swappiness $(v swappiness)"
 [ "$(v min_free_kbytes)" -ge 512 ] && ok "sysctl min_free_kbytes $(v min_free_kbytes)" || bad "min_free_kbytes $(v min_free_kbytes)"

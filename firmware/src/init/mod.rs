@@ -11,6 +11,7 @@ pub mod control;
 pub mod logring;
 pub mod modules;
 pub mod mount;
+pub mod net;
 pub mod order;
 pub mod pid1;
 pub mod restart;

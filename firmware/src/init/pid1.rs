@@ -215,6 +215,12 @@ fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
         log::warn!("init: sethostname: {e}");
     }
     loopback_up();
+    let n = &cfg.init.network;
+    if !n.interface.is_empty()
+        && let Some(cidr) = crate::init::net::Ipv4Cidr::parse(&n.address)
+    {
+        crate::init::net::configure(&n.interface, cidr, n.gateway.parse().ok());
+    }
     let data = storage::bring_up_data(&mut sys, &cfg);
     let data_dir = cfg.system.data_dir.clone();
     if !safe {
