@@ -1,7 +1,7 @@
 //! The process-wide logger: `log` records to stderr, one line each,
 //! prefixed with the applet's name so that the lines of several services
-//! on one console can be told apart. The init issue adds the console and
-//! kmsg sinks; this module never allocates per record beyond one line.
+//! on one console can be told apart. PID 1 adds its log ring with
+//! [`set_sink`]; this module never allocates per record beyond one line.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -22,6 +22,14 @@ struct StderrLogger {
 
 static LOGGER: OnceLock<StderrLogger> = OnceLock::new();
 
+/// Where each formatted line also goes (PID 1's log ring), when set.
+static SINK: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Sends every later log line to `sink` as well as to stderr.
+pub fn set_sink(sink: fn(&str)) {
+    let _ = SINK.set(sink);
+}
+
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
@@ -39,6 +47,9 @@ impl Log for StderrLogger {
             }
             line.truncate(cut);
             line.push_str(" [cut]");
+        }
+        if let Some(sink) = SINK.get() {
+            sink(&line);
         }
         line.push('\n');
         // A closed stderr must not take the service down.

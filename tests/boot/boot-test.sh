@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # tests/boot/boot-test.sh ARMV7_BINARY: boots the ARMv7 `pocobelle` as PID 1
 # in `qemu-system-arm -M virt -m 64` with Debian bookworm's armmp kernel and
-# an initramfs built here, twice, on a scratch ext4 disk image (a file).
+# an initramfs built here, three times, on a scratch ext4 disk image (a file).
 #
 # Boot 1 (fresh disk, no clean-shutdown marker): init loads the virtio and
 # ext4 modules, runs e2fsck, mounts /data, writes the swap file, applies
 # the sysctls, starts `sleeper` (primed through its readiness fd) and then
 # `checker` (tests/boot/check.sh), which checks mounts, swap, sysctls, an
 # orphan reaped, the sleeper's user/oom/memory ceiling and its restart
-# after SIGKILL, `pocobelle status`, then runs `pocobelle poweroff`.
+# after SIGKILL, `pocobelle status` and `pocobelle log` (the service's
+# output reaches the log ring), then runs `pocobelle poweroff`.
 # Boot 2: the last shutdown must be reported clean, fsck skipped, the swap
-# file reused. Each boot must end with the kernel's power-off and QEMU
-# exiting by itself. The guest has no network (-nic none).
+# file reused. Boot 3 (kernel flag pocobelle.drill-panic): init panics
+# on purpose, its panic hook re-executes it in recovery mode, and the boot
+# completes as the others. Each boot must end with the kernel's power-off and QEMU
+# exiting by itself. The guest's only network is QEMU's user network with
+# restrict=on (no packet leaves the host); init configures eth0 statically.
 set -euo pipefail
 bin=$(realpath "${1:?usage: boot-test.sh ARMV7_BINARY}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,12 +44,12 @@ cp "$bin" "$ird/bin/pocobelle"
 ln -s /bin/pocobelle "$ird/init"
 ln -s /bin/pocobelle "$ird/sbin/init"
 cp "$root/bin/busybox" "$ird/bin/busybox"
-for a in sh sleep cat grep awk kill stat ls echo mkdir; do ln -s busybox "$ird/bin/$a"; done
+for a in sh sleep cat grep awk kill stat ls echo mkdir ip; do ln -s busybox "$ird/bin/$a"; done
 cp "$root/sbin/e2fsck.static" "$ird/sbin/e2fsck"
 # The modules the test config names, with every dependency modules.dep lists.
 moddir="$root/lib/modules/$kver"
 cp "$moddir/modules.dep" "$moddir/modules.builtin" "$ird/lib/modules/$kver/"
-for m in virtio_mmio virtio_blk crc32c_generic ext4; do
+for m in virtio_mmio virtio_blk crc32c_generic ext4 virtio_net; do
   line=$(grep -E "(^|/)$m\.ko(\.[a-z]+)?:" "$moddir/modules.dep" || true)
   [ -n "$line" ] || { echo "boot-test: module $m not in modules.dep" >&2; exit 1; }
   for f in ${line/:/}; do
@@ -63,13 +67,14 @@ printf 'root:x:0:\nboottest:x:1000:\n' >"$ird/etc/group"
 truncate -s 128M "$work/disk.img"
 mkfs.ext4 -q -F -L data "$work/disk.img"
 
-boot() { # N: boots once, console to $work/bootN.log
-  local n=$1 log="$work/boot$1.log" rc=0
+boot() { # N [EXTRA KERNEL ARGS]: boots once, console to $work/bootN.log
+  local n=$1 log="$work/boot$1.log" rc=0 extra=${2:-}
   echo "boot-test: boot $n (log $log)"
-  timeout --foreground "$timeout_s" qemu-system-arm -M virt -m 64 -nic none \
+  timeout --foreground "$timeout_s" qemu-system-arm -M virt -m 64 \
+    -netdev user,id=net0,restrict=on -device virtio-net-device,netdev=net0 \
     -nographic -no-reboot -monitor none -serial stdio \
     -kernel "$kernel" -initrd "$work/initrd.gz" \
-    -append "console=ttyAMA0 panic=-1 quiet loglevel=4" \
+    -append "console=ttyAMA0 panic=-1 quiet loglevel=4 $extra" \
     -drive file="$work/disk.img",if=none,format=raw,id=data \
     -device virtio-blk-device,drive=data \
     </dev/null >"$log" 2>&1 || rc=$?
@@ -99,16 +104,20 @@ refuse() { # N PATTERN DESCRIPTION
   fi
 }
 
-for n in 1 2; do
-  boot "$n"
-  refuse "$n" 'Kernel panic|CHECK-FAIL|PANIC' "no kernel panic, init panic or failed check"
+for n in 1 2 3; do
+  if [ "$n" = 3 ]; then boot 3 pocobelle.drill-panic; else boot "$n"; fi
+  if [ "$n" = 3 ]; then
+    refuse "$n" 'Kernel panic|CHECK-FAIL' "no kernel panic or failed check"
+  else
+    refuse "$n" 'Kernel panic|CHECK-FAIL|PANIC' "no kernel panic, init panic or failed check"
+  fi
   expect "$n" 'modules: loaded ext4' "ext4 loaded from modules.dep"
   for c in "mount /proc" "mount /sys" "mount /dev" "mount /dev/pts" "mount /run" "mount /tmp" "mount /data" \
            "data noatime commit=7" "swap active" "swapfile mode 0600" "sysctl swappiness" "sysctl min_free_kbytes" \
            "sysctl dirty_background_bytes" "sysctl dirty_writeback_centisecs" "orphan [0-9]+ reaped" "sleeper runs as uid 1000" \
            "sleeper oom_score_adj 300" "sleeper memory.max" "sleeper in its cgroup" "sleeper restarted" "status" \
-           "status fits 80 columns"; do
-    expect "$n" "^CHECK: $c.* ok" "$c"
+           "status fits 80 columns" "log ring" "eth0 10.0.2.15/24" "default route via 10.0.2.2"; do
+    expect "$n" "^checker: CHECK: $c.* ok" "$c"
   done
   expect "$n" 'CHECK: done' "checker finished"
   expect "$n" 'sysctl vm.dirty_background_bytes = ' "sysctls logged"
@@ -124,9 +133,13 @@ expect 1 'swap: writing /data/swapfile' "swap file created"
 expect 2 'the last shutdown was clean' "clean shutdown recognised"
 refuse 2 'fsck: checking' "no fsck after a clean shutdown"
 refuse 2 'swap: writing' "swap file reused"
+expect 3 'init: PANIC: ' "drill: init panicked"
+expect 3 'recovery drill; re-executing in recovery mode' "drill: the panic hook re-executes init"
+expect 3 'RECOVERY boot #1' "drill: re-executed in recovery mode, not a kernel panic"
+expect 3 'boot recovery #1' "drill: status shows the recovery boot"
 
 if [ "$fails" -ne 0 ]; then
   echo "boot-test: $fails check(s) failed; logs in $work" >&2
   exit 1
 fi
-echo "boot-test: 2 boots passed"
+echo "boot-test: 3 boots passed"

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Runs inside the QEMU guest as the supervised service `checker` (started
 # after `sleeper` reported primed). Prints one `CHECK: ... ok` or
-# `CHECK-FAIL: ...` line per check on the console, which boot-test.sh
-# reads; then asks init to power off.
+# `CHECK-FAIL: ...` line per check (init copies them to the console as
+# `checker: CHECK: ...`, which boot-test.sh reads); then asks init to power off.
 ok() { echo "CHECK: $* ok"; }
 bad() { echo "CHECK-FAIL: $*"; }
 
@@ -18,6 +18,14 @@ fi
 if grep -q '^/data/swapfile ' /proc/swaps; then ok "swap active"; else bad "swap: $(cat /proc/swaps)"; fi
 mode=$(stat -c %a /data/swapfile 2>/dev/null)
 [ "$mode" = 600 ] && ok "swapfile mode 0600" || bad "swapfile mode $mode"
+
+# Static IPv4 from [init.network]: the address and the default route.
+if ip -4 addr show eth0 2>/dev/null | grep -q 'inet 10.0.2.15/24'; then ok "eth0 10.0.2.15/24"; else bad "eth0: $(ip -4 addr show eth0 2>&1)"; fi
+if awk '$1 == "eth0" && $2 == "00000000" && $3 == "0202000A" { f = 1 } END { exit !f }' /proc/net/route; then
+  ok "default route via 10.0.2.2"
+else
+  bad "routes: $(cat /proc/net/route)"
+fi
 
 v() { cat /proc/sys/vm/$1; }
 [ "$(v swappiness)" = 10 ] && ok "sysctl swappiness" || bad "swappiness $(v swappiness)"
@@ -59,6 +67,13 @@ if [ "$p2" != "$p1" ] && [ -e /proc/$p2 ]; then ok "sleeper restarted (pid $p1 -
 cat /tmp/status
 if grep -q '^sleeper *running' /tmp/status && grep -q 'last shutdown' /tmp/status; then ok "status"; else bad "status"; fi
 awk 'length > 80 { exit 1 }' /tmp/status && ok "status fits 80 columns" || bad "status wider than 80 columns"
+
+/bin/pocobelle log > /tmp/log 2>&1
+if grep -q '^sleeper: sleeper says hello' /tmp/log && grep -q 'supervisor: sleeper is primed' /tmp/log; then
+  ok "log ring"
+else
+  bad "log ring: $(tail -n 3 /tmp/log)"
+fi
 
 echo "CHECK: done"
 /bin/pocobelle poweroff

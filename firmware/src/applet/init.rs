@@ -1,5 +1,6 @@
 //! The applets around PID 1: `init` (also run as `/sbin/init`), and the
-//! clients of its control socket: `status`, `poweroff`, `reboot`, `halt`.
+//! clients of its control socket: `status`, `log`, `poweroff`, `reboot`,
+//! `halt`.
 //! This module parses command lines and prints; the work is in
 //! `crate::init`.
 
@@ -65,6 +66,30 @@ pub fn run_status(args: Vec<OsString>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("pocobelle status: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn run_log(args: Vec<OsString>) -> ExitCode {
+    let config = match parse_config_flag("log", args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let run_dir = pid1::run_dir_for_clients(config.as_deref());
+    match control::call(&run_dir, &Request::Log) {
+        Ok(Response::Log(lines)) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(other) => {
+            eprintln!("pocobelle log: unexpected answer from init: {other:?}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("pocobelle log: {e}");
             ExitCode::from(1)
         }
     }

@@ -50,6 +50,12 @@ pub const APPLETS: &[Applet] = &[
         run: init::run_status,
     },
     Applet {
+        name: "log",
+        aliases: &[],
+        summary: "print init's in-memory log: boot messages and service output",
+        run: init::run_log,
+    },
+    Applet {
         name: "poweroff",
         aliases: &[],
         summary: "ask init to stop the services and power off",

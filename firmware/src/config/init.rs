@@ -55,6 +55,7 @@ pub struct InitConfig {
     pub clock_save_secs: u32,
     pub swap: SwapConfig,
     pub sysctl: SysctlConfig,
+    pub network: NetworkConfig,
     /// Services to supervise, started in this order. Empty (default):
     /// `dns` then `mail`, those of them that this build has.
     pub service: Vec<ServiceConfig>,
@@ -76,6 +77,7 @@ impl Default for InitConfig {
             clock_save_secs: 3600,
             swap: SwapConfig::default(),
             sysctl: SysctlConfig::default(),
+            network: NetworkConfig::default(),
             service: Vec::new(),
         }
     }
@@ -134,6 +136,18 @@ impl Default for SysctlConfig {
             dirty_writeback_secs: 15,
         }
     }
+}
+
+/// `[init.network]`: the board's interface (loopback is always brought up).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Interface to configure, e.g. `eth0`. Empty (default): none.
+    pub interface: String,
+    /// Static IPv4 address with prefix length, e.g. `192.168.1.20/24`.
+    pub address: String,
+    /// IPv4 default gateway. Empty (default): no default route.
+    pub gateway: String,
 }
 
 /// When a service counts as ready, so that the next one may start.
@@ -272,6 +286,36 @@ impl InitConfig {
                 format!("expected module names of letters, digits, '_' and '-', found {m:?}"),
             ));
         }
+        let n = &self.network;
+        if !n.interface.is_empty() {
+            if n.interface.len() > crate::init::net::MAX_IFNAME
+                || n.interface.contains(['/', ' ', '\0'])
+            {
+                return Err(invalid(
+                    "init.network.interface",
+                    format!(
+                        "expected an interface name of at most {} bytes, found {:?}",
+                        crate::init::net::MAX_IFNAME,
+                        n.interface
+                    ),
+                ));
+            }
+            if crate::init::net::Ipv4Cidr::parse(&n.address).is_none() {
+                return Err(invalid(
+                    "init.network.address",
+                    format!(
+                        "expected an IPv4 address with prefix such as \"192.168.1.20/24\", found {:?}",
+                        n.address
+                    ),
+                ));
+            }
+        }
+        if !n.gateway.is_empty() && n.gateway.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(invalid(
+                "init.network.gateway",
+                format!("expected an IPv4 address, found {:?}", n.gateway),
+            ));
+        }
         let s = &self.swap;
         check_range("init.swap.size_mib", s.size_mib, 1, 4096)?;
         check_range("init.swap.min_free_mib", s.min_free_mib, 0, 65536)?;
@@ -408,6 +452,12 @@ mod tests {
         assert!(e.contains("twice"), "{e}");
         let e = parse("[init]\nmodules = [\"../x\"]\n").unwrap_err();
         assert!(e.contains("init.modules"), "{e}");
+        let e =
+            parse("[init.network]\ninterface = \"eth0\"\naddress = \"10.0.0.1\"\n").unwrap_err();
+        assert!(
+            e.contains(":3:") && e.contains("init.network.address"),
+            "{e}"
+        );
         let e = parse("[init]\nswap_size = 3\n").unwrap_err();
         assert!(e.contains("swap_size"), "{e}");
     }

@@ -1,5 +1,5 @@
 //! Init's control protocol on `<run_dir>/init.sock`: the typed requests
-//! (`status`, `poweroff`, `reboot`, `halt`) and responses, the status
+//! (`status`, `log`, `poweroff`, `reboot`, `halt`) and responses, the status
 //! report and its 80-column rendering, and the synchronous server side
 //! used by the PID 1 loop (framing from `crate::control`). Clients use
 //! `crate::control::call`. This module never acts on a request itself: it
@@ -38,12 +38,15 @@ pub enum Halt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Status,
+    /// The log ring's lines, oldest first.
+    Log,
     Shutdown(Halt),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Status(Box<StatusReport>),
+    Log(Vec<String>),
     /// The shutdown has begun.
     ShuttingDown(Halt),
 }

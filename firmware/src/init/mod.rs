@@ -8,8 +8,10 @@
 
 pub mod clock;
 pub mod control;
+pub mod logring;
 pub mod modules;
 pub mod mount;
+pub mod net;
 pub mod order;
 pub mod pid1;
 pub mod restart;

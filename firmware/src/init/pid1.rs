@@ -9,7 +9,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,13 +34,17 @@ pub const ENV_RECOVERY: &str = "POCOBELLE_RECOVERY";
 pub const MAX_RECOVERIES: u32 = 3;
 /// Kernel command-line flag for a rescue shell before the services.
 pub const CMDLINE_RESCUE: &str = "pocobelle.rescue";
+/// Kernel command-line flag for a recovery drill: init panics once, right
+/// after the early mounts, to show that the panic hook brings it back.
+pub const CMDLINE_DRILL_PANIC: &str = "pocobelle.drill-panic";
 /// The loop wakes at least this often (ms): readiness files, timers.
 pub const MAX_SLEEP_MS: u64 = 1000;
 /// At shutdown, processes that are not services get this long after
 /// SIGTERM before SIGKILL (ms).
 pub const STRAGGLER_GRACE_MS: u64 = 2000;
-/// Copy of the last configuration that parsed, under `system.data_dir`.
-pub const LAST_GOOD_CONFIG: &str = ".pocobelle.last-good.toml";
+/// Copy of the last configuration that parsed, beside the configuration
+/// itself (read before any partition but the root is mounted).
+pub const LAST_GOOD_CONFIG: &str = "/etc/pocobelle.toml.last-good";
 
 struct Init {
     cfg: Config,
@@ -75,14 +79,22 @@ pub fn run() -> ! {
         crate::applet::version_line(),
         std::process::id()
     );
+    if recovery == 0
+        && kernel_cmdline()
+            .split_whitespace()
+            .any(|w| w == CMDLINE_DRILL_PANIC)
+    {
+        panic!("{CMDLINE_DRILL_PANIC} on the kernel command line: recovery drill");
+    }
     if recovery > 0 {
         log::error!("init: RECOVERY boot #{recovery} after a panic; stopping leftover processes");
         let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
         reap_all(&mut |_, _| {});
     }
-    let (cfg, mut safe) = load_config();
+    crate::logging::set_sink(crate::init::logring::record);
+    let (cfg, safe) = load_config();
     crate::logging::init("init", cfg.log.level.to_filter());
-    let mut init = boot(cfg, sys, recovery, &mut safe);
+    let mut init = boot(cfg, sys, recovery, safe);
     init.main_loop()
 }
 
@@ -151,11 +163,42 @@ fn load_config() -> (Config, bool) {
         Ok(c) => (c, false),
         Err(e) => {
             log::error!("init: {e}");
-            log::error!(
-                "init: SAFE MODE: defaults (or the last good configuration) and only safe-mode services"
-            );
-            (Config::default(), true)
+            let last_good = Path::new(LAST_GOOD_CONFIG);
+            match Config::load(last_good) {
+                Ok(c) => {
+                    log::error!(
+                        "init: SAFE MODE: using the last good configuration {LAST_GOOD_CONFIG}; only safe-mode services start"
+                    );
+                    (c, true)
+                }
+                Err(_) => {
+                    log::error!(
+                        "init: SAFE MODE: built-in defaults; only safe-mode services start"
+                    );
+                    (Config::default(), true)
+                }
+            }
         }
+    }
+}
+
+/// Keeps a copy of a configuration that parsed, for safe mode (written
+/// only when it changed: write, fsync, rename).
+fn save_last_good() {
+    let Ok(text) = std::fs::read(crate::config::DEFAULT_PATH) else {
+        return;
+    };
+    let dest = Path::new(LAST_GOOD_CONFIG);
+    if std::fs::read(dest).ok().as_deref() == Some(&text[..]) {
+        return;
+    }
+    let tmp = dest.with_extension("tmp");
+    let r = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&text).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, dest));
+    match r {
+        Ok(()) => log::info!("init: configuration copied to {LAST_GOOD_CONFIG}"),
+        Err(e) => log::info!("init: no copy of the configuration kept ({LAST_GOOD_CONFIG}: {e})"),
     }
 }
 
@@ -163,7 +206,7 @@ fn kernel_cmdline() -> String {
     std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
 }
 
-fn boot(mut cfg: Config, mut sys: RealSys, recovery: u32, safe: &mut bool) -> Init {
+fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
     let modules_failed = modules::load(&mut sys, &modules::release_dir(), &cfg.init.modules);
     if modules_failed > 0 {
         log::warn!("init: {modules_failed} module(s) did not load");
@@ -172,18 +215,16 @@ fn boot(mut cfg: Config, mut sys: RealSys, recovery: u32, safe: &mut bool) -> In
         log::warn!("init: sethostname: {e}");
     }
     loopback_up();
+    let n = &cfg.init.network;
+    if !n.interface.is_empty()
+        && let Some(cidr) = crate::init::net::Ipv4Cidr::parse(&n.address)
+    {
+        crate::init::net::configure(&n.interface, cidr, n.gateway.parse().ok());
+    }
     let data = storage::bring_up_data(&mut sys, &cfg);
     let data_dir = cfg.system.data_dir.clone();
-    if *safe {
-        if let Ok(c) = Config::load(&data_dir.join(LAST_GOOD_CONFIG)) {
-            log::warn!(
-                "init: using the last good configuration {}",
-                data_dir.join(LAST_GOOD_CONFIG).display()
-            );
-            cfg = c;
-        }
-    } else if data.mounted_rw {
-        save_last_good(&data_dir);
+    if !safe {
+        save_last_good();
     }
     let clock_restored = clock::restore(&data_dir).is_some();
     let swap_on = storage::bring_up_swap(&mut sys, &cfg, &data);
@@ -218,7 +259,7 @@ fn boot(mut cfg: Config, mut sys: RealSys, recovery: u32, safe: &mut bool) -> In
         cfg.init.service.clone()
     };
     let mut boot_mode = "normal".to_string();
-    if *safe {
+    if safe {
         services.retain(|s| s.safe_mode);
         boot_mode = "safe (config did not parse)".into();
     }
@@ -252,23 +293,6 @@ fn boot(mut cfg: Config, mut sys: RealSys, recovery: u32, safe: &mut bool) -> In
         next_watchdog: now,
         next_clock_save: now + clock_every,
         shutdown: None,
-    }
-}
-
-fn save_last_good(data_dir: &Path) {
-    let Ok(text) = std::fs::read(crate::config::DEFAULT_PATH) else {
-        return;
-    };
-    let dest = data_dir.join(LAST_GOOD_CONFIG);
-    if std::fs::read(&dest).ok().as_deref() == Some(&text[..]) {
-        return;
-    }
-    let tmp = data_dir.join(".pocobelle.last-good.tmp");
-    let r = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&text).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, &dest));
-    if let Err(e) = r {
-        log::warn!("init: cannot keep a copy of the configuration: {e}");
     }
 }
 
@@ -392,47 +416,62 @@ impl Init {
     }
 
     fn wait(&mut self, timeout_ms: u16) {
-        let ready = self.sup.ready_fds();
-        let mut fds: Vec<PollFd> = Vec::with_capacity(2 + ready.len());
+        #[derive(Clone, Copy)]
+        enum Src {
+            Signals,
+            Control,
+            Ready(usize),
+            Output(usize),
+        }
+        let mut srcs: Vec<(RawFd, Src)> = Vec::new();
         if let Some(s) = &self.sfd {
-            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            srcs.push((s.as_fd().as_raw_fd(), Src::Signals));
         }
         if let Some(l) = &self.listener {
-            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            srcs.push((l.as_fd().as_raw_fd(), Src::Control));
         }
-        for (fd, _) in &ready {
-            // SAFETY: the supervisor owns these fds until on_ready_fd.
-            fds.push(PollFd::new(
-                unsafe { BorrowedFd::borrow_raw(*fd) },
-                PollFlags::POLLIN,
-            ));
-        }
+        srcs.extend(
+            self.sup
+                .ready_fds()
+                .into_iter()
+                .map(|(fd, i)| (fd, Src::Ready(i))),
+        );
+        srcs.extend(
+            self.sup
+                .output_fds()
+                .into_iter()
+                .map(|(fd, i)| (fd, Src::Output(i))),
+        );
+        let mut fds: Vec<PollFd> = srcs
+            .iter()
+            // SAFETY: every fd is owned by `self` and outlives this poll.
+            .map(|(fd, _)| PollFd::new(unsafe { BorrowedFd::borrow_raw(*fd) }, PollFlags::POLLIN))
+            .collect();
         let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
         let revents: Vec<bool> = fds
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
-        let mut k = 0;
         let mut signals = Vec::new();
-        if self.sfd.is_some() {
-            if revents[k] {
-                while let Some(Ok(Some(si))) = self.sfd.as_ref().map(|s| s.read_signal()) {
-                    signals.push(si.ssi_signo as i32);
-                }
-            }
-            k += 1;
-        } else {
+        if self.sfd.is_none() {
             // No signalfd: collect pending signals synchronously.
             signals.extend(pending_signals());
         }
-        let control_ready = self.listener.is_some() && revents.get(k).copied().unwrap_or(false);
-        if self.listener.is_some() {
-            k += 1;
-        }
-        for (i, (_, idx)) in ready.iter().enumerate() {
-            if revents.get(k + i).copied().unwrap_or(false) {
-                self.sup.on_ready_fd(*idx);
+        let mut control_ready = false;
+        for (k, (_, src)) in srcs.iter().enumerate() {
+            if !revents[k] {
+                continue;
+            }
+            match *src {
+                Src::Signals => {
+                    while let Some(Ok(Some(si))) = self.sfd.as_ref().map(|s| s.read_signal()) {
+                        signals.push(si.ssi_signo as i32);
+                    }
+                }
+                Src::Control => control_ready = true,
+                Src::Ready(i) => self.sup.on_ready_fd(i),
+                Src::Output(i) => self.sup.on_output_fd(i),
             }
         }
         // Reap on every wake-up, not only on SIGCHLD: signals coalesce.
@@ -473,6 +512,12 @@ impl Init {
             };
             let resp = match req {
                 Request::Status => Response::Status(Box::new(self.status())),
+                Request::Log => Response::Log(
+                    crate::init::logring::RING
+                        .lock()
+                        .map(|r| r.lines())
+                        .unwrap_or_default(),
+                ),
                 Request::Shutdown(how) => Response::ShuttingDown(how),
             };
             if let Err(e) = control::write_response(&mut s, &resp) {

@@ -331,6 +331,45 @@ mod tests {
     }
 
     #[test]
+    fn swap_is_skipped_on_vfat_and_created_on_ext4() {
+        let dir = std::env::temp_dir().join(format!("pocobelle-swapup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = Config::default();
+        c.system.data_dir = dir.clone();
+        c.init.swap.size_mib = 1;
+        c.init.swap.min_free_mib = 0;
+        let data = DataState {
+            last_shutdown: LastShutdown::Clean,
+            mounted_rw: true,
+        };
+        let mut sys = FakeSys {
+            statfs: Some(crate::sys::FsStat {
+                fs_type: 0x4d44,
+                free_bytes: 1 << 30,
+            }),
+            ..Default::default()
+        };
+        assert!(!bring_up_swap(&mut sys, &c, &data));
+        assert!(sys.calls.is_empty(), "{:?}", sys.calls);
+        assert!(!swap_path(&c).exists());
+        sys.statfs = Some(crate::sys::FsStat {
+            fs_type: 0xef53,
+            free_bytes: 1 << 30,
+        });
+        assert!(bring_up_swap(&mut sys, &c, &data));
+        assert_eq!(sys.calls, [format!("swapon {}", swap_path(&c).display())]);
+        assert_eq!(std::fs::metadata(swap_path(&c)).unwrap().len(), 1 << 20);
+        // Too little free space beside an absent file: skipped.
+        std::fs::remove_file(swap_path(&c)).unwrap();
+        sys.statfs = Some(crate::sys::FsStat {
+            fs_type: 0xef53,
+            free_bytes: 1 << 19,
+        });
+        assert!(!bring_up_swap(&mut sys, &c, &data));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn fsck_statuses() {
         assert_eq!(fsck_outcome(0), FsckOutcome::Clean);
         assert_eq!(fsck_outcome(1), FsckOutcome::Corrected);

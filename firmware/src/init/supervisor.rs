@@ -7,7 +7,7 @@
 //! loop reaps with waitpid(-1) and reports each exit to [`Supervisor::on_exit`].
 
 use std::ffi::CString;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::config::{Readiness, ServiceConfig};
+use crate::init::logring::{self, LineSplitter};
 use crate::init::order::{self, Slot, Step};
 use crate::init::restart::RestartTracker;
 use crate::init::users;
@@ -29,6 +30,9 @@ pub const ENV_READY_FD: &str = "POCOBELLE_READY_FD";
 pub const READY_LINE: &[u8] = b"primed\n";
 /// Where the memory ceilings live.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// At most this many bytes of a service's output are copied per wake-up,
+/// so that a chatty service cannot starve the PID 1 loop.
+pub const OUTPUT_READ_BYTES: usize = 16 * 1024;
 /// Linux CAP_NET_BIND_SERVICE.
 const CAP_NET_BIND_SERVICE: u32 = 10;
 
@@ -57,6 +61,8 @@ pub struct Service {
     pub last_exit: Option<String>,
     tracker: RestartTracker,
     ready_pipe: Option<OwnedFd>,
+    /// Read end of the service's stdout/stderr pipe, and its partial line.
+    output: Option<(OwnedFd, LineSplitter)>,
     cgroup: Option<PathBuf>,
 }
 
@@ -90,6 +96,7 @@ impl Supervisor {
                     last_exit: None,
                     tracker: RestartTracker::default(),
                     ready_pipe: None,
+                    output: None,
                     cgroup: None,
                 })
                 .collect(),
@@ -235,6 +242,14 @@ impl Supervisor {
             pipe_w = Some(w);
             pipe_r = Some(r);
         }
+        let (out_r, out_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let _ = nix::fcntl::fcntl(
+            &out_r,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        let out_w2 = out_w.try_clone().map_err(|e| format!("pipe: {e}"))?;
+        cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(out_w2));
         let ready_w = pipe_w.as_ref().map(|w| w.as_raw_fd());
         let oom = CString::new(format!("{}\n", s.cfg.oom_score_adj)).map_err(|e| e.to_string())?;
         let cg_procs = cgroup.as_ref().map(|d| {
@@ -247,8 +262,11 @@ impl Supervisor {
             cmd.pre_exec(move || child_setup(ready_w, &oom, cg_procs.as_deref(), ids));
         }
         let child = cmd.spawn().map_err(|e| format!("{}: {e}", argv[0]))?;
+        drop(cmd);
         drop(pipe_w);
+        self.on_output_fd(i);
         let s = &mut self.services[i];
+        s.output = Some((out_r, LineSplitter::default()));
         s.ready_pipe = pipe_r;
         s.cgroup = cgroup;
         Ok(child.id() as i32)
@@ -261,6 +279,52 @@ impl Supervisor {
             .enumerate()
             .filter_map(|(i, s)| s.ready_pipe.as_ref().map(|p| (p.as_raw_fd(), i)))
             .collect()
+    }
+
+    /// Read ends of the output pipes, with the service index.
+    pub fn output_fds(&self) -> Vec<(RawFd, usize)> {
+        self.services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.output.as_ref().map(|(p, _)| (p.as_raw_fd(), i)))
+            .collect()
+    }
+
+    /// The output pipe of service `i` is readable (or closed): copies its
+    /// complete lines, prefixed with the service name, to the console and
+    /// the log ring. Reads at most [`OUTPUT_READ_BYTES`] per call.
+    pub fn on_output_fd(&mut self, i: usize) {
+        let s = &mut self.services[i];
+        let name = s.cfg.name.clone();
+        let Some((fd, split)) = s.output.as_mut() else {
+            return;
+        };
+        let emit = |l: &str| {
+            let line = format!("{name}: {l}");
+            let _ = writeln!(std::io::stderr(), "{line}");
+            logring::record(&line);
+        };
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        let mut eof = false;
+        while total < OUTPUT_READ_BYTES {
+            match nix::unistd::read(&*fd, &mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    split.feed(&buf[..n], emit);
+                    total += n;
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        if eof {
+            split.finish(emit);
+            s.output = None;
+        }
     }
 
     /// The readiness pipe of service `i` is readable.
@@ -545,7 +609,7 @@ mod tests {
             vec![
                 svc(
                     "first",
-                    "sleep 0.3; printf 'primed\\n' >&$POCOBELLE_READY_FD; exec sleep 30",
+                    "echo hello-from-first; sleep 0.3; printf 'primed\\n' >&$POCOBELLE_READY_FD; exec sleep 30",
                     Readiness::Primed,
                 ),
                 svc("second", "exec sleep 30", Readiness::None),
@@ -573,6 +637,13 @@ mod tests {
         nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(5000u16)).unwrap();
         sup.on_ready_fd(idx);
         assert!(sup.services[0].ready);
+        // Its output reached the log ring, prefixed with its name.
+        sup.on_output_fd(0);
+        let ring = logring::RING.lock().unwrap().lines();
+        assert!(
+            ring.iter().any(|l| l == "first: hello-from-first"),
+            "{ring:?}"
+        );
         sup.tick(now());
         let State::Running { pid: second, .. } = sup.services[1].state else {
             panic!("second not started")

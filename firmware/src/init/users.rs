@@ -58,6 +58,17 @@ mod tests {
         assert_eq!(lookup(PASSWD, "nobody"), None);
     }
 
+    /// The shipped /etc/passwd has the users of the built-in services.
+    #[test]
+    fn shipped_passwd_has_the_service_users() {
+        let text = include_str!("../../../rootfs-overlay/etc/passwd");
+        for svc in crate::config::ServiceConfig::defaults(|_| true) {
+            let ids =
+                lookup(text, &svc.user_name()).expect("service user in rootfs-overlay/etc/passwd");
+            assert_ne!(ids.uid, 0);
+        }
+    }
+
     #[test]
     fn fuzz_never_panics() {
         let mut x: u64 = 0x1234_5678_9abc;
