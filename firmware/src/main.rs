@@ -8,6 +8,10 @@ mod config;
 #[allow(dead_code)] // used by the services as they land (dns stats, status, poweroff)
 mod control;
 mod logging;
+#[allow(dead_code)]
+mod mail;
+#[allow(dead_code)]
+mod smtp;
 
 fn main() -> std::process::ExitCode {
     applet::dispatch(std::env::args_os().collect())

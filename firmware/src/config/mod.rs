@@ -8,6 +8,7 @@
 
 mod locate;
 mod log;
+mod mail;
 mod system;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::log::{LogConfig, LogLevel};
+pub use self::mail::{Cidr, MailConfig};
 pub use self::system::SystemConfig;
 
 /// Where the board's configuration lives unless `--config` says otherwise.
@@ -33,6 +35,7 @@ pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 pub struct Config {
     pub system: SystemConfig,
     pub log: LogConfig,
+    pub mail: MailConfig,
 }
 
 /// What went wrong while loading a configuration file.
@@ -96,7 +99,6 @@ impl fmt::Display for Invalid {
 }
 
 /// Checks that an integer key lies within its declared bounds.
-#[allow(dead_code)] // used by the service sections (dns, mail, init) as they land
 pub(crate) fn check_range<T>(key: &str, value: T, min: T, max: T) -> Result<(), Invalid>
 where
     T: PartialOrd + fmt::Display + Copy,
@@ -174,6 +176,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.system.validate()?;
         self.log.validate()?;
+        self.mail.validate()?;
         Ok(())
     }
 }
