@@ -69,8 +69,6 @@ pub struct MailConfig {
     /// Routes with waiting mail are probed this often, seconds. Default 30
     /// (1 .. 3600).
     pub probe_interval_s: u64,
-    /// DNS server used for MX lookups (the local cache). Default `127.0.0.1:53`.
-    pub resolver: String,
 }
 
 impl Default for MailConfig {
@@ -100,7 +98,6 @@ impl Default for MailConfig {
             retry_max_s: 3600,
             max_lifetime_s: 5 * 24 * 3600,
             probe_interval_s: 30,
-            resolver: "127.0.0.1:53".into(),
         }
     }
 }
@@ -198,12 +195,6 @@ impl MailConfig {
                 format!("expected \"host:port\", found {h:?}"),
             ));
         }
-        self.resolver.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "mail.resolver",
-                format!("expected \"ip:port\", found {:?}", self.resolver),
-            )
-        })?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid(
                 "mail.tls_key",

@@ -2,4 +2,9 @@
 //! the durable spool, the scheduler and delivery. The SMTP protocol itself
 //! lives in `smtp/` (sans-I/O); this module owns the I/O around it.
 
+pub mod client;
+pub mod listener;
 pub mod policy;
+pub mod scheduler;
+pub mod service;
+pub mod spool;

@@ -177,6 +177,11 @@ impl Session {
         matches!(self.state, State::Closed)
     }
 
+    /// True once STARTTLS completed.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
     pub fn errors(&self) -> u32 {
         self.errors
     }
