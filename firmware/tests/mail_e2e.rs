@@ -92,9 +92,15 @@ impl Router {
             format!(
                 "[system]\nhostname = \"mx.test\"\ndata_dir = \"{d}/data\"\nrun_dir = \"{d}/run\"\n\n\
                  [mail]\nlisten = [\"127.0.0.1:{port}\"]\ndomains = [\"home.arpa\"]\n\
-                 relay_networks = [\"192.0.2.0/24\"]\nerror_delay_ms = 10\nmin_free_bytes = 0\n\
+                 {relay}error_delay_ms = 10\nmin_free_bytes = 0\n\
                  retry_min_s = 1\nretry_max_s = 2\nprobe_interval_s = 1\n{extra}\n",
-                d = dir.display()
+                d = dir.display(),
+                // Loopback is an outsider unless the test says otherwise.
+                relay = if extra.contains("relay_networks") {
+                    ""
+                } else {
+                    "relay_networks = [\"192.0.2.0/24\"]\n"
+                },
             ),
         )
         .unwrap();
@@ -472,4 +478,215 @@ fn power_cut_during_a_burst_loses_nothing_acknowledged() {
         "power cut: {} acknowledged, all delivered over {rounds} SIGKILLs",
         want.len()
     );
+}
+
+/// smtp-sink started with extra options (e.g. `-f RCPT` to refuse
+/// recipients with 5xx, `-r RCPT` with 4xx).
+fn sink_with(dir: &Path, port: u16, opts: &[&str]) -> Kill {
+    std::fs::create_dir_all(dir).unwrap();
+    let child = child(SMTP_SINK)
+        .args(["-u", "root"])
+        .args(opts)
+        .arg("-d")
+        .arg(format!("{}/%H%M%S.", dir.display()))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("64")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "smtp-sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Kill(child)
+}
+
+#[test]
+fn permanent_failure_bounces_once_and_never_bounces_a_bounce() {
+    if !peers_present() {
+        return;
+    }
+    let (hard_port, senders_port) = (free_port(), free_port());
+    let hard_dir = tmpdir("sink-hard");
+    let senders_dir = tmpdir("sink-senders");
+    let _hard = sink_with(&hard_dir, hard_port, &["-f", "RCPT"]);
+    let _senders = sink(&senders_dir, senders_port);
+    let r = Router::new(
+        "bounce",
+        &format!(
+            "[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{hard_port}\"\n\"senders.test\" = \"127.0.0.1:{senders_port}\"\n"
+        ),
+    );
+    let (ok, out) = r.swaks(&[
+        "--to",
+        "nobody@home.arpa",
+        "--from",
+        "me@senders.test",
+        "--body",
+        "bounce me",
+    ]);
+    assert!(ok, "{out}");
+    // The null sender's message is refused downstream too: no DSN for it.
+    let (ok, out) = r.swaks(&[
+        "--to",
+        "nobody2@home.arpa",
+        "--from",
+        "",
+        "--body",
+        "a bounce",
+    ]);
+    assert!(ok, "{out}");
+    wait_for("a DSN at the sender's server", 30, || {
+        !sunk(&senders_dir).is_empty()
+    });
+    wait_for("an empty queue", 30, || {
+        r.tool("mailq", &[]).1.contains("Mail queue is empty")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let dsns = sunk(&senders_dir);
+    assert_eq!(dsns.len(), 1, "exactly one DSN: {dsns:?}");
+    let d = &dsns[0];
+    assert!(
+        d.contains("X-Mail-Args: <>"),
+        "DSN from the null sender: {d}"
+    );
+    assert!(d.contains("X-Rcpt-Args: <me@senders.test>"), "{d}");
+    assert!(d.contains("report-type=delivery-status"), "{d}");
+    assert!(
+        d.contains("Final-Recipient: rfc822; nobody@home.arpa"),
+        "{d}"
+    );
+    assert!(d.contains("Action: failed"), "{d}");
+    assert!(
+        !d.contains("nobody2@home.arpa"),
+        "no bounce of a bounce: {d}"
+    );
+}
+
+#[test]
+fn temporary_failures_and_missing_routes_never_bounce() {
+    if !peers_present() {
+        return;
+    }
+    let (soft_port, senders_port) = (free_port(), free_port());
+    let soft_dir = tmpdir("sink-soft");
+    let senders_dir = tmpdir("sink-senders2");
+    let _soft = sink_with(&soft_dir, soft_port, &["-r", "RCPT"]);
+    let _senders = sink(&senders_dir, senders_port);
+    let r = Router::new(
+        "soft",
+        &format!(
+            "[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{soft_port}\"\n\"senders.test\" = \"127.0.0.1:{senders_port}\"\n"
+        ),
+    );
+    let (ok, out) = r.swaks(&["--to", "u@home.arpa", "--from", "me@senders.test"]);
+    assert!(ok, "{out}");
+    // From the LAN (relay network), to a domain with no route: MX lookup
+    // is not available, so it must wait, not bounce.
+    let lan = Router::new(
+        "noroute",
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\n[mail.routes]\n\"senders.test\" = \"127.0.0.1:{senders_port}\"\n"
+        ),
+    );
+    let (ok, out) = lan.swaks(&["--to", "x@example.org", "--from", "me@senders.test"]);
+    assert!(ok, "{out}");
+    wait_for("retries recorded", 30, || {
+        r.tool("mailq", &[]).1.contains("last error: 4")
+            && lan.tool("mailq", &[]).1.contains("MX lookup not available")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(sunk(&senders_dir).is_empty(), "a temporary failure bounced");
+    assert!(r.tool("mailq", &[]).1.contains("<u@home.arpa>"));
+    assert!(lan.tool("mailq", &[]).1.contains("<x@example.org>"));
+}
+
+fn greeting_within(c: &mut std::net::TcpStream, ms: u64) -> Option<String> {
+    use std::io::Read;
+    c.set_read_timeout(Some(Duration::from_millis(ms))).unwrap();
+    let mut b = [0u8; 512];
+    match c.read(&mut b) {
+        Ok(n) if n > 0 => Some(String::from_utf8_lossy(&b[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+#[test]
+fn inbound_limit_tarpit_421_and_slow_start() {
+    if !peers_present() {
+        return;
+    }
+    let mut r = Router::new("tarpit", "inbound_limit = 2\ntarpit_connections = 1\n");
+    // Not primed yet: slow start allows one session.
+    let connect = |r: &Router| std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    // Let the start-up probe's session end first.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut a = connect(&r);
+    assert!(greeting_within(&mut a, 5000).unwrap().starts_with("220 "));
+    let mut b = connect(&r);
+    assert!(
+        greeting_within(&mut b, 500).is_none(),
+        "second session waits in the tarpit"
+    );
+    // DNS reports primed: the limit grows to 2 and b is greeted.
+    std::fs::write(r.dir.join("run/dns.primed"), b"").unwrap();
+    let g = greeting_within(&mut b, 5000);
+    assert!(
+        g.as_deref().unwrap_or("").starts_with("220 "),
+        "{g:?}\n{}",
+        r.log()
+    );
+    // Both slots busy: one more waits, the next gets 421 at once.
+    let mut c = connect(&r);
+    assert!(
+        greeting_within(&mut c, 500).is_none(),
+        "third connection is tarpitted"
+    );
+    let mut d = connect(&r);
+    assert!(greeting_within(&mut d, 5000).unwrap().starts_with("421 "));
+    // A slot frees: the tarpitted connection is greeted.
+    drop(a);
+    assert!(greeting_within(&mut c, 5000).unwrap().starts_with("220 "));
+    r.kill();
+}
+
+#[test]
+fn sendmail_submits_through_the_router() {
+    if !peers_present() {
+        return;
+    }
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-sendmail");
+    let _sink = sink(&sink_dir, sink_port);
+    let r = Router::new(
+        "sendmail",
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\n[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{sink_port}\"\n"
+        ),
+    );
+    use std::io::Write;
+    let mut p = command(env!("CARGO_BIN_EXE_pocobelle"))
+        .args(["sendmail", "--config"])
+        .arg(&r.config)
+        .args(["-t", "-oi", "-f", "cron@mx.test", "-F", "Cron Daemon"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(b"To: Admin <admin@home.arpa>\nSubject: nightly\n\nbackup done\n.\nstill body after a lone dot\n")
+        .unwrap();
+    assert!(p.wait().unwrap().success());
+    wait_for("the cron mail", 30, || {
+        sunk(&sink_dir)
+            .iter()
+            .any(|m| m.contains("still body after a lone dot"))
+    });
+    let m = sunk(&sink_dir).join("");
+    assert!(m.contains("X-Mail-Args: <cron@mx.test>"), "{m}");
+    assert!(m.contains("X-Rcpt-Args: <admin@home.arpa>"), "{m}");
+    assert!(m.contains("From: Cron Daemon <cron@mx.test>"), "{m}");
 }
