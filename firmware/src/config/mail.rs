@@ -69,6 +69,11 @@ pub struct MailConfig {
     /// Routes with waiting mail are probed this often, seconds. Default 30
     /// (1 .. 3600).
     pub probe_interval_s: u64,
+    /// DNS server for MX, AAAA and A lookups (the board's own cache).
+    /// Default `127.0.0.1:53`.
+    pub resolver: String,
+    /// Port used to reach MX hosts. Default 25 (1 .. 65535).
+    pub mx_port: u16,
 }
 
 impl Default for MailConfig {
@@ -98,6 +103,8 @@ impl Default for MailConfig {
             retry_max_s: 3600,
             max_lifetime_s: 5 * 24 * 3600,
             probe_interval_s: 30,
+            resolver: "127.0.0.1:53".into(),
+            mx_port: 25,
         }
     }
 }
@@ -195,6 +202,13 @@ impl MailConfig {
                 format!("expected \"host:port\", found {h:?}"),
             ));
         }
+        self.resolver.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "mail.resolver",
+                format!("expected \"ip:port\", found {:?}", self.resolver),
+            )
+        })?;
+        check_range("mail.mx_port", self.mx_port, 1, 65535)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid(
                 "mail.tls_key",

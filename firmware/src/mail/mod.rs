@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod listener;
+pub mod mx;
 pub mod policy;
 pub mod scheduler;
 pub mod service;

@@ -194,33 +194,90 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The addresses to try for a hop, in order; `Err` when the hop
+    /// cannot be reached now (temporary) or never (permanent DNS answer).
+    async fn targets(&self, hop: &Hop) -> Result<Vec<String>, super::mx::LookupError> {
+        let domain = match hop {
+            Hop::Fixed(h) => return Ok(vec![h.clone()]),
+            Hop::Mx(d) => d,
+        };
+        let resolver: std::net::SocketAddr = self.config.resolver.parse().map_err(|_| {
+            super::mx::LookupError::Temporary(domain.clone(), "bad resolver".into())
+        })?;
+        let hosts = super::mx::mx_hosts(resolver, domain).await?;
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for h in &hosts {
+            match super::mx::addresses(resolver, h).await {
+                Ok(ips) => out.extend(
+                    ips.into_iter()
+                        .map(|ip| std::net::SocketAddr::new(ip, self.config.mx_port).to_string()),
+                ),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if out.is_empty() {
+            // No host has an address. Only an NXDOMAIN for the recipient's
+            // own domain is permanent; a host without an address is not.
+            let e = first_err.unwrap_or_else(|| {
+                super::mx::LookupError::Temporary(
+                    domain.clone(),
+                    "no MX host has an address".into(),
+                )
+            });
+            return Err(match e {
+                super::mx::LookupError::Temporary(..) => e,
+                other => super::mx::LookupError::Temporary(domain.clone(), other.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
     async fn deliver(&self, hop: &Hop, msgs: Vec<Outgoing>) {
-        let target = match hop {
-            Hop::Fixed(h) => h.clone(),
-            Hop::Mx(domain) => {
-                // MX lookup is not built yet: keep the mail, say why.
-                for m in &msgs {
-                    self.defer(
-                        m,
-                        &format!("no route for {domain} (MX lookup not available)"),
-                    )
-                    .await;
+        let targets = match self.targets(hop).await {
+            Ok(t) => t,
+            Err(e) if e.is_permanent() => {
+                // A real answer says the domain takes no mail: bounce.
+                for m in msgs.iter().filter(|m| m.due) {
+                    let reply = ServerReply {
+                        code: 550,
+                        text: format!("5.1.2 {e}"),
+                    };
+                    let results = m.rcpts.iter().map(|(i, _)| (*i, reply.clone())).collect();
+                    self.record(m, results).await;
+                }
+                return;
+            }
+            Err(e) => {
+                log::info!("mail: {e}; deferred");
+                for m in msgs.iter().filter(|m| m.due) {
+                    self.defer(m, &e.to_string()).await;
                 }
                 return;
             }
         };
-        let mut client = match Client::connect(&target, &self.hostname).await {
-            Ok(c) => c,
-            Err(e) => {
-                // Only messages whose time had come get a retry record: a
-                // failed probe writes nothing to flash.
-                let due: Vec<&Outgoing> = msgs.iter().filter(|m| m.due).collect();
-                log::info!("mail: {target}: {e}; {} message(s) deferred", due.len());
-                for m in due {
-                    self.defer(m, &format!("{target}: {e}")).await;
+        let mut connected = None;
+        let mut last_err = String::new();
+        for t in &targets {
+            match Client::connect(t, &self.hostname).await {
+                Ok(c) => {
+                    connected = Some((t.clone(), c));
+                    break;
                 }
-                return;
+                Err(e) => last_err = format!("{t}: {e}"),
             }
+        }
+        let Some((target, mut client)) = connected else {
+            // Only messages whose time had come get a retry record: a
+            // failed probe writes nothing to flash.
+            let due: Vec<&Outgoing> = msgs.iter().filter(|m| m.due).collect();
+            log::info!("mail: {last_err}; {} message(s) deferred", due.len());
+            for m in due {
+                self.defer(m, &last_err).await;
+            }
+            return;
         };
         let dir = self.spool.dir().to_path_buf();
         for (k, m) in msgs.iter().enumerate() {
