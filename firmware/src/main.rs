@@ -8,9 +8,7 @@ mod config;
 #[allow(dead_code)] // used by the services as they land (dns stats, status, poweroff)
 mod control;
 mod logging;
-#[allow(dead_code)]
 mod mail;
-#[allow(dead_code)]
 mod smtp;
 
 fn main() -> std::process::ExitCode {

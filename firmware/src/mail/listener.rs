@@ -39,8 +39,6 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Wakes the scheduler (ETRN, new mail).
     pub kick: Arc<Notify>,
-    /// `<run_dir>/dns.primed`.
-    pub primed_file: PathBuf,
 }
 
 /// Admission: session slots (a semaphore that grows during slow start)

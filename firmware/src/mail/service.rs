@@ -161,7 +161,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         spool: spool.clone(),
         tls,
         kick: kick.clone(),
-        primed_file: primed_file.clone(),
     });
     let admission = Arc::new(Admission::new(
         m.inbound_limit,

@@ -36,11 +36,6 @@ impl Reply {
         }
     }
 
-    /// True for 4xx and 5xx replies.
-    pub fn is_error(&self) -> bool {
-        self.code >= 400
-    }
-
     /// Appends the wire form (CRLF-terminated lines) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let n = self.lines.len().max(1);

@@ -168,22 +168,9 @@ impl Session {
         std::mem::replace(&mut self.body, Vec::with_capacity(BODY_CHUNK))
     }
 
-    /// True while a DATA body is being received (for a longer timeout).
-    pub fn in_data(&self) -> bool {
-        matches!(self.state, State::Data { .. })
-    }
-
-    pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
-    }
-
     /// True once STARTTLS completed.
     pub fn is_tls(&self) -> bool {
         self.tls
-    }
-
-    pub fn errors(&self) -> u32 {
-        self.errors
     }
 
     /// The caller's result of committing the message: `Ok(id)` sends 250,

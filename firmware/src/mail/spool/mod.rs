@@ -47,9 +47,6 @@ pub enum SpoolError {
     /// An operation named a message the spool does not know.
     #[error("no message {0:016X} in the spool")]
     NoSuchMessage(u64),
-    /// The body stored does not have the length announced at the end.
-    #[error("message {0:016X} body length mismatch")]
-    LengthMismatch(u64),
     /// The writer thread is gone (the service is stopping).
     #[error("the spool writer has stopped")]
     WriterGone,
@@ -325,6 +322,7 @@ impl Spool {
         self.msgs.values()
     }
 
+    #[cfg(test)]
     pub fn message(&self, id: u64) -> Option<&Message> {
         self.msgs.get(&id)
     }
@@ -644,6 +642,7 @@ impl Spool {
     }
 
     /// Reads a queued message's body.
+    #[cfg(test)]
     pub fn read_body(&self, id: u64) -> Result<Vec<u8>, SpoolError> {
         let m = self.msgs.get(&id).ok_or(SpoolError::NoSuchMessage(id))?;
         read_extents(&self.dir, &m.extents)
