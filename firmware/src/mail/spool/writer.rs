@@ -60,7 +60,6 @@ enum Op {
         id: u64,
         index: usize,
         outcome: Outcome,
-        reply: Reply<()>,
     },
     Retry {
         id: u64,
@@ -151,17 +150,11 @@ impl SpoolHandle {
         let _ = self.send(Op::Abort { id }).await;
     }
 
-    /// Records a recipient's outcome and returns once it is durable.
+    /// Records a recipient's outcome. It is not waited for: outcomes of
+    /// many deliveries share the next commit. If it is lost in a crash the
+    /// recipient gets the message again (at least once, never zero times).
     pub async fn outcome(&self, id: u64, index: usize, outcome: Outcome) -> Result<(), SpoolError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Outcome {
-            id,
-            index,
-            outcome,
-            reply,
-        })
-        .await?;
-        rx.await.map_err(|_| SpoolError::WriterGone)?
+        self.send(Op::Outcome { id, index, outcome }).await
     }
 
     pub async fn retry(&self, id: u64, next_at: u64, error: String) -> Result<(), SpoolError> {
@@ -233,6 +226,8 @@ fn run(
 /// needs a commit.
 fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
     match op {
+        // A message's beginning and body need no commit of their own:
+        // its End brings them to disk.
         Op::Begin {
             from,
             rcpts,
@@ -240,13 +235,13 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
             reply,
         } => {
             let _ = reply.send(spool.begin(from, rcpts, received));
-            true
+            false
         }
         Op::Body { id, data } => {
             if let Err(e) = spool.body(id, &data) {
                 log::debug!("spool: message {id:016X}: {e}");
             }
-            true
+            false
         }
         Op::End { id, reply } => {
             waiting.push(Pending::Unit(reply, spool.end(id)));
@@ -256,13 +251,10 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
             spool.abort(id);
             false
         }
-        Op::Outcome {
-            id,
-            index,
-            outcome,
-            reply,
-        } => {
-            waiting.push(Pending::Unit(reply, spool.outcome(id, index, outcome)));
+        Op::Outcome { id, index, outcome } => {
+            if let Err(e) = spool.outcome(id, index, outcome) {
+                log::debug!("spool: outcome of {id:016X}: {e}");
+            }
             true
         }
         Op::Retry { id, next_at, error } => {
