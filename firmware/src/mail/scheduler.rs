@@ -78,6 +78,13 @@ pub struct Scheduler {
 #[derive(Default)]
 struct State {
     in_flight: HashSet<u64>,
+    /// Counts finished delivery tasks.
+    epoch: u64,
+    /// Messages whose delivery task finished at an epoch: a queue
+    /// snapshot requested before that may still show them pending, so
+    /// they are skipped for one round (no duplicate delivery). Cleared
+    /// every round.
+    finished: Vec<(u64, u64)>,
     per_hop: HashMap<Hop, usize>,
     last_probe: u64,
 }
@@ -114,6 +121,13 @@ impl Scheduler {
 
     async fn round(self: Arc<Self>) -> Result<(), super::spool::SpoolError> {
         let now = Spool::unix_now();
+        {
+            // Everything finished so far is reflected in the snapshot
+            // requested next.
+            let mut st = self.locked();
+            let start = st.epoch;
+            st.finished.retain(|(_, e)| *e > start);
+        }
         let queue = self.spool.snapshot().await?;
         let probe = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,7 +140,11 @@ impl Scheduler {
         };
         let mut batches: BTreeMap<Hop, Vec<Outgoing>> = BTreeMap::new();
         for e in queue {
-            if self.locked().in_flight.contains(&e.id) {
+            let busy = {
+                let st = self.locked();
+                st.in_flight.contains(&e.id) || st.finished.iter().any(|(id, _)| *id == e.id)
+            };
+            if busy {
                 continue;
             }
             if now > e.received + self.config.max_lifetime_s {
@@ -179,8 +197,11 @@ impl Scheduler {
                     me.deliver(&hop, msgs).await;
                 }
                 let mut st = me.locked();
+                st.epoch += 1;
+                let epoch = st.epoch;
                 for id in ids {
                     st.in_flight.remove(&id);
+                    st.finished.push((id, epoch));
                 }
                 if let Some(n) = st.per_hop.get_mut(&hop) {
                     *n = n.saturating_sub(1);
