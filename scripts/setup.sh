@@ -14,12 +14,16 @@ BUILD_PKGS=(
   file
 )
 # Test peers that no one here wrote.
+# swaks (SMTP client), postfix (for smtp-sink / smtp-source; its daemon is
+# stopped and disabled below), python3 (smtplib load in the power-cut test).
 TEST_PKGS=(
   dnsutils knot-dnsutils
   # the QEMU boot test: system emulator, initramfs, depmod for the armhf
   # kernel's modules.dep, the scratch ext4 image; mkswap/blkid check the
   # swap header.
   qemu-system-arm cpio kmod e2fsprogs util-linux gzip
+
+  swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3
 )
 
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
@@ -45,6 +49,16 @@ else
   $SUDO apt-get update -q >/dev/null
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   echo "setup: installed ${#missing[@]} packages"
+fi
+
+# The postfix package is only wanted for smtp-sink and smtp-source: its
+# daemon must not run or listen on port 25 on a test machine.
+if command -v postfix >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO postfix stop >/dev/null 2>&1 || true
+  if command -v update-rc.d >/dev/null 2>&1; then $SUDO update-rc.d postfix disable >/dev/null 2>&1 || true; fi
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now postfix >/dev/null 2>&1 || true; fi
 fi
 
 # The host toolchain: rustup's cargo when present, else Debian's.

@@ -11,6 +11,9 @@ mod init;
 mod logging;
 mod sys;
 
+mod mail;
+mod smtp;
+
 fn main() -> std::process::ExitCode {
     applet::dispatch(std::env::args_os().collect())
 }

@@ -5,7 +5,11 @@
 mod check_config;
 mod dns;
 mod init;
+
+mod mail;
+mod mailq;
 mod self_test;
+mod sendmail;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -84,6 +88,24 @@ pub const APPLETS: &[Applet] = &[
         aliases: &[],
         summary: "exercise config parsing, DNS wire format and TLS on this CPU",
         run: self_test::run,
+    },
+    Applet {
+        name: "mail",
+        aliases: &[],
+        summary: "run the mail router; `mail flush`, `mail delete ID`",
+        run: mail::run,
+    },
+    Applet {
+        name: "mailq",
+        aliases: &[],
+        summary: "list the mail queue (sizes, ages, next attempt, last error)",
+        run: mailq::run,
+    },
+    Applet {
+        name: "sendmail",
+        aliases: &[],
+        summary: "submit a message from stdin to the local mail router (-t -i -f -F)",
+        run: sendmail::run,
     },
 ];
 

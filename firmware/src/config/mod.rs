@@ -10,6 +10,7 @@ mod dns;
 pub mod init;
 mod locate;
 mod log;
+mod mail;
 mod system;
 
 use std::fmt;
@@ -22,6 +23,7 @@ pub use self::dns::HostEntry;
 pub use self::dns::{DnsConfig, Prefix, TimeOfDay};
 pub use self::init::{InitConfig, Readiness, ServiceConfig};
 pub use self::log::{LogConfig, LogLevel};
+pub use self::mail::{Cidr, MailConfig};
 pub use self::system::SystemConfig;
 
 /// Where the board's configuration lives unless `--config` says otherwise.
@@ -41,6 +43,8 @@ pub struct Config {
     pub log: LogConfig,
     pub init: InitConfig,
     pub dns: DnsConfig,
+
+    pub mail: MailConfig,
 }
 
 /// What went wrong while loading a configuration file.
@@ -183,6 +187,8 @@ impl Config {
         self.log.validate()?;
         self.init.validate()?;
         self.dns.validate()?;
+
+        self.mail.validate()?;
         Ok(())
     }
 }

@@ -1,0 +1,103 @@
+//! `pocobelle mailq` (also as `mailq`): lists the queue of the running
+//! mail router with sizes, ages, next attempt and last error. Read-only.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{self, Config};
+use crate::mail::service::{self, Request, Response};
+use crate::mail::spool::Spool;
+
+const HELP: &str = "\
+Usage: pocobelle mailq [--config FILE]
+
+Lists queued messages: ID, size, age, attempts, next attempt, sender,
+pending recipients and the last error.
+";
+
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let mut path = PathBuf::from(config::DEFAULT_PATH);
+    let mut parser = lexopt::Parser::from_args(args);
+    loop {
+        match parser.next() {
+            Ok(None) => break,
+            Ok(Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help"))) => {
+                print!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
+            Ok(Some(lexopt::Arg::Short('c') | lexopt::Arg::Long("config"))) => match parser.value()
+            {
+                Ok(v) => path = v.into(),
+                Err(e) => return super::usage_error("mailq", e),
+            },
+            Ok(Some(other)) => return super::usage_error("mailq", other.unexpected()),
+            Err(e) => return super::usage_error("mailq", e),
+        }
+    }
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailq: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sock = service::control_socket(&config);
+    let q = match rt.block_on(crate::control::call::<Request, Response>(
+        &sock,
+        &Request::List,
+    )) {
+        Ok(Response::Queue(q)) => q,
+        Ok(other) => {
+            eprintln!("mailq: unexpected answer {other:?}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("mailq: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if q.is_empty() {
+        println!("Mail queue is empty");
+        return ExitCode::SUCCESS;
+    }
+    let now = Spool::unix_now();
+    println!(
+        "{:<16} {:>9} {:>7} {:>4} {:>9}  sender",
+        "ID", "size", "age", "try", "next"
+    );
+    for e in &q {
+        let next = if e.next_at <= now {
+            "now".to_string()
+        } else {
+            format!("in {}s", e.next_at - now)
+        };
+        println!(
+            "{:016X} {:>9} {:>6}s {:>4} {:>9}  <{}>",
+            e.id,
+            e.size,
+            now.saturating_sub(e.received),
+            e.attempts,
+            next,
+            e.from
+        );
+        for (_, r) in &e.pending {
+            println!("    <{r}>");
+        }
+        if !e.last_error.is_empty() {
+            println!("    last error: {}", e.last_error);
+        }
+    }
+    println!("-- {} message(s)", q.len());
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,455 @@
+//! The SMTP listener: accepts connections on every configured address,
+//! applies admission (inbound limit, slow start, tarpit, 421 past it),
+//! drives one [`Session`] per connection over the socket (STARTTLS with
+//! rustls, per-command timeouts) and streams bodies into the spool. It
+//! owns sockets and timers only; protocol decisions are the session's,
+//! relay decisions the policy's, storage the spool writer's.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+
+use super::policy::Policy;
+use super::spool::SpoolError;
+use super::spool::writer::SpoolHandle;
+use crate::config::MailConfig;
+use crate::smtp::{Event, Gate, Mailbox, Reply, ReversePath, Session, Settings};
+
+/// Bytes read from a client at a time.
+pub const READ_BUFFER: usize = 8 * 1024;
+
+/// A connection in the tarpit waits at most this long for a session slot
+/// before it gets 421.
+pub const TARPIT_MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// While DNS is not primed, one more inbound session is allowed per step.
+pub const SLOW_START_STEP: Duration = Duration::from_secs(10);
+
+/// Everything the sessions share.
+pub struct Shared {
+    pub config: MailConfig,
+    pub hostname: String,
+    pub policy: Policy,
+    pub spool: SpoolHandle,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Wakes the scheduler (ETRN, new mail).
+    pub kick: Arc<Notify>,
+}
+
+/// Admission: session slots (a semaphore that grows during slow start)
+/// and the tarpit count.
+pub struct Admission {
+    slots: Arc<Semaphore>,
+    granted: std::sync::atomic::AtomicUsize,
+    tarpit: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Admission {
+    pub fn new(limit: usize, tarpit: usize, primed: bool) -> Admission {
+        let start = if primed { limit } else { 1 };
+        Admission {
+            slots: Arc::new(Semaphore::new(start)),
+            granted: std::sync::atomic::AtomicUsize::new(start),
+            tarpit: Arc::new(Semaphore::new(tarpit)),
+            limit,
+        }
+    }
+
+    /// Slow start: one more slot per step, all of them once DNS is primed.
+    pub fn grow(&self, primed: bool) {
+        use std::sync::atomic::Ordering;
+        let now = self.granted.load(Ordering::Relaxed);
+        let want = if primed {
+            self.limit
+        } else {
+            (now + 1).min(self.limit)
+        };
+        if want > now {
+            self.slots.add_permits(want - now);
+            self.granted.store(want, Ordering::Relaxed);
+            log::info!("mail: inbound limit now {want}");
+        }
+    }
+
+    pub fn current_limit(&self) -> usize {
+        self.granted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Binds every configured address.
+pub async fn bind(config: &MailConfig) -> std::io::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for a in &config.listen {
+        let addr: SocketAddr = a
+            .parse()
+            .map_err(|_| std::io::Error::other(format!("bad listen address {a}")))?;
+        let sock = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            let s = tokio::net::TcpSocket::new_v6()?;
+            // Keep v4 and v6 listeners separate so both can be configured.
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv6V6Only, &true)
+                .map_err(std::io::Error::from)?;
+            s
+        };
+        sock.set_reuseaddr(true)?;
+        sock.bind(addr)?;
+        out.push(sock.listen(128)?);
+    }
+    Ok(out)
+}
+
+/// Accepts connections forever.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, admission: Arc<Admission>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("mail: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let admission = admission.clone();
+        tokio::spawn(async move {
+            let permit = match admission.slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    // Over the limit: hold the connection in the tarpit
+                    // (no greeting yet) if there is room, else 421.
+                    let Ok(_tp) = admission.tarpit.clone().try_acquire_owned() else {
+                        refuse(stream, &shared.hostname).await;
+                        return;
+                    };
+                    let wait = admission.slots.clone().acquire_owned();
+                    match tokio::time::timeout(TARPIT_MAX_WAIT, wait).await {
+                        Ok(Ok(p)) => p,
+                        _ => {
+                            refuse(stream, &shared.hostname).await;
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = session(stream, peer, &shared).await {
+                log::debug!("mail: session with {peer}: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn refuse(mut stream: TcpStream, hostname: &str) {
+    let r = Reply::new(421, "4.3.2", format!("{hostname} busy, try again later"));
+    let _ = stream.write_all(r.to_wire().as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+struct SessionGate<'a> {
+    shared: &'a Shared,
+    client: IpAddr,
+}
+
+impl Gate for SessionGate<'_> {
+    fn mail(&mut self, _from: &ReversePath, _size: Option<u64>) -> Result<(), Reply> {
+        if self.shared.spool.is_full() {
+            return Err(Reply::new(452, "4.3.1", "Insufficient system storage"));
+        }
+        Ok(())
+    }
+
+    fn rcpt(&mut self, to: &Mailbox) -> Result<(), Reply> {
+        self.shared.policy.check_rcpt(to, self.client)
+    }
+}
+
+fn settings(shared: &Shared) -> Settings {
+    let c = &shared.config;
+    Settings {
+        hostname: shared.hostname.clone(),
+        max_message_bytes: c.max_message_bytes,
+        max_recipients: c.max_recipients,
+        max_errors: c.max_errors,
+        error_delay: Duration::from_millis(c.error_delay_ms),
+        tls_available: shared.tls.is_some(),
+    }
+}
+
+enum End {
+    Closed,
+    StartTls,
+}
+
+async fn session(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut s = Session::new(settings(shared));
+    s.greet();
+    let mut gate = SessionGate {
+        shared,
+        client: peer.ip(),
+    };
+    let mut plain = stream;
+    match drive(&mut plain, &mut s, &mut gate, shared, peer).await? {
+        End::Closed => {
+            let _ = plain.shutdown().await;
+            Ok(())
+        }
+        End::StartTls => {
+            let Some(acceptor) = &shared.tls else {
+                return Ok(());
+            };
+            let handshake = acceptor.accept(plain);
+            let timeout = Duration::from_secs(shared.config.command_timeout_s);
+            let mut tls = tokio::time::timeout(timeout, handshake)
+                .await
+                .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+            s.tls_started();
+            match drive(&mut tls, &mut s, &mut gate, shared, peer).await? {
+                End::Closed | End::StartTls => {
+                    let _ = tls.shutdown().await;
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn spool_reply(e: &SpoolError) -> Reply {
+    match e {
+        SpoolError::Full { .. } | SpoolError::LowSpace { .. } | SpoolError::TooManyOpen => {
+            Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+        }
+        _ => Reply::new(451, "4.3.0", "Local error in processing, try again later"),
+    }
+}
+
+async fn flush_out<S: AsyncWrite + Unpin>(io: &mut S, s: &mut Session) -> std::io::Result<()> {
+    let delay = s.take_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if s.has_output() {
+        io.write_all(&s.take_output()).await?;
+        io.flush().await?;
+    }
+    Ok(())
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    s: &mut Session,
+    gate: &mut SessionGate<'_>,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> std::io::Result<End> {
+    let mut buf = [0u8; READ_BUFFER];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut current: Option<u64> = None;
+    let mut failed: Option<Reply> = None;
+    let timeout = Duration::from_secs(shared.config.command_timeout_s);
+    let result = async {
+        loop {
+            let (n, ev) = s.advance(&buf[start..end], gate);
+            start += n;
+            match ev {
+                Event::NeedInput => {
+                    flush_out(io, s).await?;
+                    if start == end {
+                        start = 0;
+                        end = 0;
+                    } else if end == buf.len() {
+                        buf.copy_within(start..end, 0);
+                        end -= start;
+                        start = 0;
+                    }
+                    let read = tokio::time::timeout(timeout, io.read(&mut buf[end..])).await;
+                    match read {
+                        Ok(Ok(0)) => return Ok(End::Closed),
+                        Ok(Ok(k)) => end += k,
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => {
+                            s.refuse(Reply::new(421, "4.4.2", "Timeout, closing"));
+                            flush_out(io, s).await?;
+                            return Ok(End::Closed);
+                        }
+                    }
+                }
+                Event::DataStart(env) => {
+                    failed = None;
+                    let rcpts = env.rcpts.iter().map(|m| m.to_string()).collect();
+                    let received = crate::mail::spool::Spool::unix_now();
+                    match shared
+                        .spool
+                        .begin(env.from.to_string(), rcpts, received)
+                        .await
+                    {
+                        Ok(id) => {
+                            current = Some(id);
+                            let header =
+                                received_header(&shared.hostname, &env.helo, peer, id, s.is_tls());
+                            if let Err(e) = shared.spool.body(id, header.into_bytes()).await {
+                                failed = Some(spool_reply(&e));
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!("mail: cannot spool a message from {peer}: {e}");
+                            failed = Some(spool_reply(&e));
+                        }
+                    }
+                }
+                Event::Body => {
+                    let chunk = s.take_body();
+                    if let Some(id) = current
+                        && let Err(e) = shared.spool.body(id, chunk).await
+                    {
+                        failed = Some(spool_reply(&e));
+                    }
+                }
+                Event::MessageEnd => {
+                    let chunk = s.take_body();
+                    let result = match (current.take(), failed.take()) {
+                        (Some(id), None) => {
+                            let mut r = Ok(());
+                            if !chunk.is_empty() {
+                                r = shared.spool.body(id, chunk).await;
+                            }
+                            match r {
+                                Ok(()) => shared.spool.end(id).await.map(|()| id),
+                                Err(e) => Err(e),
+                            }
+                            .map_err(|e| spool_reply(&e))
+                        }
+                        (Some(id), Some(r)) => {
+                            shared.spool.abort(id).await;
+                            Err(r)
+                        }
+                        (None, Some(r)) => Err(r),
+                        (None, None) => Err(Reply::new(451, "4.3.0", "Local error")),
+                    };
+                    if let Ok(id) = &result {
+                        log::info!("mail: {id:016X} accepted from {peer}");
+                        shared.kick.notify_one();
+                    }
+                    s.message_stored(result.map(|id| format!("{id:016X}")));
+                }
+                Event::MessageAborted => {
+                    if let Some(id) = current.take() {
+                        shared.spool.abort(id).await;
+                    }
+                }
+                Event::StartTls => {
+                    flush_out(io, s).await?;
+                    // Clear-text bytes after STARTTLS are discarded
+                    // (no command injection into the TLS session).
+                    return Ok(End::StartTls);
+                }
+                Event::Etrn(domain) => {
+                    log::info!("mail: ETRN {domain} from {peer}");
+                    let _ = shared.spool.flush().await;
+                    shared.kick.notify_one();
+                }
+                Event::Close => {
+                    flush_out(io, s).await?;
+                    return Ok(End::Closed);
+                }
+            }
+        }
+    }
+    .await;
+    if let Some(id) = current {
+        shared.spool.abort(id).await;
+    }
+    result
+}
+
+fn received_header(host: &str, helo: &str, peer: SocketAddr, id: u64, tls: bool) -> String {
+    let helo: String = helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect();
+    let with = if tls { "ESMTPS" } else { "ESMTP" };
+    format!(
+        "Received: from {helo} ([{}])\r\n\tby {host} (Pocobelle) with {with} id {id:016X};\r\n\t{}\r\n",
+        peer.ip(),
+        rfc5322_date(crate::mail::spool::Spool::unix_now())
+    )
+}
+
+/// An RFC 5322 date in UTC for a Unix time.
+pub fn rfc5322_date(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{wd}, {d} {mon} {y} {:02}:{:02}:{:02} +0000",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Grows the inbound limit during slow start: one slot per
+/// [`SLOW_START_STEP`] while `<run_dir>/dns.primed` is absent, all of
+/// them as soon as it appears.
+pub async fn slow_start(admission: Arc<Admission>, primed_file: PathBuf) {
+    let mut last = Instant::now();
+    while admission.current_limit() < admission.limit {
+        if primed_file.exists() {
+            admission.grow(true);
+            return;
+        }
+        if last.elapsed() >= SLOW_START_STEP {
+            admission.grow(false);
+            last = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_000_000),
+            "Wed, 18 Nov 2026 11:06:40 +0000"
+        );
+    }
+
+    #[test]
+    fn slow_start_grows_to_the_limit() {
+        let a = Admission::new(4, 2, false);
+        assert_eq!(a.current_limit(), 1);
+        a.grow(false);
+        assert_eq!(a.current_limit(), 2);
+        a.grow(true);
+        assert_eq!(a.current_limit(), 4);
+        a.grow(true);
+        assert_eq!(a.slots.available_permits(), 4);
+    }
+}

@@ -1,0 +1,11 @@
+//! The mail router `pocobelle mail`: listener and admission, relay policy,
+//! the durable spool, the scheduler and delivery. The SMTP protocol itself
+//! lives in `smtp/` (sans-I/O); this module owns the I/O around it.
+
+pub mod client;
+pub mod listener;
+pub mod mx;
+pub mod policy;
+pub mod scheduler;
+pub mod service;
+pub mod spool;

@@ -1,0 +1,504 @@
+//! The scheduler: decides what to deliver when. It reads the queue from
+//! the spool writer, groups due recipients by next hop, keeps the
+//! outbound limits (in total and per destination), runs one connection per
+//! batch (reuse for several messages), and turns results into spool
+//! records: delivered, bounced (with a DSN to the sender), or a retry with
+//! exponential backoff and jitter. It never writes spool files itself and
+//! never bounces on a temporary failure.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+
+use super::client::{Client, Outgoing, ServerReply};
+use super::spool::Spool;
+use super::spool::record::Outcome;
+use super::spool::writer::{QueueEntry, SpoolHandle};
+use crate::config::MailConfig;
+
+/// How often the scheduler looks at the queue when nothing wakes it.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// At most this many messages go over one connection before it is closed
+/// and the rest wait for the next round.
+pub const MAX_MESSAGES_PER_CONNECTION: usize = 100;
+
+/// Where mail for a domain goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hop {
+    /// A configured route or the smart host: `host:port`.
+    Fixed(String),
+    /// No route: MX lookup for this domain.
+    Mx(String),
+}
+
+/// The routing table from configuration.
+pub fn route(config: &MailConfig, domain: &str) -> Hop {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(h) = config.routes.get(&d) {
+        return Hop::Fixed(h.clone());
+    }
+    if let Some(h) = &config.smarthost {
+        return Hop::Fixed(h.clone());
+    }
+    Hop::Mx(d)
+}
+
+fn domain_of(addr: &str) -> &str {
+    addr.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+/// Next retry time: `min * 2^(attempts-1)`, capped at `max`, with +-25%
+/// jitter so a backlog does not retry in lockstep.
+pub fn backoff(min_s: u64, max_s: u64, attempts: u32, jitter_seed: u64) -> u64 {
+    let exp = attempts.saturating_sub(1).min(30);
+    let base = min_s.saturating_mul(1u64 << exp).min(max_s);
+    let mut x = jitter_seed | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    let quarter = base / 4;
+    if quarter == 0 {
+        return base.max(1);
+    }
+    (base - quarter + x % (2 * quarter + 1)).max(1)
+}
+
+pub struct Scheduler {
+    config: MailConfig,
+    hostname: String,
+    spool: SpoolHandle,
+    kick: Arc<Notify>,
+    outbound: Arc<Semaphore>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    in_flight: HashSet<u64>,
+    /// Counts finished delivery tasks.
+    epoch: u64,
+    /// Messages whose delivery task finished at an epoch: a queue
+    /// snapshot requested before that may still show them pending, so
+    /// they are skipped for one round (no duplicate delivery). Cleared
+    /// every round.
+    finished: Vec<(u64, u64)>,
+    per_hop: HashMap<Hop, usize>,
+    last_probe: u64,
+}
+
+impl Scheduler {
+    pub fn new(
+        config: MailConfig,
+        hostname: String,
+        spool: SpoolHandle,
+        kick: Arc<Notify>,
+    ) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            outbound: Arc::new(Semaphore::new(config.outbound_limit)),
+            config,
+            hostname,
+            spool,
+            kick,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Runs forever.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.clone().round().await {
+                log::warn!("mail: scheduler: {e}");
+            }
+            tokio::select! {
+                _ = self.kick.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    async fn round(self: Arc<Self>) -> Result<(), super::spool::SpoolError> {
+        let now = Spool::unix_now();
+        {
+            // Everything finished so far is reflected in the snapshot
+            // requested next.
+            let mut st = self.locked();
+            let start = st.epoch;
+            st.finished.retain(|(_, e)| *e > start);
+        }
+        let queue = self.spool.snapshot().await?;
+        let probe = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if now >= st.last_probe + self.config.probe_interval_s {
+                st.last_probe = now;
+                true
+            } else {
+                false
+            }
+        };
+        let mut batches: BTreeMap<Hop, Vec<Outgoing>> = BTreeMap::new();
+        for e in queue {
+            let busy = {
+                let st = self.locked();
+                st.in_flight.contains(&e.id) || st.finished.iter().any(|(id, _)| *id == e.id)
+            };
+            if busy {
+                continue;
+            }
+            if now > e.received + self.config.max_lifetime_s {
+                self.expire(&e).await;
+                continue;
+            }
+            let mut by_hop: BTreeMap<Hop, Vec<(u32, String)>> = BTreeMap::new();
+            for (i, r) in &e.pending {
+                by_hop
+                    .entry(route(&self.config, domain_of(r)))
+                    .or_default()
+                    .push((*i, r.clone()));
+            }
+            for (hop, rcpts) in by_hop {
+                // Probing: a route with waiting mail is tried at the probe
+                // interval, whatever the backoff says (the laptop may be back).
+                let due = e.next_at <= now;
+                if due || (probe && matches!(hop, Hop::Fixed(_))) {
+                    batches.entry(hop).or_default().push(Outgoing {
+                        id: e.id,
+                        from: e.from.clone(),
+                        rcpts,
+                        extents: e.extents.clone(),
+                        due,
+                        attempts: e.attempts,
+                    });
+                }
+            }
+        }
+        for (hop, mut msgs) in batches {
+            // A probe alone is not worth a connection to an MX; a route
+            // with nothing due is probed with what waits for it.
+            msgs.sort_by_key(|m| !m.due);
+            msgs.truncate(MAX_MESSAGES_PER_CONNECTION);
+            {
+                let mut st = self.locked();
+                let n = st.per_hop.entry(hop.clone()).or_default();
+                if *n >= self.config.per_destination_limit {
+                    continue;
+                }
+                *n += 1;
+                for m in &msgs {
+                    st.in_flight.insert(m.id);
+                }
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                let ids: Vec<u64> = msgs.iter().map(|m| m.id).collect();
+                if let Ok(_permit) = me.outbound.clone().acquire_owned().await {
+                    me.deliver(&hop, msgs).await;
+                }
+                let mut st = me.locked();
+                st.epoch += 1;
+                let epoch = st.epoch;
+                for id in ids {
+                    st.in_flight.remove(&id);
+                    st.finished.push((id, epoch));
+                }
+                if let Some(n) = st.per_hop.get_mut(&hop) {
+                    *n = n.saturating_sub(1);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The addresses to try for a hop, in order; `Err` when the hop
+    /// cannot be reached now (temporary) or never (permanent DNS answer).
+    async fn targets(&self, hop: &Hop) -> Result<Vec<String>, super::mx::LookupError> {
+        let domain = match hop {
+            Hop::Fixed(h) => return Ok(vec![h.clone()]),
+            Hop::Mx(d) => d,
+        };
+        let resolver: std::net::SocketAddr = self.config.resolver.parse().map_err(|_| {
+            super::mx::LookupError::Temporary(domain.clone(), "bad resolver".into())
+        })?;
+        let hosts = super::mx::mx_hosts(resolver, domain).await?;
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for h in &hosts {
+            match super::mx::addresses(resolver, h).await {
+                Ok(ips) => out.extend(
+                    ips.into_iter()
+                        .map(|ip| std::net::SocketAddr::new(ip, self.config.mx_port).to_string()),
+                ),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if out.is_empty() {
+            // No host has an address. Only an NXDOMAIN for the recipient's
+            // own domain is permanent; a host without an address is not.
+            let e = first_err.unwrap_or_else(|| {
+                super::mx::LookupError::Temporary(
+                    domain.clone(),
+                    "no MX host has an address".into(),
+                )
+            });
+            return Err(match e {
+                super::mx::LookupError::Temporary(..) => e,
+                other => super::mx::LookupError::Temporary(domain.clone(), other.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn deliver(&self, hop: &Hop, msgs: Vec<Outgoing>) {
+        let targets = match self.targets(hop).await {
+            Ok(t) => t,
+            Err(e) if e.is_permanent() => {
+                // A real answer says the domain takes no mail: bounce.
+                for m in msgs.iter().filter(|m| m.due) {
+                    let reply = ServerReply {
+                        code: 550,
+                        text: format!("5.1.2 {e}"),
+                    };
+                    let results = m.rcpts.iter().map(|(i, _)| (*i, reply.clone())).collect();
+                    self.record(m, results).await;
+                }
+                return;
+            }
+            Err(e) => {
+                log::info!("mail: {e}; deferred");
+                for m in msgs.iter().filter(|m| m.due) {
+                    self.defer(m, &e.to_string()).await;
+                }
+                return;
+            }
+        };
+        let mut connected = None;
+        let mut last_err = String::new();
+        for t in &targets {
+            match Client::connect(t, &self.hostname).await {
+                Ok(c) => {
+                    connected = Some((t.clone(), c));
+                    break;
+                }
+                Err(e) => last_err = format!("{t}: {e}"),
+            }
+        }
+        let Some((target, mut client)) = connected else {
+            // Only messages whose time had come get a retry record: a
+            // failed probe writes nothing to flash.
+            let due: Vec<&Outgoing> = msgs.iter().filter(|m| m.due).collect();
+            log::info!("mail: {last_err}; {} message(s) deferred", due.len());
+            for m in due {
+                self.defer(m, &last_err).await;
+            }
+            return;
+        };
+        let dir = self.spool.dir().to_path_buf();
+        for (k, m) in msgs.iter().enumerate() {
+            match client.send(&dir, m).await {
+                Ok(results) => {
+                    self.record(m, results.into_iter().map(|r| (r.index, r.reply)).collect())
+                        .await
+                }
+                Err(e) => {
+                    log::info!("mail: {target}: {e}");
+                    for rest in &msgs[k..] {
+                        self.defer(rest, &format!("{target}: {e}")).await;
+                    }
+                    return;
+                }
+            }
+        }
+        client.quit().await;
+    }
+
+    async fn record(&self, m: &Outgoing, results: Vec<(u32, ServerReply)>) {
+        let mut temp = None;
+        let mut bounced = Vec::new();
+        for (index, reply) in results {
+            let addr = m
+                .rcpts
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default();
+            if reply.is_ok() {
+                log::info!("mail: {:016X} to <{addr}>: delivered ({reply})", m.id);
+                if let Err(e) = self
+                    .spool
+                    .outcome(m.id, index as usize, Outcome::Delivered)
+                    .await
+                {
+                    log::warn!("mail: recording delivery of {:016X}: {e}", m.id);
+                }
+            } else if reply.is_permanent() {
+                log::info!("mail: {:016X} to <{addr}>: bounced ({reply})", m.id);
+                bounced.push((addr, reply.to_string()));
+                if let Err(e) = self
+                    .spool
+                    .outcome(m.id, index as usize, Outcome::Bounced)
+                    .await
+                {
+                    log::warn!("mail: recording bounce of {:016X}: {e}", m.id);
+                }
+            } else {
+                temp = Some(reply.to_string());
+            }
+        }
+        if !bounced.is_empty() {
+            self.send_dsn(m.id, &m.from, &bounced).await;
+        }
+        if let Some(err) = temp {
+            self.defer(m, &err).await;
+        }
+    }
+
+    async fn defer(&self, m: &Outgoing, error: &str) {
+        let attempts = m.attempts + 1;
+        let delay = backoff(
+            self.config.retry_min_s,
+            self.config.retry_max_s,
+            attempts,
+            m.id ^ Spool::unix_now(),
+        );
+        let next = Spool::unix_now() + delay;
+        let _ = self.spool.retry(m.id, next, error.to_string()).await;
+    }
+
+    async fn expire(&self, e: &QueueEntry) {
+        let mut bounced = Vec::new();
+        for (i, a) in &e.pending {
+            if self
+                .spool
+                .outcome(e.id, *i as usize, Outcome::Bounced)
+                .await
+                .is_ok()
+            {
+                bounced.push((
+                    a.clone(),
+                    format!(
+                        "gave up after {} s; last error: {}",
+                        self.config.max_lifetime_s, e.last_error
+                    ),
+                ));
+            }
+        }
+        self.send_dsn(e.id, &e.from, &bounced).await;
+    }
+
+    /// Queues an RFC 3464 delivery status notification to `from`, from
+    /// the null sender. A bounce of a bounce (null `from`) is never sent.
+    async fn send_dsn(&self, id: u64, from: &str, failed: &[(String, String)]) {
+        if from.is_empty() || failed.is_empty() {
+            return;
+        }
+        let body = dsn_body(&self.hostname, id, from, failed, Spool::unix_now());
+        let spool = &self.spool;
+        let r = async {
+            let new = spool
+                .begin(String::new(), vec![from.to_string()], Spool::unix_now())
+                .await?;
+            for chunk in body.as_bytes().chunks(crate::smtp::session::BODY_CHUNK) {
+                spool.body(new, chunk.to_vec()).await?;
+            }
+            spool.end(new).await?;
+            Ok::<u64, super::spool::SpoolError>(new)
+        }
+        .await;
+        match r {
+            Ok(n) => {
+                log::info!("mail: {id:016X}: DSN {n:016X} queued to <{from}>");
+                self.kick.notify_one();
+            }
+            Err(e) => log::error!("mail: {id:016X}: cannot queue a DSN: {e}"),
+        }
+    }
+}
+
+/// The text of a DSN (multipart/report, RFC 3462/3464).
+pub fn dsn_body(host: &str, id: u64, to: &str, failed: &[(String, String)], now: u64) -> String {
+    let boundary = format!("{id:016X}/{host}");
+    let date = super::listener::rfc5322_date(now);
+    let mut s = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n\
+         To: <{to}>\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Date: {date}\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         Your message {id:016X} could not be delivered to these recipients:\r\n\r\n"
+    );
+    for (a, why) in failed {
+        s.push_str(&format!("  <{a}>: {why}\r\n"));
+    }
+    s.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {host}\r\nArrival-Date: {date}\r\n"
+    ));
+    for (a, why) in failed {
+        let code = why
+            .split_whitespace()
+            .nth(1)
+            .filter(|c| c.starts_with('5') && c.matches('.').count() == 2)
+            .unwrap_or("5.0.0");
+        s.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {a}\r\nAction: failed\r\nStatus: {code}\r\nDiagnostic-Code: smtp; {why}\r\n"
+        ));
+    }
+    s.push_str(&format!("\r\n--{boundary}--\r\n"));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let a: Vec<u64> = (1..=10).map(|n| backoff(60, 3600, n, 42)).collect();
+        assert!((45..=75).contains(&a[0]), "{a:?}");
+        assert!((90..=150).contains(&a[1]), "{a:?}");
+        assert!(a[9] <= 4500 && a[9] >= 2700, "{a:?}");
+        let spread: HashSet<u64> = (0..50).map(|s| backoff(60, 3600, 3, s)).collect();
+        assert!(spread.len() > 10, "jitter spreads retries");
+    }
+
+    #[test]
+    fn routes_then_smarthost_then_mx() {
+        let mut c = MailConfig::default();
+        c.routes.insert("home.arpa".into(), "127.0.0.1:2525".into());
+        assert_eq!(route(&c, "HOME.ARPA"), Hop::Fixed("127.0.0.1:2525".into()));
+        assert_eq!(route(&c, "example.org"), Hop::Mx("example.org".into()));
+        c.smarthost = Some("relay.isp.test:587".into());
+        assert_eq!(
+            route(&c, "example.org"),
+            Hop::Fixed("relay.isp.test:587".into())
+        );
+    }
+
+    #[test]
+    fn dsn_names_recipient_and_status() {
+        let b = dsn_body(
+            "mx.test",
+            1,
+            "a@b.test",
+            &[("u@x.test".into(), "550 5.1.1 no such user".into())],
+            0,
+        );
+        assert!(b.contains("Final-Recipient: rfc822; u@x.test\r\n"));
+        assert!(b.contains("Status: 5.1.1\r\n"));
+        assert!(b.contains("report-type=delivery-status"));
+        assert!(!b.contains("\n\n") && !b.replace("\r\n", "").contains('\n'));
+    }
+}

@@ -1,0 +1,224 @@
+//! Starting the mail service: opens the spool (recovery), loads or creates
+//! the STARTTLS key pair, binds the listeners, and runs the listeners, the
+//! slow-start timer, the scheduler and the control socket
+//! (`<run_dir>/mail.sock`) on one current-thread runtime. It owns the
+//! wiring only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::Notify;
+
+use super::listener::{self, Admission, Shared};
+use super::policy::Policy;
+use super::scheduler::Scheduler;
+use super::spool::writer::{QueueEntry, SpoolHandle};
+use super::spool::{Limits, Spool};
+use crate::config::Config;
+
+/// Requests on the mail control socket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Request {
+    /// Make every queued message due now.
+    Flush,
+    /// Delete one message by id.
+    Delete(u64),
+    /// List the queue.
+    List,
+}
+
+/// Answers on the mail control socket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Response {
+    Done,
+    Queue(Vec<QueueEntry>),
+    Error(String),
+}
+
+/// Most queue entries in one `List` answer (the control frame is bounded).
+pub const MAX_LISTED: usize = 200;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The spool could not be opened or recovered.
+    #[error("spool: {0}")]
+    Spool(#[from] super::spool::SpoolError),
+    /// A listening socket could not be bound.
+    #[error("listen: {0}")]
+    Bind(std::io::Error),
+    /// The TLS certificate or key could not be loaded or created.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The control socket could not be created.
+    #[error("control socket {0}: {1}")]
+    Control(PathBuf, std::io::Error),
+}
+
+pub fn spool_dir(config: &Config) -> PathBuf {
+    config.system.data_dir.join("spool")
+}
+
+pub fn control_socket(config: &Config) -> PathBuf {
+    config.system.run_dir.join("mail.sock")
+}
+
+/// Loads the configured certificate and key, or the self-signed pair kept
+/// in `<data_dir>/mail/`, generating it at first start.
+pub fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    let m = &config.mail;
+    let (cert_path, key_path) = match (&m.tls_cert, &m.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let dir = config.system.data_dir.join("mail");
+            let c = dir.join("tls-cert.pem");
+            let k = dir.join("tls-key.pem");
+            if !c.exists() || !k.exists() {
+                generate_pair(&dir, &c, &k, &config.system.hostname)?;
+            }
+            (c, k)
+        }
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|it| it.collect())
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert_path.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+fn generate_pair(dir: &Path, cert: &Path, key: &Path, host: &str) -> Result<(), StartError> {
+    let err = |e: std::io::Error| StartError::Tls(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let ck = rcgen::generate_simple_self_signed(vec![host.to_string()])
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    // Written to temporary names, synced, then renamed into place.
+    for (path, text) in [(key, ck.signing_key.serialize_pem()), (cert, ck.cert.pem())] {
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(err)?;
+            f.write_all(text.as_bytes()).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(err)?;
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    log::info!("mail: generated a self-signed STARTTLS certificate for {host}");
+    Ok(())
+}
+
+/// Runs the service until the process is stopped.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let m = config.mail.clone();
+    let spool = Spool::open(
+        &spool_dir(&config),
+        Limits {
+            max_bytes: m.spool_max_bytes,
+            min_free_bytes: m.min_free_bytes,
+            segment_bytes: m.segment_bytes,
+        },
+    )?;
+    log::info!(
+        "mail: spool recovered: {} message(s), {} bytes in {} segment(s)",
+        spool.messages().count(),
+        spool.used_bytes(),
+        spool.segment_count()
+    );
+    let spool = SpoolHandle::start(spool, Duration::from_millis(m.commit_delay_ms));
+    let tls = match tls_acceptor(&config) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::warn!("mail: STARTTLS disabled: {e}");
+            None
+        }
+    };
+    let kick = Arc::new(Notify::new());
+    let primed_file = config.system.run_dir.join("dns.primed");
+    let shared = Arc::new(Shared {
+        config: m.clone(),
+        hostname: config.system.hostname.clone(),
+        policy: Policy::new(&m),
+        spool: spool.clone(),
+        tls,
+        kick: kick.clone(),
+    });
+    let admission = Arc::new(Admission::new(
+        m.inbound_limit,
+        m.tarpit_connections,
+        primed_file.exists(),
+    ));
+    let listeners = listener::bind(&m).await.map_err(StartError::Bind)?;
+    for l in listeners {
+        if let Ok(a) = l.local_addr() {
+            log::info!("mail: listening on {a}");
+        }
+        tokio::spawn(listener::serve(l, shared.clone(), admission.clone()));
+    }
+    tokio::spawn(listener::slow_start(admission, primed_file));
+    let scheduler = Scheduler::new(
+        m.clone(),
+        config.system.hostname.clone(),
+        spool.clone(),
+        kick.clone(),
+    );
+    tokio::spawn(scheduler.run());
+
+    let sock = control_socket(&config);
+    let _ = std::fs::create_dir_all(&config.system.run_dir);
+    let _ = std::fs::remove_file(&sock);
+    let control =
+        tokio::net::UnixListener::bind(&sock).map_err(|e| StartError::Control(sock.clone(), e))?;
+    loop {
+        let Ok((mut stream, _)) = control.accept().await else {
+            continue;
+        };
+        let spool = spool.clone();
+        let kick = kick.clone();
+        tokio::spawn(async move {
+            let r = crate::control::serve_one(&mut stream, async |req: Request| match req {
+                Request::Flush => match spool.flush().await {
+                    Ok(()) => {
+                        kick.notify_one();
+                        Response::Done
+                    }
+                    Err(e) => Response::Error(e.to_string()),
+                },
+                Request::Delete(id) => match spool.delete(id).await {
+                    Ok(()) => Response::Done,
+                    Err(e) => Response::Error(e.to_string()),
+                },
+                Request::List => match spool.snapshot().await {
+                    Ok(mut q) => {
+                        q.truncate(MAX_LISTED);
+                        Response::Queue(q)
+                    }
+                    Err(e) => Response::Error(e.to_string()),
+                },
+            })
+            .await;
+            if let Err(e) = r {
+                log::debug!("mail: control: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,13 @@
+//! The SMTP protocol core, sans-I/O: command parsing, replies and the
+//! server session state machine. Nothing in here opens a socket, reads a
+//! file or the clock; `mail/` drives it.
+
+pub mod command;
+pub mod reply;
+pub mod session;
+
+#[allow(unused_imports)]
+pub use command::{Domain, Mailbox, ReversePath};
+pub use reply::Reply;
+#[allow(unused_imports)]
+pub use session::{Envelope, Event, Gate, Session, Settings};
