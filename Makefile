@@ -19,7 +19,7 @@ ARMV7_QEMU   := qemu-arm-static -cpu cortex-a7
 MAX_BINARY_BYTES := 4194304
 
 .PHONY: all firmware setup test test-host lint test-arm test-armv5 test-armv7 \
-        test-boot armv5 armv7 clean
+        test-boot armv5 armv7 clean bench-dns
 
 all: firmware
 
@@ -73,6 +73,12 @@ test-armv7: $(OUT)/armv7/pocobelle
 # armmp kernel, booted twice (tests/boot/boot-test.sh says what it checks).
 test-boot: $(OUT)/armv7/pocobelle
 	bash tests/boot/boot-test.sh $<
+
+# Benchmarks (not tests): side by side with the peers named in the issues,
+# one run on one machine. Loopback only.
+bench-dns:
+	bash scripts/setup.sh bench
+	bash bench/dns.sh
 
 clean:
 	$(CARGO) clean

@@ -22,11 +22,19 @@ TEST_PKGS=(
   # kernel's modules.dep, the scratch ext4 image; mkswap/blkid check the
   # swap header.
   qemu-system-arm cpio kmod e2fsprogs util-linux gzip
-
   swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3
 )
 
+# Benchmark peers, for `make bench-dns` only (`setup.sh bench`): the load
+# generator, the two resolvers compared, and the authoritative fixture.
+BENCH_PKGS=(
+  dnsperf unbound dnsmasq nsd
+)
+
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
+if [ "${1:-}" = "bench" ]; then
+  want+=("${BENCH_PKGS[@]}")
+fi
 if [ -n "${SETUP_EXTRA_PKGS:-}" ]; then
   read -r -a extra <<<"$SETUP_EXTRA_PKGS"
   want+=("${extra[@]}")
@@ -50,6 +58,14 @@ else
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   echo "setup: installed ${#missing[@]} packages"
 fi
+
+# Peers are started by the tests and benchmarks themselves, on loopback
+# and high ports: never leave their system services running.
+for svc in unbound dnsmasq nsd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  fi
+done
 
 # The postfix package is only wanted for smtp-sink and smtp-source: its
 # daemon must not run or listen on port 25 on a test machine.
