@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
+use super::net::Prefix;
 use super::{Invalid, check_range};
 
 /// At most this many static host entries.
@@ -23,43 +24,6 @@ pub const MAX_LIST: usize = 32;
 pub struct HostEntry {
     pub name: String,
     pub addrs: Vec<IpAddr>,
-}
-
-/// An allowed client prefix, `10.0.0.0/8` or `fe80::/10`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prefix {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl Prefix {
-    pub fn parse(s: &str) -> Option<Prefix> {
-        let (a, l) = s.split_once('/')?;
-        let addr: IpAddr = a.trim().parse().ok()?;
-        let len: u8 = l.trim().parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        (len <= max).then_some(Prefix { addr, len })
-    }
-
-    /// True when `ip` lies in the prefix (IPv4-mapped IPv6 addresses are
-    /// compared as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - self.len as u32).unwrap_or(0);
-                u32::from(p) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - self.len as u32).unwrap_or(0);
-                u128::from(p) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
 }
 
 /// A time of day, `HH:MM` (local time of the board).

@@ -2,11 +2,12 @@
 //! delivery. Each key's default and bounds are declared here, once.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::net::Prefix;
 use super::{Invalid, check_range};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -109,50 +110,6 @@ impl Default for MailConfig {
     }
 }
 
-/// A network in CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            Some(p) => p.parse().ok().filter(|&p| p <= max)?,
-            None => max,
-        };
-        Some(Cidr { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 fn invalid(key: &str, message: String) -> Invalid {
     Invalid {
         key: key.into(),
@@ -171,7 +128,7 @@ impl MailConfig {
             })?;
         }
         for n in &self.relay_networks {
-            Cidr::parse(n).ok_or_else(|| {
+            Prefix::parse(n).ok_or_else(|| {
                 invalid(
                     "mail.relay_networks",
                     format!("expected networks like \"192.168.1.0/24\", found {n:?}"),
@@ -260,10 +217,10 @@ impl MailConfig {
         Ok(())
     }
 
-    pub fn relay_cidrs(&self) -> Vec<Cidr> {
+    pub fn relay_cidrs(&self) -> Vec<Prefix> {
         self.relay_networks
             .iter()
-            .filter_map(|n| Cidr::parse(n))
+            .filter_map(|n| Prefix::parse(n))
             .collect()
     }
 }
@@ -281,20 +238,20 @@ mod tests {
 
     #[test]
     fn cidr_matching() {
-        let n = Cidr::parse("192.168.1.0/24").unwrap();
+        let n = Prefix::parse("192.168.1.0/24").unwrap();
         assert!(n.contains("192.168.1.77".parse().unwrap()));
         assert!(n.contains("::ffff:192.168.1.7".parse().unwrap()));
         assert!(!n.contains("192.168.2.1".parse().unwrap()));
         assert!(
-            Cidr::parse("0.0.0.0/0")
+            Prefix::parse("0.0.0.0/0")
                 .unwrap()
                 .contains("8.8.8.8".parse().unwrap())
         );
-        let v6 = Cidr::parse("fd00::/8").unwrap();
+        let v6 = Prefix::parse("fd00::/8").unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert!(!v6.contains("fe80::1".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.0/33").is_none());
-        assert!(Cidr::parse("nonsense").is_none());
+        assert!(Prefix::parse("10.0.0.0/33").is_none());
+        assert!(Prefix::parse("nonsense").is_none());
     }
 
     #[test]

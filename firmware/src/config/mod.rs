@@ -11,6 +11,7 @@ pub mod init;
 mod locate;
 mod log;
 mod mail;
+mod net;
 mod system;
 
 use std::fmt;
@@ -20,10 +21,11 @@ use serde::Deserialize;
 
 #[cfg(test)]
 pub use self::dns::HostEntry;
-pub use self::dns::{DnsConfig, Prefix, TimeOfDay};
+pub use self::dns::{DnsConfig, TimeOfDay};
 pub use self::init::{InitConfig, Readiness, ServiceConfig};
 pub use self::log::{LogConfig, LogLevel};
-pub use self::mail::{Cidr, MailConfig};
+pub use self::mail::MailConfig;
+pub use self::net::Prefix;
 pub use self::system::SystemConfig;
 
 /// Where the board's configuration lives unless `--config` says otherwise.

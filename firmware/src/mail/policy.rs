@@ -7,14 +7,14 @@
 
 use std::net::IpAddr;
 
-use crate::config::{Cidr, MailConfig};
+use crate::config::{MailConfig, Prefix};
 use crate::smtp::{Domain, Mailbox, Reply};
 
 /// The relay policy of one configuration.
 #[derive(Debug, Clone)]
 pub struct Policy {
     domains: Vec<String>,
-    relay_networks: Vec<Cidr>,
+    relay_networks: Vec<Prefix>,
 }
 
 impl Policy {
