@@ -17,26 +17,16 @@ line and the key.
 ";
 
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let mut path: Option<PathBuf> = None;
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        let arg = match parser.next() {
-            Ok(Some(arg)) => arg,
-            Ok(None) => break,
-            Err(e) => return super::usage_error("check-config", e),
-        };
-        match arg {
-            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            lexopt::Arg::Short('c') | lexopt::Arg::Long("config") => match parser.value() {
-                Ok(v) => path = Some(v.into()),
-                Err(e) => return super::usage_error("check-config", e),
-            },
-            lexopt::Arg::Value(v) if path.is_none() => path = Some(v.into()),
-            other => return super::usage_error("check-config", other.unexpected()),
+    let args = match super::parse_args("check-config", HELP, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let mut path = args.config.clone();
+    for w in args.words {
+        if path.is_some() {
+            return super::usage_error("check-config", format!("unexpected argument {w:?}"));
         }
+        path = Some(w.into());
     }
     let path = path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     match Config::load(&path) {

@@ -4,10 +4,8 @@
 //! command line and starts the runtime; the service lives in `crate::dns`.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::{self, Config};
 use crate::dns::stats::{Request, Response};
 
 const HELP: &str = "\
@@ -26,36 +24,22 @@ enum Command {
 }
 
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let mut path: Option<PathBuf> = None;
+    let args = match super::parse_args("dns", HELP, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let mut command = Command::Serve;
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        let arg = match parser.next() {
-            Ok(Some(arg)) => arg,
-            Ok(None) => break,
-            Err(e) => return super::usage_error("dns", e),
+    for w in &args.words {
+        command = match w.to_str() {
+            Some("stats") => Command::Stats,
+            Some("prime") => Command::Prime,
+            _ => return super::usage_error("dns", format!("unexpected argument {w:?}")),
         };
-        match arg {
-            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            lexopt::Arg::Short('c') | lexopt::Arg::Long("config") => match parser.value() {
-                Ok(v) => path = Some(v.into()),
-                Err(e) => return super::usage_error("dns", e),
-            },
-            lexopt::Arg::Value(v) if v == "stats" => command = Command::Stats,
-            lexopt::Arg::Value(v) if v == "prime" => command = Command::Prime,
-            other => return super::usage_error("dns", other.unexpected()),
-        }
     }
-    let path = path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
-    let cfg = match Config::load(&path) {
+    let path = args.config_path();
+    let cfg = match super::load_config(&path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     crate::logging::init("dns", cfg.log.level.to_filter());
     let rt = match tokio::runtime::Builder::new_current_thread()

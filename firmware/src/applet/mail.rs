@@ -3,10 +3,8 @@
 //! what waits, now) and `delete ID`. It owns the command line only.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::{self, Config};
 use crate::mail::service::{self, Request, Response};
 
 const HELP: &str = "\
@@ -20,32 +18,19 @@ delete   remove one message (its 16-digit hex ID, as `mailq` shows)
 ";
 
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let mut path = PathBuf::from(config::DEFAULT_PATH);
-    let mut words: Vec<String> = Vec::new();
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        match parser.next() {
-            Ok(None) => break,
-            Ok(Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help"))) => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            Ok(Some(lexopt::Arg::Short('c') | lexopt::Arg::Long("config"))) => match parser.value()
-            {
-                Ok(v) => path = v.into(),
-                Err(e) => return super::usage_error("mail", e),
-            },
-            Ok(Some(lexopt::Arg::Value(v))) => words.push(v.to_string_lossy().into_owned()),
-            Ok(Some(other)) => return super::usage_error("mail", other.unexpected()),
-            Err(e) => return super::usage_error("mail", e),
-        }
-    }
-    let config = match Config::load(&path) {
+    let args = match super::parse_args("mail", HELP, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let path = args.config_path();
+    let words: Vec<String> = args
+        .words
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    let config = match super::load_config(&path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     crate::logging::init("mail", config.log.level.to_filter());
     let request = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {

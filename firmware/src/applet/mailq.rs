@@ -2,10 +2,8 @@
 //! mail router with sizes, ages, next attempt and last error. Read-only.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::{self, Config};
 use crate::mail::service::{self, Request, Response};
 use crate::mail::spool::Spool;
 
@@ -17,30 +15,17 @@ pending recipients and the last error.
 ";
 
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let mut path = PathBuf::from(config::DEFAULT_PATH);
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        match parser.next() {
-            Ok(None) => break,
-            Ok(Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help"))) => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            Ok(Some(lexopt::Arg::Short('c') | lexopt::Arg::Long("config"))) => match parser.value()
-            {
-                Ok(v) => path = v.into(),
-                Err(e) => return super::usage_error("mailq", e),
-            },
-            Ok(Some(other)) => return super::usage_error("mailq", other.unexpected()),
-            Err(e) => return super::usage_error("mailq", e),
-        }
+    let args = match super::parse_args("mailq", HELP, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let path = args.config_path();
+    if let Some(w) = args.words.first() {
+        return super::usage_error("mailq", format!("unexpected argument {w:?}"));
     }
-    let config = match Config::load(&path) {
+    let config = match super::load_config(&path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

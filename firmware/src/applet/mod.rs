@@ -192,6 +192,62 @@ fn start(applet: &'static Applet, args: Vec<OsString>) -> ExitCode {
     (applet.run)(args)
 }
 
+/// The options every applet that reads the configuration shares: what
+/// [`parse_args`] leaves for the applet.
+pub struct Args {
+    /// `-c FILE` / `--config FILE`, when given.
+    pub config: Option<std::path::PathBuf>,
+    /// The positional words, in order.
+    pub words: Vec<OsString>,
+}
+
+impl Args {
+    /// The configuration file: `--config` or [`crate::config::DEFAULT_PATH`].
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| crate::config::DEFAULT_PATH.into())
+    }
+}
+
+/// Parses `-h`/`--help` (prints `help`, then `Err(SUCCESS)`),
+/// `-c`/`--config FILE` and positional words; anything else is a usage
+/// error (`Err` with the usage status, already reported).
+pub fn parse_args(applet: &str, help: &str, args: Vec<OsString>) -> Result<Args, ExitCode> {
+    let mut out = Args {
+        config: None,
+        words: Vec::new(),
+    };
+    let mut parser = lexopt::Parser::from_args(args);
+    loop {
+        match parser.next() {
+            Ok(None) => return Ok(out),
+            Ok(Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help"))) => {
+                print!("{help}");
+                return Err(ExitCode::SUCCESS);
+            }
+            Ok(Some(lexopt::Arg::Short('c') | lexopt::Arg::Long("config"))) => {
+                match parser.value() {
+                    Ok(v) => out.config = Some(v.into()),
+                    Err(e) => return Err(usage_error(applet, e)),
+                }
+            }
+            Ok(Some(lexopt::Arg::Value(v))) => out.words.push(v),
+            Ok(Some(other)) => return Err(usage_error(applet, other.unexpected())),
+            Err(e) => return Err(usage_error(applet, e)),
+        }
+    }
+}
+
+/// Loads the configuration, printing its error (file:line: key ...) and
+/// returning the failure status when it does not load.
+pub fn load_config(path: &std::path::Path) -> Result<crate::config::Config, ExitCode> {
+    crate::config::Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// Prints a usage error for `applet` and returns the usage exit status.
 pub fn usage_error(applet: &str, err: impl std::fmt::Display) -> ExitCode {
     eprintln!("{BINARY} {applet}: {err}; try `{BINARY} {applet} --help`");
@@ -223,6 +279,27 @@ mod tests {
         );
         assert!(find("check-config").is_some());
         assert!(find("no-such-applet").is_none());
+    }
+
+    #[test]
+    fn shared_options_parse_config_and_words() {
+        let argv = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        let a = parse_args("t", "", argv(&["--config", "/x.toml", "stats"])).unwrap();
+        assert_eq!(a.config_path(), std::path::PathBuf::from("/x.toml"));
+        assert_eq!(a.words, argv(&["stats"]));
+        let a = parse_args("t", "", argv(&[])).unwrap();
+        assert_eq!(
+            a.config_path(),
+            std::path::PathBuf::from(crate::config::DEFAULT_PATH)
+        );
+        assert_eq!(
+            parse_args("t", "", argv(&["--bogus"])).err(),
+            Some(ExitCode::from(EXIT_USAGE))
+        );
+        assert_eq!(
+            parse_args("t", "", argv(&["-c"])).err(),
+            Some(ExitCode::from(EXIT_USAGE))
+        );
     }
 
     #[test]
