@@ -23,5 +23,19 @@ fi
 cat "$tmp/err"
 grep -q 'typo.toml:5:' "$tmp/err"
 
+# Every applet symlink in the overlay points at /bin/pocobelle and names an
+# applet that the binary dispatches to by its link name.
+applets=$(run "$bin" --list)
+links=$(cd rootfs-overlay && find . -type l | sort)
+[ -n "$links" ] || { echo "arm-smoke: no applet symlinks in rootfs-overlay" >&2; exit 1; }
+for l in $links; do
+  name=$(basename "$l")
+  [ "$(readlink "rootfs-overlay/$l")" = /bin/pocobelle ] || { echo "arm-smoke: $l does not point at /bin/pocobelle" >&2; exit 1; }
+  grep -qx "$name" <<<"$applets" || { echo "arm-smoke: $l names no applet" >&2; exit 1; }
+  ln -s "$(realpath "$bin")" "$tmp/$name"
+  run "$tmp/$name" --help >"$tmp/help" 2>&1 || true
+  head -n 1 "$tmp/help" | grep -qE "^Usage: (pocobelle )?$name\b" || { echo "arm-smoke: $name --help did not reach its applet:" >&2; cat "$tmp/help" >&2; exit 1; }
+done
+
 run "$bin" self-test
 echo "arm-smoke: $bin ok under ${qemu[*]}"
