@@ -228,13 +228,25 @@ impl Scheduler {
     /// The addresses to try for a hop, in order; `Err` when the hop
     /// cannot be reached now (temporary) or never (permanent DNS answer).
     async fn targets(&self, hop: &Hop) -> Result<Vec<String>, super::mx::LookupError> {
+        let name = match hop {
+            Hop::Fixed(h) | Hop::Mx(h) => h,
+        };
+        let resolver: std::net::SocketAddr =
+            self.config.resolver.parse().map_err(|_| {
+                super::mx::LookupError::Temporary(name.clone(), "bad resolver".into())
+            })?;
         let domain = match hop {
-            Hop::Fixed(h) => return Ok(vec![h.clone()]),
+            // A route or the smart host: its name through our resolver
+            // (never the system's), AAAA and A; failures are temporary.
+            Hop::Fixed(h) => {
+                return Ok(super::mx::hop_addresses(resolver, h)
+                    .await?
+                    .into_iter()
+                    .map(|a| a.to_string())
+                    .collect());
+            }
             Hop::Mx(d) => d,
         };
-        let resolver: std::net::SocketAddr = self.config.resolver.parse().map_err(|_| {
-            super::mx::LookupError::Temporary(domain.clone(), "bad resolver".into())
-        })?;
         let hosts = super::mx::mx_hosts(resolver, domain).await?;
         let mut out = Vec::new();
         let mut first_err = None;
