@@ -27,6 +27,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// and the rest wait for the next round.
 pub const MAX_MESSAGES_PER_CONNECTION: usize = 100;
 
+/// At most this many delay warnings are queued per scheduler round (each
+/// waits for a durable commit); the rest follow in the next rounds.
+pub const MAX_WARNINGS_PER_ROUND: usize = 32;
+
 /// Where mail for a domain goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hop {
@@ -141,6 +145,7 @@ impl Scheduler {
             }
         };
         let mut batches: BTreeMap<Hop, Vec<Outgoing>> = BTreeMap::new();
+        let mut warnings = 0;
         for e in queue {
             let busy = {
                 let st = self.locked();
@@ -154,11 +159,13 @@ impl Scheduler {
                 continue;
             }
             if self.config.delay_warning_s > 0
+                && warnings < MAX_WARNINGS_PER_ROUND
                 && !e.warned
                 && !e.from.is_empty()
                 && !e.pending.is_empty()
                 && now >= e.received + self.config.delay_warning_s
             {
+                warnings += 1;
                 self.warn_delayed(&e).await;
             }
             let mut by_hop: BTreeMap<Hop, Vec<(u32, String)>> = BTreeMap::new();
