@@ -800,3 +800,283 @@ fn sendmail_submits_through_the_router() {
     assert!(m.contains("X-Rcpt-Args: <admin@home.arpa>"), "{m}");
     assert!(m.contains("From: Cron Daemon <cron@mx.test>"), "{m}");
 }
+
+/// `s3cret` hashed by OpenSSL 3 (`openssl passwd -6 -salt saltsalt s3cret`).
+const ALICE_HASH: &str = "$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1";
+
+fn swaks_at(port: u16, args: &[&str]) -> (bool, String) {
+    let out = child("swaks")
+        .args(["--server", &format!("127.0.0.1:{port}"), "--timeout", "30"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Sends `input` on a raw connection and returns everything the server
+/// said until it closed.
+fn converse(port: u16, input: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.write_all(input).unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn submission_auth_over_tls_relays_and_refuses_the_rest() {
+    if !peers_present() {
+        return;
+    }
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-submission");
+    let _sink = sink(&sink_dir, sink_port);
+    let sub = free_port();
+    let passwd = std::env::temp_dir().join(format!("pocobelle-e2e-passwd-{}", std::process::id()));
+    std::fs::write(&passwd, format!("# test users\nalice:{ALICE_HASH}\n")).unwrap();
+    let r = Router::new(
+        "submission",
+        &format!(
+            "submission_listen = [\"127.0.0.1:{sub}\"]\npasswd_file = \"{}\"\n\
+             [mail.routes]\n\"example.org\" = \"127.0.0.1:{sink_port}\"\n",
+            passwd.display()
+        ),
+    );
+    wait_port(sub);
+    let auth = |mech: &str, pw: &str, body: &str| {
+        swaks_at(
+            sub,
+            &[
+                "--tls",
+                "--auth",
+                mech,
+                "--auth-user",
+                "alice",
+                "--auth-password",
+                pw,
+                "--to",
+                "friend@example.org",
+                "--from",
+                "alice@home.arpa",
+                "--body",
+                body,
+            ],
+        )
+    };
+    // Right password, PLAIN and LOGIN: relayed to an outside domain.
+    let (ok, out) = auth("PLAIN", "s3cret", "submitted marker plain");
+    assert!(ok, "{out}\n{}", r.log());
+    assert!(out.contains("235 2.7.0"), "{out}");
+    assert!(out.contains("AUTH PLAIN LOGIN"), "{out}");
+    let (ok, out) = auth("LOGIN", "s3cret", "submitted marker login");
+    assert!(ok, "{out}\n{}", r.log());
+    // Wrong password: 535, nothing queued.
+    let (ok, out) = auth("PLAIN", "wrong", "must not arrive");
+    assert!(!ok, "{out}");
+    assert!(out.contains("535 5.7.8"), "{out}");
+    // No AUTH before STARTTLS: not offered, refused (538), and MAIL needs it.
+    let (ok, out) = swaks_at(sub, &["--quit-after", "EHLO"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("AUTH"), "AUTH offered in clear text: {out}");
+    let out = converse(
+        sub,
+        b"EHLO c.test\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nMAIL FROM:<alice@home.arpa>\r\nQUIT\r\n",
+    );
+    assert!(out.contains("538 5.7.11"), "{out}");
+    assert!(
+        out.contains("530 5.7.0 Must issue a STARTTLS command first"),
+        "{out}"
+    );
+    // TLS but no AUTH on the submission port: 530.
+    let (ok, out) = swaks_at(
+        sub,
+        &["--tls", "--to", "friend@example.org", "--from", "x@b.test"],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("530 5.7.0 Authentication required"), "{out}");
+    // Port 25: no AUTH in clear text either, and outsiders still cannot relay.
+    let (ok, out) = r.swaks(&["--quit-after", "EHLO"]);
+    assert!(ok && !out.contains("AUTH"), "{out}");
+    let (ok, out) = r.swaks(&["--tls", "--quit-after", "EHLO"]);
+    assert!(ok && out.contains("AUTH PLAIN LOGIN"), "{out}");
+    let (ok, out) = r.swaks(&["--tls", "--to", "friend@example.org", "--from", "x@b.test"]);
+    assert!(!ok && out.contains("554 5.7.1"), "{out}");
+    r.wait("both submitted messages at smtp-sink", 30, || {
+        let all = sunk(&sink_dir).join("");
+        all.contains("submitted marker plain") && all.contains("submitted marker login")
+    });
+    let all = sunk(&sink_dir).join("\n----\n");
+    assert!(!all.contains("must not arrive"), "{all}");
+    assert!(all.contains("with ESMTPSA"), "{all}");
+    assert!(r.log().contains("AUTH as \"alice\""), "{}", r.log());
+    assert!(!r.log().contains("s3cret"), "a password reached the log");
+    let _ = std::fs::remove_file(&passwd);
+}
+
+#[test]
+fn bdat_chunks_reach_smtp_sink_and_oversize_fails_cleanly() {
+    if !peers_present() {
+        return;
+    }
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-bdat");
+    let _sink = sink(&sink_dir, sink_port);
+    let r = Router::new(
+        "bdat",
+        &format!(
+            "max_message_bytes = 2048\n[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{sink_port}\"\n"
+        ),
+    );
+    let part1 = b"Subject: chunked\r\n\r\n.first line with a dot\r\n";
+    let part2 = b"bdat marker\r\n";
+    let mut input = b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\n".to_vec();
+    input.extend_from_slice(format!("BDAT {}\r\n", part1.len()).as_bytes());
+    input.extend_from_slice(part1);
+    input.extend_from_slice(format!("BDAT {} LAST\r\n", part2.len()).as_bytes());
+    input.extend_from_slice(part2);
+    // Then an oversized one over two chunks, pipelined: the second
+    // chunk passes the 2048-byte limit (552, its octets dropped); RSET.
+    input.extend_from_slice(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\nBDAT 1500\r\n");
+    input.extend(std::iter::repeat_n(b'x', 1500));
+    input.extend_from_slice(b"BDAT 1500 LAST\r\n");
+    input.extend(std::iter::repeat_n(b'y', 1500));
+    input.extend_from_slice(b"RSET\r\nQUIT\r\n");
+    let out = converse(r.port, &input);
+    assert!(out.contains("250-CHUNKING"), "{out}");
+    let codes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "220", "250", "250", "250", "250", "250", "250", "250", "250", "552", "250", "221"
+        ],
+        "{out}"
+    );
+    r.wait("the chunked message at smtp-sink", 30, || {
+        sunk(&sink_dir).iter().any(|m| m.contains("bdat marker"))
+    });
+    let all = sunk(&sink_dir).join("\n----\n");
+    assert_eq!(sunk(&sink_dir).len(), 1, "{all}");
+    assert!(all.contains("\n.first line with a dot"), "{all}");
+    assert!(!all.contains("xxxx"), "{all}");
+}
+
+#[test]
+fn one_delay_warning_while_the_hop_is_down_and_none_for_bounces() {
+    if !peers_present() {
+        return;
+    }
+    let down_port = free_port();
+    let senders_port = free_port();
+    let senders_dir = tmpdir("sink-senders-delay");
+    let _senders = sink(&senders_dir, senders_port);
+    let mut r = Router::new(
+        "delay",
+        &format!(
+            "delay_warning_s = 2\n[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{down_port}\"\n\
+             \"senders.test\" = \"127.0.0.1:{senders_port}\"\n"
+        ),
+    );
+    let (ok, out) = r.swaks(&[
+        "--to",
+        "u@home.arpa",
+        "--from",
+        "me@senders.test",
+        "--body",
+        "delayed marker",
+    ]);
+    assert!(ok, "{out}");
+    // A null-sender message waits too, but never gets a warning.
+    let out = converse(
+        r.port,
+        b"EHLO t\r\nMAIL FROM:<>\r\nRCPT TO:<v@home.arpa>\r\nDATA\r\nSubject: a bounce\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+    );
+    assert!(out.contains("queued as"), "{out}");
+    r.wait("a delay warning at the sender's server", 30, || {
+        !sunk(&senders_dir).is_empty()
+    });
+    // Several more scheduler rounds, and a restart: still only one.
+    std::thread::sleep(Duration::from_secs(3));
+    r.kill();
+    r.start();
+    std::thread::sleep(Duration::from_secs(4));
+    let dsns = sunk(&senders_dir);
+    assert_eq!(dsns.len(), 1, "exactly one warning: {dsns:?}\n{}", r.log());
+    let d = &dsns[0];
+    assert!(d.contains("X-Mail-Args: <>"), "{d}");
+    assert!(d.contains("X-Rcpt-Args: <me@senders.test>"), "{d}");
+    assert!(d.contains("Action: delayed"), "{d}");
+    assert!(d.contains("Final-Recipient: rfc822; u@home.arpa"), "{d}");
+    assert!(d.contains("Will-Retry-Until:"), "{d}");
+    assert!(!d.contains("v@home.arpa"), "{d}");
+    // Both messages are still queued: a warning is not a bounce.
+    let q = r.tool("mailq", &[]).1;
+    assert!(
+        q.contains("<u@home.arpa>") && q.contains("<v@home.arpa>"),
+        "{q}"
+    );
+}
+
+#[test]
+fn route_host_names_are_resolved_by_our_resolver() {
+    if !peers_present() {
+        return;
+    }
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let mode = std::sync::Arc::new(AtomicU8::new(1));
+    let dns_port = fake_dns(mode.clone());
+    let (sink_port, senders_port) = (free_port(), free_port());
+    let sink_dir = tmpdir("sink-route-name");
+    let senders_dir = tmpdir("sink-senders-route-name");
+    let _sink = sink(&sink_dir, sink_port);
+    let _senders = sink(&senders_dir, senders_port);
+    // laptop.dnsfail.test exists only in the fake DNS server.
+    let r = Router::new(
+        "routename",
+        &format!(
+            "resolver = \"127.0.0.1:{dns_port}\"\n[mail.routes]\n\
+             \"home.arpa\" = \"laptop.dnsfail.test:{sink_port}\"\n\
+             \"senders.test\" = \"127.0.0.1:{senders_port}\"\n"
+        ),
+    );
+    let (ok, out) = r.swaks(&[
+        "--to",
+        "u@home.arpa",
+        "--from",
+        "me@senders.test",
+        "--body",
+        "route name marker",
+    ]);
+    assert!(ok, "{out}");
+    // SERVFAIL for the route's host: kept queued, no bounce.
+    r.wait("a deferral on SERVFAIL", 30, || {
+        r.tool("mailq", &[]).1.contains("SERVFAIL")
+    });
+    assert!(sunk(&sink_dir).is_empty());
+    // The resolver answers A 127.0.0.1: delivered once.
+    mode.store(2, Ordering::SeqCst);
+    r.tool("mail", &["flush"]);
+    r.wait("delivery to the named route", 30, || {
+        sunk(&sink_dir)
+            .iter()
+            .any(|m| m.contains("route name marker"))
+    });
+    assert_eq!(sunk(&sink_dir).len(), 1);
+    assert!(sunk(&senders_dir).is_empty(), "no DSN");
+}

@@ -15,6 +15,13 @@ use super::{Invalid, check_range};
 pub struct MailConfig {
     /// Addresses to listen on. Default `["0.0.0.0:25", "[::]:25"]`.
     pub listen: Vec<String>,
+    /// Submission listener addresses (port 587 for LAN clients): MAIL
+    /// needs STARTTLS then AUTH. Default none (off); needs `passwd_file`.
+    pub submission_listen: Vec<String>,
+    /// Password file for AUTH PLAIN/LOGIN: `user:$6$...` lines (SHA-512
+    /// crypt). AUTH is offered only under TLS, on every listener, when
+    /// this is set. Default none (no AUTH).
+    pub passwd_file: Option<PathBuf>,
     /// Domains this board accepts mail for from anyone (backup MX). Default none.
     pub domains: Vec<String>,
     /// Client networks (CIDR) that may relay to any domain. Default
@@ -67,6 +74,10 @@ pub struct MailConfig {
     pub retry_max_s: u64,
     /// A message still undelivered after this is bounced. Default 5 days.
     pub max_lifetime_s: u64,
+    /// A message still waiting after this many seconds gets one "delayed"
+    /// DSN to its sender (never for null-sender mail). Default 4 hours;
+    /// 0 disables (0 .. 30 days).
+    pub delay_warning_s: u64,
     /// Routes with waiting mail are probed this often, seconds. Default 30
     /// (1 .. 3600).
     pub probe_interval_s: u64,
@@ -81,6 +92,8 @@ impl Default for MailConfig {
     fn default() -> Self {
         MailConfig {
             listen: vec!["0.0.0.0:25".into(), "[::]:25".into()],
+            submission_listen: vec![],
+            passwd_file: None,
             domains: vec![],
             relay_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             max_message_bytes: 25 * 1024 * 1024,
@@ -103,6 +116,7 @@ impl Default for MailConfig {
             retry_min_s: 60,
             retry_max_s: 3600,
             max_lifetime_s: 5 * 24 * 3600,
+            delay_warning_s: 4 * 3600,
             probe_interval_s: 30,
             resolver: "127.0.0.1:53".into(),
             mx_port: 25,
@@ -119,13 +133,26 @@ fn invalid(key: &str, message: String) -> Invalid {
 
 impl MailConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
-        for l in &self.listen {
-            l.parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    "mail.listen",
-                    format!("expected addresses like \"0.0.0.0:25\" or \"[::]:25\", found {l:?}"),
-                )
-            })?;
+        for (key, list) in [
+            ("mail.listen", &self.listen),
+            ("mail.submission_listen", &self.submission_listen),
+        ] {
+            for l in list {
+                l.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        key,
+                        format!(
+                            "expected addresses like \"0.0.0.0:25\" or \"[::]:25\", found {l:?}"
+                        ),
+                    )
+                })?;
+            }
+        }
+        if !self.submission_listen.is_empty() && self.passwd_file.is_none() {
+            return Err(invalid(
+                "mail.submission_listen",
+                "the submission port needs mail.passwd_file (AUTH is required there)".into(),
+            ));
         }
         for n in &self.relay_networks {
             Prefix::parse(n).ok_or_else(|| {
@@ -213,6 +240,7 @@ impl MailConfig {
             86_400,
         )?;
         check_range("mail.max_lifetime_s", self.max_lifetime_s, 60, 30 * 86_400)?;
+        check_range("mail.delay_warning_s", self.delay_warning_s, 0, 30 * 86_400)?;
         check_range("mail.probe_interval_s", self.probe_interval_s, 1, 3600)?;
         Ok(())
     }
@@ -270,5 +298,27 @@ mod tests {
             ..MailConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "mail.relay_networks");
+        let c = MailConfig {
+            submission_listen: vec!["0.0.0.0:587".into()],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.submission_listen");
+        let c = MailConfig {
+            submission_listen: vec!["0.0.0.0:587".into()],
+            passwd_file: Some("/etc/pocobelle/passwd".into()),
+            ..MailConfig::default()
+        };
+        c.validate().unwrap();
+        let c = MailConfig {
+            submission_listen: vec!["587".into()],
+            passwd_file: Some("/etc/pocobelle/passwd".into()),
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.submission_listen");
+        let c = MailConfig {
+            delay_warning_s: 31 * 86_400,
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.delay_warning_s");
     }
 }

@@ -1,7 +1,9 @@
 //! The SMTP listener: accepts connections on every configured address,
 //! applies admission (inbound limit, slow start, tarpit, 421 past it),
 //! drives one [`Session`] per connection over the socket (STARTTLS with
-//! rustls, per-command timeouts) and streams bodies into the spool. It
+//! rustls, per-command timeouts, AUTH against the password file) and
+//! streams bodies into the spool. The submission listener is the same
+//! code with `Listener::Submission` (MAIL needs TLS and AUTH). It
 //! owns sockets and timers only; protocol decisions are the session's,
 //! relay decisions the policy's, storage the spool writer's.
 
@@ -18,6 +20,7 @@ use super::policy::Policy;
 use super::spool::SpoolError;
 use super::spool::writer::SpoolHandle;
 use crate::config::MailConfig;
+use crate::smtp::session::AuthVerdict;
 use crate::smtp::{Event, Gate, Mailbox, Reply, ReversePath, Session, Settings};
 
 /// Bytes read from a client at a time.
@@ -82,10 +85,19 @@ impl Admission {
     }
 }
 
-/// Binds every configured address.
-pub async fn bind(config: &MailConfig) -> std::io::Result<Vec<TcpListener>> {
+/// Which kind of port a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Port 25: relay policy by domain and client network; AUTH optional.
+    Smtp,
+    /// Submission (587): MAIL needs STARTTLS and AUTH.
+    Submission,
+}
+
+/// Binds every address of `addrs`.
+pub async fn bind(addrs: &[String]) -> std::io::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
-    for a in &config.listen {
+    for a in addrs {
         let addr: SocketAddr = a
             .parse()
             .map_err(|_| std::io::Error::other(format!("bad listen address {a}")))?;
@@ -106,7 +118,12 @@ pub async fn bind(config: &MailConfig) -> std::io::Result<Vec<TcpListener>> {
 }
 
 /// Accepts connections forever.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, admission: Arc<Admission>) {
+pub async fn serve(
+    listener: TcpListener,
+    kind: Listener,
+    shared: Arc<Shared>,
+    admission: Arc<Admission>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -138,7 +155,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, admission: Arc<Ad
                     }
                 }
             };
-            if let Err(e) = session(stream, peer, &shared).await {
+            if let Err(e) = session(stream, peer, kind, &shared).await {
                 log::debug!("mail: session with {peer}: {e}");
             }
             drop(permit);
@@ -165,12 +182,14 @@ impl Gate for SessionGate<'_> {
         Ok(())
     }
 
-    fn rcpt(&mut self, to: &Mailbox) -> Result<(), Reply> {
-        self.shared.policy.check_rcpt(to, self.client)
+    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
+        self.shared
+            .policy
+            .check_rcpt(to, self.client, authenticated)
     }
 }
 
-fn settings(shared: &Shared) -> Settings {
+fn settings(shared: &Shared, kind: Listener) -> Settings {
     let c = &shared.config;
     Settings {
         hostname: shared.hostname.clone(),
@@ -179,6 +198,8 @@ fn settings(shared: &Shared) -> Settings {
         max_errors: c.max_errors,
         error_delay: Duration::from_millis(c.error_delay_ms),
         tls_available: shared.tls.is_some(),
+        auth_available: shared.tls.is_some() && c.passwd_file.is_some(),
+        auth_required: kind == Listener::Submission,
     }
 }
 
@@ -187,9 +208,14 @@ enum End {
     StartTls,
 }
 
-async fn session(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> std::io::Result<()> {
+async fn session(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Listener,
+    shared: &Shared,
+) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut s = Session::new(settings(shared));
+    let mut s = Session::new(settings(shared, kind));
     s.greet();
     let mut gate = SessionGate {
         shared,
@@ -292,8 +318,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     {
                         Ok(id) => {
                             current = Some(id);
-                            let header =
-                                received_header(&shared.hostname, &env.helo, peer, id, s.is_tls());
+                            let header = received_header(
+                                &shared.hostname,
+                                &env.helo,
+                                peer,
+                                id,
+                                s.is_tls(),
+                                s.is_authenticated(),
+                            );
                             if let Err(e) = shared.spool.body(id, header.into_bytes()).await {
                                 failed = Some(spool_reply(&e));
                             }
@@ -350,6 +382,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     // (no command injection into the TLS session).
                     return Ok(End::StartTls);
                 }
+                Event::Authenticate(creds) => {
+                    let verdict = match &shared.config.passwd_file {
+                        Some(path) => super::auth::verdict(path, &creds, peer),
+                        None => AuthVerdict::Unavailable,
+                    };
+                    s.auth_checked(verdict);
+                }
                 Event::Etrn(domain) => {
                     log::info!("mail: ETRN {domain} from {peer}");
                     let _ = shared.spool.flush().await;
@@ -369,13 +408,28 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     result
 }
 
-fn received_header(host: &str, helo: &str, peer: SocketAddr, id: u64, tls: bool) -> String {
+/// The Received header (RFC 5321 4.4) with the RFC 3848 protocol type:
+/// ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both). The authenticated
+/// user's name is logged, not written into the message.
+fn received_header(
+    host: &str,
+    helo: &str,
+    peer: SocketAddr,
+    id: u64,
+    tls: bool,
+    auth: bool,
+) -> String {
     let helo: String = helo
         .chars()
         .filter(|c| c.is_ascii_graphic())
         .take(64)
         .collect();
-    let with = if tls { "ESMTPS" } else { "ESMTP" };
+    let with = match (tls, auth) {
+        (false, false) => "ESMTP",
+        (true, false) => "ESMTPS",
+        (false, true) => "ESMTPA",
+        (true, true) => "ESMTPSA",
+    };
     format!(
         "Received: from {helo} ([{}])\r\n\tby {host} (Pocobelle) with {with} id {id:016X};\r\n\t{}\r\n",
         peer.ip(),

@@ -1,6 +1,8 @@
-//! Next-hop lookup for domains without a route: MX records (RFC 5321
-//! section 5) with the implicit-MX fallback, then AAAA and A, through one
-//! configured resolver (the board's own DNS cache). Only a real answer can
+//! Next-hop lookup: for domains without a route, MX records (RFC 5321
+//! section 5) with the implicit-MX fallback, then AAAA and A; for a
+//! configured route or smart host (`host:port`), AAAA and A of its host.
+//! Everything goes through one configured resolver (the board's own DNS
+//! cache), never the system's. Only a real answer can
 //! make a permanent failure (NXDOMAIN, or a null MX); a timeout, SERVFAIL
 //! or anything else unclear is temporary. It never decides about retries.
 
@@ -154,6 +156,36 @@ pub async fn addresses(resolver: SocketAddr, host: &Name) -> Result<Vec<IpAddr>,
     Ok(out)
 }
 
+/// The addresses of a configured next hop `host:port` (a route or the
+/// smart host), IPv6 first. An IP address is used as it is; a name is
+/// looked up (AAAA and A) through `resolver`. Every failure here is
+/// temporary, NXDOMAIN included: the name comes from our configuration,
+/// not from the recipient, so it is no reason to bounce.
+pub async fn hop_addresses(
+    resolver: SocketAddr,
+    hop: &str,
+) -> Result<Vec<SocketAddr>, LookupError> {
+    let bad = |why: &str| LookupError::Temporary(hop.to_string(), why.to_string());
+    let (host, port) = hop
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port"))?;
+    let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let name = Name::from_utf8(format!("{}.", host.trim_end_matches('.')))
+        .map_err(|e| bad(&e.to_string()))?;
+    match addresses(resolver, &name).await {
+        Ok(ips) => Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect()),
+        Err(LookupError::Temporary(n, why)) => Err(LookupError::Temporary(n, why)),
+        Err(e) => Err(LookupError::Temporary(host.to_string(), e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +256,50 @@ mod tests {
             mx_hosts(r, "x.test").await,
             Err(LookupError::NullMx(_))
         ));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn route_hosts_resolve_through_our_resolver() {
+        use hickory_proto::rr::rdata::AAAA;
+        let r = fake(
+            ResponseCode::NoError,
+            vec![
+                RData::A(A::new(127, 0, 0, 7)),
+                RData::AAAA(AAAA::new(0, 0, 0, 0, 0, 0, 0, 1)),
+            ],
+            false,
+        )
+        .await;
+        let got = hop_addresses(r, "laptop.home.arpa:2525").await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                "[::1]:2525".parse::<SocketAddr>().unwrap(),
+                "127.0.0.7:2525".parse().unwrap()
+            ]
+        );
+        // Literal addresses need no lookup (the resolver is not asked:
+        // this one never answers).
+        let silent = fake(ResponseCode::NoError, vec![], true).await;
+        assert_eq!(
+            hop_addresses(silent, "192.0.2.1:25").await.unwrap(),
+            vec!["192.0.2.1:25".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            hop_addresses(silent, "[2001:db8::1]:587").await.unwrap(),
+            vec!["[2001:db8::1]:587".parse::<SocketAddr>().unwrap()]
+        );
+        // NXDOMAIN for a configured host is temporary, not a bounce.
+        let r = fake(ResponseCode::NXDomain, vec![], false).await;
+        let e = hop_addresses(r, "laptop.home.arpa:25").await.unwrap_err();
+        assert!(!e.is_permanent(), "{e}");
+        let r = fake(ResponseCode::ServFail, vec![], false).await;
+        assert!(
+            !hop_addresses(r, "laptop.home.arpa:25")
+                .await
+                .unwrap_err()
+                .is_permanent()
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -1,6 +1,7 @@
 //! Relay policy: which recipients this board accepts from which client.
 //! Mail for a configured domain is accepted from anyone (backup MX); mail
-//! for any other domain only from a relay network (the LAN). Everything
+//! for any other domain only from a relay network (the LAN) or from a
+//! client that passed SMTP AUTH. Everything
 //! else is refused, and local parts carrying routing characters (`%`, `!`,
 //! `@`) are refused from everyone, so the board is never an open relay.
 //! Pure decisions: no I/O, no DNS.
@@ -42,8 +43,14 @@ impl Policy {
         }
     }
 
-    /// The verdict on one recipient from a client at `client`.
-    pub fn check_rcpt(&self, to: &Mailbox, client: IpAddr) -> Result<(), Reply> {
+    /// The verdict on one recipient from a client at `client`;
+    /// `authenticated`: the client passed AUTH.
+    pub fn check_rcpt(
+        &self,
+        to: &Mailbox,
+        client: IpAddr,
+        authenticated: bool,
+    ) -> Result<(), Reply> {
         if to.has_routing_characters() {
             return Err(Reply::new(
                 553,
@@ -51,7 +58,7 @@ impl Policy {
                 "Routing characters (% ! @) in the local part are not accepted",
             ));
         }
-        if self.is_ours(&to.domain) || self.may_relay(client) {
+        if self.is_ours(&to.domain) || authenticated || self.may_relay(client) {
             return Ok(());
         }
         Err(Reply::new(554, "5.7.1", "Relay access denied"))
@@ -79,7 +86,7 @@ mod tests {
         let line = format!("RCPT TO:{rcpt}");
         match Command::parse(line.as_bytes()) {
             Ok(Command::Rcpt(m)) => policy()
-                .check_rcpt(&m, client.parse().unwrap())
+                .check_rcpt(&m, client.parse().unwrap(), false)
                 .map_err(|r| r.code),
             Ok(_) => unreachable!(),
             Err(_) => Err(553),
@@ -134,6 +141,27 @@ mod tests {
     #[test]
     fn parsed_mailbox_domain_is_the_one_checked() {
         let m = parse_path("<\"a@b\"@home.arpa>").unwrap();
-        assert!(policy().check_rcpt(&m, LAN.parse().unwrap()).is_err());
+        assert!(
+            policy()
+                .check_rcpt(&m, LAN.parse().unwrap(), false)
+                .is_err()
+        );
+        assert!(policy().check_rcpt(&m, LAN.parse().unwrap(), true).is_err());
+    }
+
+    #[test]
+    fn authenticated_clients_relay_anywhere_but_tricks_stay_refused() {
+        let outside: IpAddr = OUTSIDE.parse().unwrap();
+        let m = parse_path("<u@example.org>").unwrap();
+        assert_eq!(
+            policy().check_rcpt(&m, outside, false).unwrap_err().code,
+            554
+        );
+        assert!(policy().check_rcpt(&m, outside, true).is_ok());
+        let m = parse_path("<u%evil.test@example.org>").unwrap();
+        assert_eq!(
+            policy().check_rcpt(&m, outside, true).unwrap_err().code,
+            553
+        );
     }
 }

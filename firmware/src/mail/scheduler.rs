@@ -3,8 +3,10 @@
 //! outbound limits (in total and per destination), runs one connection per
 //! batch (reuse for several messages), and turns results into spool
 //! records: delivered, bounced (with a DSN to the sender), or a retry with
-//! exponential backoff and jitter. It never writes spool files itself and
-//! never bounces on a temporary failure.
+//! exponential backoff and jitter. A message waiting longer than
+//! `delay_warning_s` gets one "delayed" DSN, marked in the spool so that
+//! it is sent once. It never writes spool files itself and never bounces
+//! on a temporary failure.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,10 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// At most this many messages go over one connection before it is closed
 /// and the rest wait for the next round.
 pub const MAX_MESSAGES_PER_CONNECTION: usize = 100;
+
+/// At most this many delay warnings are queued per scheduler round (each
+/// waits for a durable commit); the rest follow in the next rounds.
+pub const MAX_WARNINGS_PER_ROUND: usize = 32;
 
 /// Where mail for a domain goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -139,6 +145,7 @@ impl Scheduler {
             }
         };
         let mut batches: BTreeMap<Hop, Vec<Outgoing>> = BTreeMap::new();
+        let mut warnings = 0;
         for e in queue {
             let busy = {
                 let st = self.locked();
@@ -150,6 +157,16 @@ impl Scheduler {
             if now > e.received + self.config.max_lifetime_s {
                 self.expire(&e).await;
                 continue;
+            }
+            if self.config.delay_warning_s > 0
+                && warnings < MAX_WARNINGS_PER_ROUND
+                && !e.warned
+                && !e.from.is_empty()
+                && !e.pending.is_empty()
+                && now >= e.received + self.config.delay_warning_s
+            {
+                warnings += 1;
+                self.warn_delayed(&e).await;
             }
             let mut by_hop: BTreeMap<Hop, Vec<(u32, String)>> = BTreeMap::new();
             for (i, r) in &e.pending {
@@ -218,13 +235,25 @@ impl Scheduler {
     /// The addresses to try for a hop, in order; `Err` when the hop
     /// cannot be reached now (temporary) or never (permanent DNS answer).
     async fn targets(&self, hop: &Hop) -> Result<Vec<String>, super::mx::LookupError> {
+        let name = match hop {
+            Hop::Fixed(h) | Hop::Mx(h) => h,
+        };
+        let resolver: std::net::SocketAddr =
+            self.config.resolver.parse().map_err(|_| {
+                super::mx::LookupError::Temporary(name.clone(), "bad resolver".into())
+            })?;
         let domain = match hop {
-            Hop::Fixed(h) => return Ok(vec![h.clone()]),
+            // A route or the smart host: its name through our resolver
+            // (never the system's), AAAA and A; failures are temporary.
+            Hop::Fixed(h) => {
+                return Ok(super::mx::hop_addresses(resolver, h)
+                    .await?
+                    .into_iter()
+                    .map(|a| a.to_string())
+                    .collect());
+            }
             Hop::Mx(d) => d,
         };
-        let resolver: std::net::SocketAddr = self.config.resolver.parse().map_err(|_| {
-            super::mx::LookupError::Temporary(domain.clone(), "bad resolver".into())
-        })?;
         let hosts = super::mx::mx_hosts(resolver, domain).await?;
         let mut out = Vec::new();
         let mut first_err = None;
@@ -353,7 +382,8 @@ impl Scheduler {
             }
         }
         if !bounced.is_empty() {
-            self.send_dsn(m.id, &m.from, &bounced).await;
+            self.send_dsn(m.id, &m.from, &bounced, DsnKind::Failed)
+                .await;
         }
         if let Some(err) = temp {
             self.defer(m, &err).await;
@@ -390,16 +420,46 @@ impl Scheduler {
                 ));
             }
         }
-        self.send_dsn(e.id, &e.from, &bounced).await;
+        self.send_dsn(e.id, &e.from, &bounced, DsnKind::Failed)
+            .await;
+    }
+
+    /// Sends the sender one "delayed" DSN for the recipients still
+    /// waiting, then marks the message so that it never gets another
+    /// (if the mark is lost in a crash, the warning goes again: at least
+    /// once, like everything in the spool).
+    async fn warn_delayed(&self, e: &QueueEntry) {
+        let waiting: Vec<(String, String)> = e
+            .pending
+            .iter()
+            .map(|(_, a)| (a.clone(), e.last_error.clone()))
+            .collect();
+        let until = e.received + self.config.max_lifetime_s;
+        if self
+            .send_dsn(e.id, &e.from, &waiting, DsnKind::Delayed { until })
+            .await
+        {
+            log::info!("mail: {:016X}: delay warning sent to <{}>", e.id, e.from);
+            if let Err(err) = self.spool.warned(e.id).await {
+                log::warn!("mail: recording the delay warning of {:016X}: {err}", e.id);
+            }
+        }
     }
 
     /// Queues an RFC 3464 delivery status notification to `from`, from
-    /// the null sender. A bounce of a bounce (null `from`) is never sent.
-    async fn send_dsn(&self, id: u64, from: &str, failed: &[(String, String)]) {
-        if from.is_empty() || failed.is_empty() {
-            return;
+    /// the null sender; returns true once it is queued durably. Nothing
+    /// is ever sent to the null sender (no bounce of a bounce).
+    async fn send_dsn(
+        &self,
+        id: u64,
+        from: &str,
+        rcpts: &[(String, String)],
+        kind: DsnKind,
+    ) -> bool {
+        if from.is_empty() || rcpts.is_empty() {
+            return false;
         }
-        let body = dsn_body(&self.hostname, id, from, failed, Spool::unix_now());
+        let body = dsn_body(&self.hostname, id, from, rcpts, Spool::unix_now(), kind);
         let spool = &self.spool;
         let r = async {
             let new = spool
@@ -416,20 +476,56 @@ impl Scheduler {
             Ok(n) => {
                 log::info!("mail: {id:016X}: DSN {n:016X} queued to <{from}>");
                 self.kick.notify_one();
+                true
             }
-            Err(e) => log::error!("mail: {id:016X}: cannot queue a DSN: {e}"),
+            Err(e) => {
+                log::error!("mail: {id:016X}: cannot queue a DSN: {e}");
+                false
+            }
         }
     }
 }
 
+/// Which kind of DSN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnKind {
+    /// The recipients failed for good (Action: failed).
+    Failed,
+    /// The recipients are still being retried until `until` (Unix
+    /// seconds) (Action: delayed).
+    Delayed { until: u64 },
+}
+
 /// The text of a DSN (multipart/report, RFC 3462/3464).
-pub fn dsn_body(host: &str, id: u64, to: &str, failed: &[(String, String)], now: u64) -> String {
+pub fn dsn_body(
+    host: &str,
+    id: u64,
+    to: &str,
+    rcpts: &[(String, String)],
+    now: u64,
+    kind: DsnKind,
+) -> String {
     let boundary = format!("{id:016X}/{host}");
     let date = super::listener::rfc5322_date(now);
+    let (subject, intro) = match kind {
+        DsnKind::Failed => (
+            "Undelivered Mail Returned to Sender".to_string(),
+            format!("Your message {id:016X} could not be delivered to these recipients:"),
+        ),
+        DsnKind::Delayed { until } => (
+            "Delayed Mail (still being retried)".to_string(),
+            format!(
+                "Your message {id:016X} has not been delivered yet to these recipients.\r\n\
+                 It is still queued and will be retried until {}; you need not\r\n\
+                 send it again. This is the only warning you will get about it.",
+                super::listener::rfc5322_date(until)
+            ),
+        ),
+    };
     let mut s = format!(
         "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n\
          To: <{to}>\r\n\
-         Subject: Undelivered Mail Returned to Sender\r\n\
+         Subject: {subject}\r\n\
          Date: {date}\r\n\
          Auto-Submitted: auto-replied\r\n\
          MIME-Version: 1.0\r\n\
@@ -438,8 +534,9 @@ pub fn dsn_body(host: &str, id: u64, to: &str, failed: &[(String, String)], now:
          --{boundary}\r\n\
          Content-Type: text/plain; charset=us-ascii\r\n\
          \r\n\
-         Your message {id:016X} could not be delivered to these recipients:\r\n\r\n"
+         {intro}\r\n\r\n"
     );
+    let failed = rcpts;
     for (a, why) in failed {
         s.push_str(&format!("  <{a}>: {why}\r\n"));
     }
@@ -447,14 +544,30 @@ pub fn dsn_body(host: &str, id: u64, to: &str, failed: &[(String, String)], now:
         "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {host}\r\nArrival-Date: {date}\r\n"
     ));
     for (a, why) in failed {
+        let class = match kind {
+            DsnKind::Failed => '5',
+            DsnKind::Delayed { .. } => '4',
+        };
         let code = why
             .split_whitespace()
             .nth(1)
-            .filter(|c| c.starts_with('5') && c.matches('.').count() == 2)
-            .unwrap_or("5.0.0");
-        s.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {a}\r\nAction: failed\r\nStatus: {code}\r\nDiagnostic-Code: smtp; {why}\r\n"
-        ));
+            .filter(|c| c.starts_with(class) && c.matches('.').count() == 2)
+            .unwrap_or(if class == '5' { "5.0.0" } else { "4.0.0" });
+        let why: String = why.chars().filter(|c| !c.is_control()).collect();
+        match kind {
+            DsnKind::Failed => s.push_str(&format!(
+                "\r\nFinal-Recipient: rfc822; {a}\r\nAction: failed\r\nStatus: {code}\r\nDiagnostic-Code: smtp; {why}\r\n"
+            )),
+            DsnKind::Delayed { until } => {
+                s.push_str(&format!(
+                    "\r\nFinal-Recipient: rfc822; {a}\r\nAction: delayed\r\nStatus: {code}\r\nWill-Retry-Until: {}\r\n",
+                    super::listener::rfc5322_date(until)
+                ));
+                if !why.is_empty() {
+                    s.push_str(&format!("Diagnostic-Code: smtp; {why}\r\n"));
+                }
+            }
+        }
     }
     s.push_str(&format!("\r\n--{boundary}--\r\n"));
     s
@@ -495,10 +608,28 @@ mod tests {
             "a@b.test",
             &[("u@x.test".into(), "550 5.1.1 no such user".into())],
             0,
+            DsnKind::Failed,
         );
         assert!(b.contains("Final-Recipient: rfc822; u@x.test\r\n"));
         assert!(b.contains("Status: 5.1.1\r\n"));
         assert!(b.contains("report-type=delivery-status"));
         assert!(!b.contains("\n\n") && !b.replace("\r\n", "").contains('\n'));
+        let d = dsn_body(
+            "mx.test",
+            1,
+            "a@b.test",
+            &[("u@x.test".into(), "127.0.0.1:25: connection refused".into())],
+            0,
+            DsnKind::Delayed { until: 432_000 },
+        );
+        assert!(d.contains("Action: delayed\r\n"), "{d}");
+        assert!(d.contains("Status: 4.0.0\r\n"));
+        assert!(
+            d.contains("Will-Retry-Until: Tue, 6 Jan 1970 00:00:00 +0000\r\n"),
+            "{d}"
+        );
+        assert!(d.contains("Subject: Delayed Mail"));
+        assert!(!d.contains("Action: failed"));
+        assert!(!d.replace("\r\n", "").contains('\n'));
     }
 }

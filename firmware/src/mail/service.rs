@@ -167,12 +167,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         m.tarpit_connections,
         primed_file.exists(),
     ));
-    let listeners = listener::bind(&m).await.map_err(StartError::Bind)?;
-    for l in listeners {
-        if let Ok(a) = l.local_addr() {
-            log::info!("mail: listening on {a}");
+    for (kind, addrs) in [
+        (listener::Listener::Smtp, &m.listen),
+        (listener::Listener::Submission, &m.submission_listen),
+    ] {
+        for l in listener::bind(addrs).await.map_err(StartError::Bind)? {
+            if let Ok(a) = l.local_addr() {
+                log::info!("mail: listening on {a} ({kind:?})");
+            }
+            tokio::spawn(listener::serve(l, kind, shared.clone(), admission.clone()));
         }
-        tokio::spawn(listener::serve(l, shared.clone(), admission.clone()));
     }
     tokio::spawn(listener::slow_start(admission, primed_file));
     let scheduler = Scheduler::new(

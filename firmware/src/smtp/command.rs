@@ -76,6 +76,9 @@ pub struct MailParams {
     pub size: Option<u64>,
     pub eight_bit: bool,
     pub smtputf8: bool,
+    /// `AUTH=` was given (RFC 4954 5): accepted and not used, since this
+    /// server does not relay authorization identities.
+    pub auth: bool,
 }
 
 /// One parsed command.
@@ -92,6 +95,18 @@ pub enum Command {
     Vrfy,
     StartTls,
     Etrn(String),
+    /// `AUTH mechanism [initial-response]` (RFC 4954); the mechanism is
+    /// upper-cased, the response is still base64.
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
+    /// `BDAT size [LAST]` (RFC 3030): `size` octets of message follow the
+    /// command line.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
 }
 
 /// Why a command line was refused.
@@ -165,6 +180,36 @@ impl Command {
                     return Err(SyntaxError::BadArguments("expected ETRN domain"));
                 }
                 Ok(Command::Etrn(d.to_ascii_lowercase()))
+            }
+            "AUTH" => {
+                let mut words = rest.split(' ');
+                let mechanism = words.next().unwrap_or("").to_ascii_uppercase();
+                let initial = words.next().map(str::to_string);
+                if mechanism.is_empty() || words.next().is_some() || initial.as_deref() == Some("")
+                {
+                    return Err(SyntaxError::BadArguments(
+                        "expected AUTH mechanism [initial-response]",
+                    ));
+                }
+                Ok(Command::Auth { mechanism, initial })
+            }
+            "BDAT" => {
+                let bad = SyntaxError::BadArguments("expected BDAT size [LAST]");
+                let mut words = rest.split(' ');
+                let n = words.next().unwrap_or("");
+                if n.is_empty() || n.len() > 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad);
+                }
+                let size = n.parse().map_err(|_| bad.clone())?;
+                let last = match words.next() {
+                    None => false,
+                    Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+                    Some(_) => return Err(bad),
+                };
+                if words.next().is_some() {
+                    return Err(bad);
+                }
+                Ok(Command::Bdat { size, last })
             }
             _ => Err(SyntaxError::UnknownCommand),
         }
@@ -340,6 +385,7 @@ fn parse_mail_params(params: &str) -> Result<MailParams, SyntaxError> {
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => p.eight_bit = true,
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => {}
             ("SMTPUTF8", None) => p.smtputf8 = true,
+            ("AUTH", Some(v)) if !v.is_empty() => p.auth = true,
             _ => return Err(SyntaxError::UnknownParameter),
         }
     }
@@ -396,6 +442,61 @@ mod tests {
             Command::parse(b"ETRN @home.arpa").unwrap(),
             Command::Etrn("home.arpa".into())
         );
+    }
+
+    #[test]
+    fn auth_and_bdat_parse() {
+        assert_eq!(
+            Command::parse(b"auth plain AGEAYg==").unwrap(),
+            Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGEAYg==".into())
+            }
+        );
+        assert_eq!(
+            Command::parse(b"AUTH LOGIN").unwrap(),
+            Command::Auth {
+                mechanism: "LOGIN".into(),
+                initial: None
+            }
+        );
+        assert!(Command::parse(b"AUTH").is_err());
+        assert!(Command::parse(b"AUTH PLAIN a b").is_err());
+        assert_eq!(
+            Command::parse(b"BDAT 0 LAST").unwrap(),
+            Command::Bdat {
+                size: 0,
+                last: true
+            }
+        );
+        assert_eq!(
+            Command::parse(b"bdat 1234 last").unwrap(),
+            Command::Bdat {
+                size: 1234,
+                last: true
+            }
+        );
+        assert_eq!(
+            Command::parse(b"BDAT 7").unwrap(),
+            Command::Bdat {
+                size: 7,
+                last: false
+            }
+        );
+        for bad in [
+            &b"BDAT"[..],
+            b"BDAT -1",
+            b"BDAT 1 FIRST",
+            b"BDAT 1 LAST x",
+            b"BDAT 99999999999999999999",
+            b"BDAT +5",
+        ] {
+            assert!(Command::parse(bad).is_err(), "{bad:?}");
+        }
+        let Command::Mail(_, p) = Command::parse(b"MAIL FROM:<a@b.test> AUTH=<>").unwrap() else {
+            panic!()
+        };
+        assert!(p.auth);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! server session state machine. Nothing in here opens a socket, reads a
 //! file or the clock; `mail/` drives it.
 
+pub mod auth;
 pub mod command;
 pub mod reply;
 pub mod session;

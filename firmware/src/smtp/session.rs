@@ -2,12 +2,16 @@
 //! in, replies and events out. It owns the protocol states (as types: no
 //! MAIL before HELO, no DATA before an accepted RCPT), command-line
 //! framing in a fixed buffer, DATA framing (ends only at CRLF.CRLF,
-//! dot-unstuffing, bare CR/LF rejected), the size and recipient limits and
-//! error accounting. It never touches a socket, a file or the clock: the
-//! caller feeds bytes, drains output, and stores body chunks.
+//! dot-unstuffing, bare CR/LF rejected), BDAT chunks (RFC 3030: counted
+//! octets, bare CR/LF rejected too), the AUTH exchange (RFC 4954: offered
+//! only under TLS; the caller checks the password), the size and
+//! recipient limits and error accounting. It never touches a socket, a
+//! file or the clock: the caller feeds bytes, drains output, stores body
+//! chunks and checks credentials.
 
 use std::time::Duration;
 
+use super::auth::{self, Credentials};
 use super::command::{Command, MailParams, Mailbox, ReversePath, SyntaxError};
 use super::reply::Reply;
 
@@ -33,13 +37,30 @@ pub struct Settings {
     pub error_delay: Duration,
     /// STARTTLS is offered (a certificate is loaded and TLS is not active yet).
     pub tls_available: bool,
+    /// A password file is configured: AUTH PLAIN and LOGIN are offered
+    /// once TLS is active (never in clear text).
+    pub auth_available: bool,
+    /// The submission port: MAIL needs TLS and a successful AUTH (530).
+    pub auth_required: bool,
 }
 
 /// The caller's verdicts on MAIL and RCPT (admission, relay policy). They
 /// must be pure decisions: no I/O.
 pub trait Gate {
     fn mail(&mut self, from: &ReversePath, size: Option<u64>) -> Result<(), Reply>;
-    fn rcpt(&mut self, to: &Mailbox) -> Result<(), Reply>;
+    /// `authenticated`: the client passed AUTH in this session.
+    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply>;
+}
+
+/// The caller's verdict on credentials from [`Event::Authenticate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// 235: the user is authenticated for the rest of the session.
+    Accepted,
+    /// 535: wrong user or password (a protocol error: it costs time).
+    Rejected,
+    /// 454: the password file cannot be read now.
+    Unavailable,
 }
 
 /// An accepted envelope, handed to the caller when DATA starts.
@@ -71,6 +92,9 @@ pub enum Event {
     StartTls,
     /// ETRN for a domain: start a queue run for it.
     Etrn(String),
+    /// AUTH: check these credentials, then call [`Session::auth_checked`].
+    /// Nothing more is read until then.
+    Authenticate(Credentials),
     /// Flush the output and close the connection.
     Close,
 }
@@ -93,6 +117,31 @@ struct Receiving {
     too_big: bool,
 }
 
+/// A BDAT transaction's progress.
+#[derive(Debug)]
+struct Chunk {
+    /// Octets of the current chunk still to come.
+    remaining: u64,
+    /// Size of the current chunk (for its 250 reply).
+    len: u64,
+    /// The current chunk is the last one.
+    last: bool,
+    /// Octets in all chunks so far, the current one included.
+    size: u64,
+    /// The previous octet was a CR.
+    cr: bool,
+    /// A bare CR or LF was seen.
+    bare: bool,
+}
+
+/// What reading a BDAT chunk asks of [`Session::advance`].
+enum ChunkStep {
+    Event(Event),
+    NeedInput,
+    /// The chunk is done (or empty): go on with command lines.
+    Continue,
+}
+
 /// Protocol states; each holds only what is valid at that step.
 #[derive(Debug)]
 enum State {
@@ -104,8 +153,20 @@ enum State {
     Transaction { env: Envelope },
     /// 354 sent; body bytes are framed until CRLF.CRLF.
     Data { env: Envelope, rx: Receiving },
+    /// BDAT accepted: the chunk's octets are being read.
+    Chunk { env: Envelope, rx: Chunk },
+    /// Between BDAT chunks: only BDAT, RSET, NOOP, QUIT move on.
+    Chunked { env: Envelope, rx: Chunk },
     /// Waiting for the caller to commit the message.
     Committing { helo: String },
+    /// AUTH PLAIN sent without an initial response: 334 sent, waiting for it.
+    AuthPlain { helo: String },
+    /// AUTH LOGIN: waiting for the user name.
+    AuthLoginUser { helo: String },
+    /// AUTH LOGIN: waiting for the password.
+    AuthLoginPassword { helo: String, user: String },
+    /// Waiting for the caller's verdict on credentials.
+    AuthChecking { helo: String },
     /// The session is over.
     Closed,
 }
@@ -120,6 +181,12 @@ pub struct Session {
     errors: u32,
     delay: Duration,
     tls: bool,
+    authenticated: bool,
+    /// Octets of a refused BDAT chunk still to be read and dropped.
+    discard: u64,
+    /// The last BDAT failed: chunks already pipelined after it are
+    /// dropped with a 503 that is not counted as another error.
+    bdat_failed: bool,
 }
 
 impl Session {
@@ -134,6 +201,9 @@ impl Session {
             errors: 0,
             delay: Duration::ZERO,
             tls: false,
+            authenticated: false,
+            discard: 0,
+            bdat_failed: false,
         }
     }
 
@@ -173,6 +243,36 @@ impl Session {
         self.tls
     }
 
+    /// True once AUTH succeeded.
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The caller's verdict on the credentials of [`Event::Authenticate`].
+    pub fn auth_checked(&mut self, verdict: AuthVerdict) {
+        let State::AuthChecking { helo } = std::mem::replace(&mut self.state, State::Closed) else {
+            debug_assert!(false, "auth_checked outside of AUTH");
+            return;
+        };
+        self.state = State::Ready { helo };
+        match verdict {
+            AuthVerdict::Accepted => {
+                self.authenticated = true;
+                self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
+            }
+            AuthVerdict::Rejected => {
+                self.error(Reply::new(
+                    535,
+                    "5.7.8",
+                    "Authentication credentials invalid",
+                ));
+            }
+            AuthVerdict::Unavailable => {
+                self.reply(Reply::new(454, "4.7.0", "Temporary authentication failure"))
+            }
+        }
+    }
+
     /// The caller's result of committing the message: `Ok(id)` sends 250,
     /// `Err(reply)` sends that (a 4xx when the spool could not take it).
     pub fn message_stored(&mut self, result: Result<String, Reply>) {
@@ -190,6 +290,7 @@ impl Session {
     /// TLS is up: RFC 3207 says to forget everything learned before.
     pub fn tls_started(&mut self) {
         self.tls = true;
+        self.authenticated = false;
         self.settings.tls_available = false;
         self.state = State::Connected;
         self.line.clear();
@@ -222,10 +323,30 @@ impl Session {
             if matches!(self.state, State::Closed) {
                 return (used, Event::Close);
             }
-            if matches!(self.state, State::Committing { .. }) {
-                // The caller must call message_stored first; nothing more is
-                // read until then.
+            if matches!(
+                self.state,
+                State::Committing { .. } | State::AuthChecking { .. }
+            ) {
+                // The caller must call message_stored or auth_checked
+                // first; nothing more is read until then.
                 return (used, Event::NeedInput);
+            }
+            if self.discard > 0 {
+                let k = self.discard.min((input.len() - used) as u64);
+                used += k as usize;
+                self.discard -= k;
+                if self.discard > 0 {
+                    return (used, Event::NeedInput);
+                }
+            }
+            if let State::Chunk { .. } = self.state {
+                let (n, step) = self.read_chunk(&input[used..]);
+                used += n;
+                match step {
+                    ChunkStep::Event(ev) => return (used, ev),
+                    ChunkStep::NeedInput => return (used, Event::NeedInput),
+                    ChunkStep::Continue => continue,
+                }
             }
             if let State::Data { .. } = self.state {
                 let (n, ev) = self.frame_body(&input[used..]);
@@ -260,9 +381,37 @@ impl Session {
         }
     }
 
+    fn in_auth_exchange(&self) -> bool {
+        matches!(
+            self.state,
+            State::AuthPlain { .. } | State::AuthLoginUser { .. } | State::AuthLoginPassword { .. }
+        )
+    }
+
+    /// Leaves an AUTH exchange (cancelled or failed) for the Ready state.
+    fn leave_auth(&mut self) {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        self.state = match state {
+            State::AuthPlain { helo }
+            | State::AuthLoginUser { helo }
+            | State::AuthLoginPassword { helo, .. } => State::Ready { helo },
+            other => other,
+        };
+    }
+
     fn end_of_line(&mut self, gate: &mut dyn Gate) -> Option<Event> {
         if std::mem::take(&mut self.line_overflow) {
             self.line.clear();
+            if self.in_auth_exchange() {
+                self.leave_auth();
+                return self
+                    .error(Reply::new(
+                        500,
+                        "5.5.6",
+                        "Authentication exchange line is too long",
+                    ))
+                    .then_some(Event::Close);
+            }
             return self
                 .error(Reply::new(500, "5.5.2", "Line too long"))
                 .then_some(Event::Close);
@@ -276,6 +425,9 @@ impl Session {
                 .then_some(Event::Close);
         }
         line.pop();
+        if self.in_auth_exchange() {
+            return self.auth_response(&line);
+        }
         match Command::parse(&line) {
             Ok(cmd) => self.command(cmd, gate),
             Err(e) => {
@@ -299,9 +451,13 @@ impl Session {
             "ENHANCEDSTATUSCODES".into(),
             "SMTPUTF8".into(),
             "ETRN".into(),
+            "CHUNKING".into(),
         ];
         if self.settings.tls_available {
             lines.push("STARTTLS".into());
+        }
+        if self.tls && self.settings.auth_available {
+            lines.push("AUTH PLAIN LOGIN".into());
         }
         Reply {
             code: 250,
@@ -311,6 +467,9 @@ impl Session {
     }
 
     fn command(&mut self, cmd: Command, gate: &mut dyn Gate) -> Option<Event> {
+        if !matches!(cmd, Command::Bdat { .. }) {
+            self.bdat_failed = false;
+        }
         let state = std::mem::replace(&mut self.state, State::Closed);
         let bad_sequence = |s: &mut Session, state: State, text: &str| {
             s.state = state;
@@ -333,16 +492,32 @@ impl Session {
                 self.reply(Reply::new(252, "2.5.0", "Send some mail, I'll try my best"));
                 None
             }
-            (Command::Helo(name), _) => {
+            (Command::Helo(name), state) => {
                 self.reply(Reply::plain(250, self.settings.hostname.clone()));
                 self.state = State::Ready { helo: name };
-                None
+                // A BDAT transaction in progress had a spool message open.
+                matches!(state, State::Chunked { .. }).then_some(Event::MessageAborted)
             }
-            (Command::Ehlo(name), _) => {
+            (Command::Ehlo(name), state) => {
                 let r = self.ehlo_reply(&name);
                 self.reply(r);
                 self.state = State::Ready { helo: name };
-                None
+                matches!(state, State::Chunked { .. }).then_some(Event::MessageAborted)
+            }
+            (Command::Rset, State::Chunked { env, .. }) => {
+                self.state = State::Ready { helo: env.helo };
+                self.reply(Reply::new(250, "2.0.0", "Ok"));
+                Some(Event::MessageAborted)
+            }
+            (Command::Bdat { size, last }, state) => self.bdat(size, last, state),
+            (Command::Auth { mechanism, initial }, State::Ready { helo }) => {
+                self.auth(helo, &mechanism, initial.as_deref())
+            }
+            (Command::Auth { .. }, state @ State::Connected) => {
+                bad_sequence(self, state, "Send EHLO first")
+            }
+            (Command::Auth { .. }, state) => {
+                bad_sequence(self, state, "AUTH not allowed during a transaction")
             }
             (Command::StartTls, State::Ready { helo }) if self.settings.tls_available => {
                 let _ = helo;
@@ -399,7 +574,7 @@ impl Session {
                     self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
                     return None;
                 }
-                match gate.rcpt(&to) {
+                match gate.rcpt(&to, self.authenticated) {
                     Ok(()) => {
                         env.rcpts.push(to);
                         self.state = State::Transaction { env };
@@ -434,6 +609,9 @@ impl Session {
             (Command::Data, state @ State::Transaction { .. }) => {
                 bad_sequence(self, state, "No valid recipients")
             }
+            (Command::Data, state @ State::Chunked { .. }) => {
+                bad_sequence(self, state, "DATA and BDAT cannot be mixed")
+            }
             (Command::Rcpt(_), state) => bad_sequence(self, state, "Need MAIL before RCPT"),
             (Command::Data, state) => bad_sequence(self, state, "Need RCPT before DATA"),
             (Command::Mail(..) | Command::Etrn(_), state) => {
@@ -450,6 +628,17 @@ impl Session {
         params: MailParams,
         gate: &mut dyn Gate,
     ) -> Option<Event> {
+        if self.settings.auth_required && !self.authenticated {
+            self.state = State::Ready { helo };
+            let text = if self.tls {
+                "Authentication required"
+            } else {
+                "Must issue a STARTTLS command first"
+            };
+            return self
+                .error(Reply::new(530, "5.7.0", text))
+                .then_some(Event::Close);
+        }
         if let Some(size) = params.size
             && size > self.settings.max_message_bytes
         {
@@ -484,6 +673,230 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// AUTH in the Ready state: only under TLS, with a password file,
+    /// once per session.
+    fn auth(&mut self, helo: String, mechanism: &str, initial: Option<&str>) -> Option<Event> {
+        self.state = State::Ready { helo };
+        let refusal = if !self.settings.auth_available {
+            Some(Reply::new(502, "5.5.1", "AUTH not available"))
+        } else if !self.tls {
+            Some(Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ))
+        } else if self.authenticated {
+            Some(Reply::new(503, "5.5.1", "Already authenticated"))
+        } else if mechanism != "PLAIN" && mechanism != "LOGIN" {
+            Some(Reply::new(504, "5.5.4", "Unrecognized authentication type"))
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            return self.error(r).then_some(Event::Close);
+        }
+        let State::Ready { helo } = std::mem::replace(&mut self.state, State::Closed) else {
+            return None;
+        };
+        match (mechanism, initial) {
+            ("PLAIN", None) => {
+                self.state = State::AuthPlain { helo };
+                self.reply(Reply::plain(334, ""));
+                None
+            }
+            ("PLAIN", Some(text)) => {
+                self.state = State::AuthPlain { helo };
+                self.auth_response(text.as_bytes())
+            }
+            (_, None) => {
+                self.state = State::AuthLoginUser { helo };
+                self.reply(Reply::plain(334, auth::LOGIN_USER_PROMPT));
+                None
+            }
+            (_, Some(text)) => {
+                self.state = State::AuthLoginUser { helo };
+                self.auth_response(text.as_bytes())
+            }
+        }
+    }
+
+    /// One client line of an AUTH exchange (base64, or `*` to cancel).
+    fn auth_response(&mut self, line: &[u8]) -> Option<Event> {
+        let text = std::str::from_utf8(line).unwrap_or("\u{0}");
+        if text == "*" {
+            self.leave_auth();
+            return self
+                .error(Reply::new(501, "5.7.0", "Authentication cancelled"))
+                .then_some(Event::Close);
+        }
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        let helo = match &state {
+            State::AuthPlain { helo }
+            | State::AuthLoginUser { helo }
+            | State::AuthLoginPassword { helo, .. } => helo.clone(),
+            _ => String::new(),
+        };
+        let step = match state {
+            State::AuthPlain { helo } => auth::plain(text).map(|c| (helo, Some(c), None)),
+            State::AuthLoginUser { helo } => auth::login_user(text).map(|u| (helo, None, Some(u))),
+            State::AuthLoginPassword { helo, user } => auth::login_password(text)
+                .map(|password| (helo, Some(Credentials { user, password }), None)),
+            other => {
+                self.state = other;
+                return None;
+            }
+        };
+        match step {
+            Ok((helo, Some(creds), _)) => {
+                self.state = State::AuthChecking { helo };
+                Some(Event::Authenticate(creds))
+            }
+            Ok((helo, None, Some(user))) => {
+                self.state = State::AuthLoginPassword { helo, user };
+                self.reply(Reply::plain(334, auth::LOGIN_PASSWORD_PROMPT));
+                None
+            }
+            Ok((helo, None, None)) => {
+                self.state = State::Ready { helo };
+                None
+            }
+            Err(e) => {
+                // The exchange is over; the state goes back to Ready.
+                self.state = State::Ready { helo };
+                self.error(Reply::new(501, "5.5.2", e.to_string()))
+                    .then_some(Event::Close)
+            }
+        }
+    }
+    /// BDAT in any state. Its octets follow the command line whatever the
+    /// reply, so a refused chunk is read and dropped (RFC 3030 2).
+    fn bdat(&mut self, n: u64, last: bool, state: State) -> Option<Event> {
+        let max = self.settings.max_message_bytes;
+        match state {
+            State::Transaction { env } if !env.rcpts.is_empty() => {
+                if n > max {
+                    return self.bdat_fail(env.helo, n, None);
+                }
+                let ev = Event::DataStart(env.clone());
+                self.state = State::Chunk {
+                    env,
+                    rx: Chunk {
+                        remaining: n,
+                        len: n,
+                        last,
+                        size: n,
+                        cr: false,
+                        bare: false,
+                    },
+                };
+                Some(ev)
+            }
+            State::Chunked { env, mut rx } => {
+                if rx.size.saturating_add(n) > max {
+                    return self.bdat_fail(env.helo, n, Some(Event::MessageAborted));
+                }
+                rx.remaining = n;
+                rx.len = n;
+                rx.last = last;
+                rx.size += n;
+                self.state = State::Chunk { env, rx };
+                None
+            }
+            state => {
+                self.discard = n;
+                self.state = state;
+                if self.bdat_failed {
+                    // Already pipelined after a failed chunk: dropped
+                    // without costing another error.
+                    self.reply(Reply::new(503, "5.5.1", "Transaction failed, send RSET"));
+                    return None;
+                }
+                let why = match self.state {
+                    State::Transaction { .. } => "No valid recipients",
+                    State::Ready { .. } => "Need MAIL before BDAT",
+                    _ => "Bad sequence of commands",
+                };
+                self.error(Reply::new(503, "5.5.1", why))
+                    .then_some(Event::Close)
+            }
+        }
+    }
+
+    /// A BDAT chunk that would pass the size limit: its octets are
+    /// dropped, the transaction fails with 552.
+    fn bdat_fail(&mut self, helo: String, n: u64, ev: Option<Event>) -> Option<Event> {
+        self.discard = n;
+        self.state = State::Ready { helo };
+        self.bdat_failed = true;
+        if self.error(Reply::new(
+            552,
+            "5.3.4",
+            "Message size exceeds fixed maximum",
+        )) {
+            return Some(Event::Close);
+        }
+        ev
+    }
+
+    /// Reads the current BDAT chunk's octets into the body buffer.
+    fn read_chunk(&mut self, input: &[u8]) -> (usize, ChunkStep) {
+        let State::Chunk { rx, .. } = &mut self.state else {
+            return (0, ChunkStep::Continue);
+        };
+        let room = BODY_CHUNK - self.body.len();
+        let take = (rx.remaining.min(input.len() as u64) as usize).min(room);
+        for &b in &input[..take] {
+            if (rx.cr && b != b'\n') || (!rx.cr && b == b'\n') {
+                rx.bare = true;
+            }
+            rx.cr = b == b'\r';
+        }
+        if !rx.bare {
+            self.body.extend_from_slice(&input[..take]);
+        }
+        rx.remaining -= take as u64;
+        if rx.remaining > 0 {
+            if self.body.len() >= BODY_CHUNK {
+                return (take, ChunkStep::Event(Event::Body));
+            }
+            return (take, ChunkStep::NeedInput);
+        }
+        let last = rx.last;
+        if last && rx.cr {
+            rx.bare = true;
+        }
+        let State::Chunk { env, rx } = std::mem::replace(&mut self.state, State::Closed) else {
+            return (take, ChunkStep::Continue);
+        };
+        if rx.bare {
+            self.body.clear();
+            self.state = State::Ready { helo: env.helo };
+            self.bdat_failed = true;
+            if self.error(Reply::new(
+                554,
+                "5.6.11",
+                "Bare CR or LF in message; lines must end in CRLF",
+            )) {
+                return (take, ChunkStep::Event(Event::Close));
+            }
+            return (take, ChunkStep::Event(Event::MessageAborted));
+        }
+        if last {
+            self.state = State::Committing { helo: env.helo };
+            return (take, ChunkStep::Event(Event::MessageEnd));
+        }
+        self.reply(Reply::new(
+            250,
+            "2.0.0",
+            format!("{} octets received", rx.len),
+        ));
+        self.state = State::Chunked { env, rx };
+        if self.body.len() >= BODY_CHUNK {
+            return (take, ChunkStep::Event(Event::Body));
+        }
+        (take, ChunkStep::Continue)
     }
 
     /// Frames body bytes until the end marker or until a chunk is full.
@@ -594,8 +1007,8 @@ mod tests {
         fn mail(&mut self, _: &ReversePath, _: Option<u64>) -> Result<(), Reply> {
             Ok(())
         }
-        fn rcpt(&mut self, to: &Mailbox) -> Result<(), Reply> {
-            if to.domain == Domain::Name("home.arpa".into()) {
+        fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
+            if authenticated || to.domain == Domain::Name("home.arpa".into()) {
                 Ok(())
             } else {
                 Err(Reply::new(554, "5.7.1", "Relay access denied"))
@@ -611,6 +1024,8 @@ mod tests {
             max_errors: 5,
             error_delay: Duration::from_millis(100),
             tls_available: true,
+            auth_available: true,
+            auth_required: false,
         }
     }
 
@@ -658,7 +1073,16 @@ mod tests {
                     Event::Close => {
                         r.closed = true;
                     }
-                    Event::StartTls | Event::Etrn(_) => {}
+                    Event::Authenticate(c) => {
+                        let ok = c.user == "alice" && c.password == b"s3cret";
+                        s.auth_checked(if ok {
+                            AuthVerdict::Accepted
+                        } else {
+                            AuthVerdict::Rejected
+                        });
+                    }
+                    Event::StartTls => s.tls_started(),
+                    Event::Etrn(_) => {}
                 }
                 r.events.push(ev.clone());
                 if r.closed {
@@ -866,6 +1290,328 @@ mod tests {
         assert_eq!(total, 1000 * 1000);
     }
 
+    /// A session that already did STARTTLS (the harness's StartTls).
+    fn tls_session(st: Settings) -> Session {
+        let mut s = Session::new(st);
+        s.greet();
+        let mut gate = AcceptHome;
+        let (_, ev) = s.advance(b"EHLO x\r\nSTARTTLS\r\n", &mut gate);
+        assert_eq!(ev, Event::StartTls);
+        s.take_output();
+        s.tls_started();
+        s
+    }
+
+    fn b64(s: &[u8]) -> String {
+        crate::smtp::auth::base64_encode(s)
+    }
+
+    #[test]
+    fn auth_is_neither_offered_nor_accepted_in_clear_text() {
+        let plain = b64(b"\0alice\0s3cret");
+        let r = run(format!(
+            "EHLO x\r\nAUTH PLAIN {plain}\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@example.org>\r\n"
+        )
+        .as_bytes());
+        assert!(!r.out.contains("AUTH"), "{}", r.out);
+        assert!(r.out.contains("538 5.7.11"), "{}", r.out);
+        assert!(!r.events.iter().any(|e| matches!(e, Event::Authenticate(_))));
+        assert_eq!(codes(&r.out), vec![220, 250, 538, 250, 554]);
+        assert!(r.delay > Duration::ZERO, "a refused AUTH costs time");
+    }
+
+    #[test]
+    fn auth_plain_and_login_under_tls() {
+        let mut s = tls_session(settings());
+        let plain = b64(b"\0alice\0s3cret");
+        let r = run_with(
+            &mut s,
+            format!("EHLO x\r\nAUTH PLAIN {plain}\r\nAUTH PLAIN {plain}\r\nMAIL FROM:<a@b.test> AUTH=<>\r\nRCPT TO:<u@example.org>\r\n").as_bytes(),
+            7,
+        );
+        assert!(
+            r.out.contains("250-AUTH PLAIN LOGIN\r\n")
+                || r.out.contains("250 AUTH PLAIN LOGIN\r\n"),
+            "{}",
+            r.out
+        );
+        assert!(r.out.contains("235 2.7.0"), "{}", r.out);
+        assert_eq!(codes(&r.out), vec![250, 235, 503, 250, 250]);
+        assert!(s.is_authenticated());
+
+        // PLAIN without an initial response, then LOGIN in two steps.
+        let mut s = tls_session(settings());
+        let r = run_with(
+            &mut s,
+            format!("EHLO x\r\nAUTH PLAIN\r\n{plain}\r\n").as_bytes(),
+            100,
+        );
+        assert!(r.out.contains("334 \r\n"), "{}", r.out);
+        assert_eq!(codes(&r.out), vec![250, 334, 235]);
+        let mut s = tls_session(settings());
+        let r = run_with(
+            &mut s,
+            format!(
+                "EHLO x\r\nAUTH LOGIN\r\n{}\r\n{}\r\nRCPT TO:<u@example.org>\r\n",
+                b64(b"alice"),
+                b64(b"s3cret")
+            )
+            .as_bytes(),
+            100,
+        );
+        assert!(
+            r.out.contains("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"),
+            "{}",
+            r.out
+        );
+        assert_eq!(codes(&r.out), vec![250, 334, 334, 235, 503]);
+        // LOGIN with the user name as initial response.
+        let mut s = tls_session(settings());
+        let r = run_with(
+            &mut s,
+            format!(
+                "EHLO x\r\nAUTH LOGIN {}\r\n{}\r\n",
+                b64(b"alice"),
+                b64(b"s3cret")
+            )
+            .as_bytes(),
+            100,
+        );
+        assert_eq!(codes(&r.out), vec![250, 334, 235]);
+    }
+
+    #[test]
+    fn bad_credentials_cancel_and_garbage() {
+        let mut s = tls_session(settings());
+        let r = run_with(
+            &mut s,
+            format!(
+                "EHLO x\r\nAUTH PLAIN {}\r\nAUTH LOGIN\r\n*\r\nAUTH PLAIN\r\n!!notbase64\r\nAUTH CRAM-MD5\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@example.org>\r\n",
+                b64(b"\0alice\0wrong")
+            )
+            .as_bytes(),
+            100,
+        );
+        assert_eq!(
+            codes(&r.out),
+            vec![250, 535, 334, 501, 334, 501, 504, 250, 554]
+        );
+        assert!(
+            r.out
+                .contains("535 5.7.8 Authentication credentials invalid")
+        );
+        assert!(!s.is_authenticated());
+        // 535, 501, 501, 504, 554: 1+2+3+4+5 steps of 100 ms.
+        assert_eq!(r.delay, Duration::from_millis(1500));
+        // Failed AUTH is a protocol error: enough of them close the session.
+        let mut s = tls_session(settings());
+        let bad = format!("AUTH PLAIN {}\r\n", b64(b"\0alice\0nope")).repeat(10);
+        let r = run_with(&mut s, format!("EHLO x\r\n{bad}").as_bytes(), 100);
+        assert!(r.closed);
+        assert!(r.out.contains("421 4.7.0"), "{}", r.out);
+        assert_eq!(codes(&r.out).iter().filter(|&&c| c == 535).count(), 5);
+        // AUTH inside a transaction, or before EHLO.
+        let mut s = tls_session(settings());
+        let r = run_with(
+            &mut s,
+            format!(
+                "AUTH PLAIN {}\r\nEHLO x\r\nMAIL FROM:<a@b.test>\r\nAUTH PLAIN {}\r\n",
+                b64(b"\0alice\0s3cret"),
+                b64(b"\0alice\0s3cret")
+            )
+            .as_bytes(),
+            100,
+        );
+        assert_eq!(codes(&r.out), vec![503, 250, 250, 503]);
+        // An overlong exchange line ends the exchange.
+        let mut s = tls_session(settings());
+        let long = "QUFB".repeat(400);
+        let r = run_with(
+            &mut s,
+            format!("EHLO x\r\nAUTH PLAIN\r\n{long}\r\nNOOP\r\n").as_bytes(),
+            100,
+        );
+        assert_eq!(codes(&r.out), vec![250, 334, 500, 250]);
+        assert!(r.out.contains("500 5.5.6"));
+    }
+
+    #[test]
+    fn submission_needs_tls_then_auth() {
+        let mut st = settings();
+        st.auth_required = true;
+        let mut s = Session::new(st.clone());
+        s.greet();
+        let r = run_with(&mut s, b"EHLO x\r\nMAIL FROM:<a@b.test>\r\n", 100);
+        assert_eq!(codes(&r.out), vec![220, 250, 530]);
+        assert!(
+            r.out
+                .contains("530 5.7.0 Must issue a STARTTLS command first")
+        );
+        let mut s = tls_session(st.clone());
+        let r = run_with(&mut s, b"EHLO x\r\nMAIL FROM:<a@b.test>\r\n", 100);
+        assert!(
+            r.out.contains("530 5.7.0 Authentication required"),
+            "{}",
+            r.out
+        );
+        let mut s = tls_session(st);
+        let r = run_with(
+            &mut s,
+            format!("EHLO x\r\nAUTH PLAIN {}\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@example.org>\r\nDATA\r\nhi\r\n.\r\n", b64(b"\0alice\0s3cret")).as_bytes(),
+            100,
+        );
+        assert_eq!(codes(&r.out), vec![250, 235, 250, 250, 354, 250]);
+        assert_eq!(r.messages.len(), 1);
+    }
+
+    const MAIL: &[u8] = b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\n";
+
+    fn with_mail(rest: &[u8]) -> Vec<u8> {
+        let mut v = MAIL.to_vec();
+        v.extend_from_slice(rest);
+        v
+    }
+
+    #[test]
+    fn bdat_pipelined_chunks() {
+        let input = with_mail(b"BDAT 14\r\nSubject: x\r\n\r\nBDAT 7 LAST\r\nhello\r\nQUIT\r\n");
+        for split in [input.len(), 1, 5] {
+            let mut s = Session::new(settings());
+            s.greet();
+            let r = run_with(&mut s, &input, split);
+            assert!(r.out.contains("CHUNKING"));
+            assert_eq!(
+                codes(&r.out),
+                vec![220, 250, 250, 250, 250, 250, 221],
+                "{}",
+                r.out
+            );
+            assert!(r.out.contains("250 2.0.0 14 octets received"));
+            assert!(r.out.contains("queued as M1"));
+            assert_eq!(r.messages.len(), 1);
+            // No dot-unstuffing or end marker in BDAT: the bytes as sent.
+            assert_eq!(r.messages[0].1, b"Subject: x\r\n\r\nhello\r\n");
+        }
+        // A line starting with a dot, and a "." line, are just data.
+        let r = run(&with_mail(b"BDAT 10 LAST\r\n.\r\n..x\r\n\r\n"));
+        assert_eq!(r.messages[0].1, b".\r\n..x\r\n\r\n");
+    }
+
+    #[test]
+    fn bdat_zero_last_and_empty_message() {
+        let r = run(&with_mail(b"BDAT 5\r\na\r\n\r\nBDAT 0 LAST\r\n"));
+        assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 250, 250]);
+        assert_eq!(r.messages[0].1, b"a\r\n\r\n");
+        let r = run(&with_mail(b"BDAT 0 LAST\r\nNOOP\r\n"));
+        assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 250, 250]);
+        assert_eq!(r.messages[0].1, b"");
+    }
+
+    #[test]
+    fn bdat_out_of_sequence_is_refused_and_its_data_dropped() {
+        // No MAIL: 503, and the 10 octets (which look like commands) are
+        // read and dropped, not executed.
+        let r = run(b"EHLO x\r\nBDAT 10\r\nQUIT\r\nXXXXNOOP\r\n");
+        assert_eq!(codes(&r.out), vec![220, 250, 503, 250]);
+        assert!(!r.closed);
+        // MAIL but no accepted RCPT.
+        let r = run(b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@evil.test>\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n");
+        assert_eq!(codes(&r.out), vec![220, 250, 250, 554, 503, 250]);
+        assert!(r.messages.is_empty());
+        // DATA after BDAT, and BDAT after the LAST one.
+        let r = run(&with_mail(
+            b"BDAT 3\r\nabcDATA\r\nRSET\r\nBDAT 2 LAST\r\nxy",
+        ));
+        assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 250, 503, 250, 503]);
+        assert!(
+            r.events.contains(&Event::MessageAborted),
+            "RSET drops the open message"
+        );
+        assert!(r.messages.is_empty());
+        let r = run(&with_mail(b"BDAT 2 LAST\r\nxyBDAT 2 LAST\r\nzwNOOP\r\n"));
+        assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 250, 503, 250]);
+        assert_eq!(r.messages.len(), 1);
+        // Bad syntax reads no data.
+        let r = run(b"EHLO x\r\nBDAT x\r\nNOOP\r\n");
+        assert_eq!(codes(&r.out), vec![220, 250, 501, 250]);
+    }
+
+    #[test]
+    fn bdat_size_limit_counts_every_chunk() {
+        // max_message_bytes is 1000: 600 + 600 passes it.
+        let mut rest = b"BDAT 600\r\n".to_vec();
+        rest.extend_from_slice(&[b'a'; 600]);
+        rest.extend_from_slice(b"BDAT 600\r\n");
+        rest.extend_from_slice(&[b'b'; 600]);
+        rest.extend_from_slice(b"BDAT 10 LAST\r\n0123456789RSET\r\nQUIT\r\n");
+        let r = run(&with_mail(&rest));
+        assert_eq!(
+            codes(&r.out),
+            vec![220, 250, 250, 250, 250, 552, 503, 250, 221],
+            "{}",
+            r.out
+        );
+        assert!(r.messages.is_empty());
+        assert!(r.events.contains(&Event::MessageAborted));
+        // The pipelined chunk after the failure costs no extra error.
+        assert_eq!(r.delay, Duration::from_millis(100));
+        // One chunk over the limit: refused before anything is stored.
+        let mut rest = b"BDAT 1001 LAST\r\n".to_vec();
+        rest.extend_from_slice(&[b'c'; 1001]);
+        rest.extend_from_slice(b"NOOP\r\n");
+        let r = run(&with_mail(&rest));
+        assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 552, 250]);
+        assert!(!r.events.iter().any(|e| matches!(e, Event::DataStart(_))));
+    }
+
+    #[test]
+    fn bdat_bare_cr_or_lf_is_refused() {
+        for body in [&b"a\nb\r\n"[..], b"a\rb\r\n", b"ab\r"] {
+            let mut rest = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
+            rest.extend_from_slice(body);
+            rest.extend_from_slice(b"NOOP\r\n");
+            let r = run(&with_mail(&rest));
+            assert!(r.messages.is_empty(), "{body:?}");
+            assert!(r.out.contains("554 5.6.11"), "{body:?}");
+            assert_eq!(r.aborted, 1);
+        }
+        // A CRLF split between two chunks is fine.
+        let r = run(&with_mail(b"BDAT 2\r\na\rBDAT 1 LAST\r\n\n"));
+        assert_eq!(r.messages[0].1, b"a\r\n");
+    }
+
+    #[test]
+    fn bdat_big_message_comes_out_in_bounded_chunks() {
+        let mut st = settings();
+        st.max_message_bytes = 10_000_000;
+        let mut s = Session::new(st);
+        s.greet();
+        let mut input = with_mail(b"BDAT 100000\r\n");
+        input.extend(std::iter::repeat_n(b'y', 100_000));
+        input.extend_from_slice(b"BDAT 100000 LAST\r\n");
+        input.extend(std::iter::repeat_n(b'z', 100_000));
+        let mut gate = AcceptHome;
+        let (mut pos, mut total) = (0, 0);
+        loop {
+            let (n, ev) = s.advance(&input[pos..], &mut gate);
+            pos += n;
+            match ev {
+                Event::Body => {
+                    let b = s.take_body();
+                    assert!(b.len() <= BODY_CHUNK);
+                    total += b.len();
+                }
+                Event::MessageEnd => {
+                    total += s.take_body().len();
+                    break;
+                }
+                Event::DataStart(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(total, 200_000);
+    }
+
     /// Bounded property test: random and mutated sessions, fed in random
     /// splits, never panic, never yield a message with a bare CR or LF,
     /// and give the same result however the input is split.
@@ -898,6 +1644,11 @@ mod tests {
             b"QUIT\r\n",
             b"\x00\xff",
             b"ETRN home.arpa\r\n",
+            b"BDAT 5\r\n",
+            b"BDAT 0 LAST\r\n",
+            b"BDAT 3 LAST\r\nabc",
+            b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n",
+            b"AUTH LOGIN\r\n",
         ];
         for _ in 0..3000 {
             let mut input = GOOD.to_vec();

@@ -77,6 +77,8 @@ pub struct Message {
     pub attempts: u32,
     pub next_at: u64,
     pub last_error: String,
+    /// The sender got its "delayed" DSN.
+    pub warned: bool,
     segs: BTreeSet<u64>,
 }
 
@@ -513,6 +515,7 @@ impl Spool {
                 size,
                 attempts: 0,
                 last_error: String::new(),
+                warned: false,
                 segs: o.segs,
             },
         );
@@ -573,6 +576,20 @@ impl Spool {
             m.attempts = attempts;
             m.next_at = next_at;
             m.last_error = error;
+        }
+        Ok(())
+    }
+
+    /// Records that the sender was sent the "delayed" DSN (once per message).
+    pub fn warned(&mut self, id: u64) -> Result<(), SpoolError> {
+        if !self.msgs.contains_key(&id) {
+            return Err(SpoolError::NoSuchMessage(id));
+        }
+        let (seq, _) = self.append(&Record::Warned { id })?;
+        self.touch(id, seq);
+        if let Some(m) = self.msgs.get_mut(&id) {
+            m.segs.insert(seq);
+            m.warned = true;
         }
         Ok(())
     }
@@ -735,6 +752,7 @@ fn replay(
                         attempts: 0,
                         next_at: 0,
                         last_error: String::new(),
+                        warned: false,
                         segs: o.segs,
                     },
                 );
@@ -766,6 +784,13 @@ fn replay(
         Record::Delete { id } => {
             if let Some(m) = msgs.remove(&id) {
                 let _ = m;
+            }
+        }
+        Record::Warned { id } => {
+            if let Some(m) = msgs.get_mut(&id) {
+                seg.live.insert(id);
+                m.segs.insert(seq);
+                m.warned = true;
             }
         }
     }
@@ -817,6 +842,23 @@ mod tests {
         assert_eq!(s.messages().count(), 2);
         assert_eq!(s.read_body(a).unwrap(), vec![b'a'; 5000]);
         assert_eq!(s.read_body(b).unwrap(), b"short body\r\n");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_warned_mark_survives_reopen() {
+        let d = tmp("warned");
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let a = store(&mut s, b"a\r\n", 1);
+        let b = store(&mut s, b"b\r\n", 1);
+        s.commit().unwrap();
+        s.warned(a).unwrap();
+        assert!(s.warned(12345).is_err());
+        s.commit().unwrap();
+        drop(s);
+        let s = Spool::open(&d, limits()).unwrap();
+        assert!(s.message(a).unwrap().warned);
+        assert!(!s.message(b).unwrap().warned);
         let _ = fs::remove_dir_all(&d);
     }
 

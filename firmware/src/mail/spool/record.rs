@@ -57,6 +57,8 @@ pub enum Record {
     },
     /// The message is gone (deleted by the operator, or expired and bounced).
     Delete { id: u64 },
+    /// The sender was sent its one "delayed" DSN.
+    Warned { id: u64 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -100,6 +102,7 @@ const T_END: u8 = 3;
 const T_RCPT: u8 = 4;
 const T_RETRY: u8 = 5;
 const T_DELETE: u8 = 6;
+const T_WARNED: u8 = 7;
 
 const fn crc_table() -> [u32; 256] {
     let mut t = [0u32; 256];
@@ -169,6 +172,7 @@ fn payload_of(rec: &Record) -> (u8, Vec<u8>) {
             }),
         ),
         Record::Delete { id } => (T_DELETE, id.to_le_bytes().to_vec()),
+        Record::Warned { id } => (T_WARNED, id.to_le_bytes().to_vec()),
     }
 }
 
@@ -275,6 +279,9 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
         T_DELETE if len == 8 => Record::Delete {
             id: u64_at(payload, 0).ok_or(bad.clone())?,
         },
+        T_WARNED if len == 8 => Record::Warned {
+            id: u64_at(payload, 0).ok_or(bad.clone())?,
+        },
         _ => return Err(bad),
     };
     Ok((rec, HEADER_LEN + len))
@@ -309,6 +316,7 @@ mod tests {
                 error: "421 busy".into(),
             },
             Record::Delete { id: 7 },
+            Record::Warned { id: 7 },
         ]
     }
 

@@ -32,6 +32,9 @@ pub struct QueueEntry {
     pub attempts: u32,
     pub next_at: u64,
     pub last_error: String,
+    /// The sender got its "delayed" DSN.
+    #[serde(default)]
+    pub warned: bool,
     #[serde(skip)]
     pub extents: Vec<super::Extent>,
 }
@@ -69,6 +72,9 @@ enum Op {
     Delete {
         id: u64,
         reply: Reply<()>,
+    },
+    Warned {
+        id: u64,
     },
     Flush,
     Snapshot {
@@ -159,6 +165,12 @@ impl SpoolHandle {
 
     pub async fn retry(&self, id: u64, next_at: u64, error: String) -> Result<(), SpoolError> {
         self.send(Op::Retry { id, next_at, error }).await
+    }
+
+    /// Records that the sender got its "delayed" DSN. Not waited for,
+    /// like outcomes: lost in a crash, the warning is sent again.
+    pub async fn warned(&self, id: u64) -> Result<(), SpoolError> {
+        self.send(Op::Warned { id }).await
     }
 
     pub async fn delete(&self, id: u64) -> Result<(), SpoolError> {
@@ -267,6 +279,12 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
             waiting.push(Pending::Unit(reply, spool.delete(id)));
             true
         }
+        Op::Warned { id } => {
+            if let Err(e) = spool.warned(id) {
+                log::debug!("spool: warning of {id:016X}: {e}");
+            }
+            true
+        }
         Op::Flush => {
             spool.flush_all();
             false
@@ -286,6 +304,7 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
                     attempts: m.attempts,
                     next_at: m.next_at,
                     last_error: m.last_error.clone(),
+                    warned: m.warned,
                     extents: m.extents.clone(),
                 })
                 .collect();
