@@ -21,7 +21,7 @@ pub fn dhcp_event(args: Vec<OsString>) -> ExitCode {
     let cfg = crate::config::Config::load(std::path::Path::new(crate::config::DEFAULT_PATH))
         .unwrap_or_default();
     crate::logging::init("dhcp", cfg.log.level.to_filter());
-    let run_dir = cfg.system.run_dir;
+    let run_dir = cfg.system.run_dir.clone();
     let lease_path = run_dir.join(LEASE_FILE);
     let primed = run_dir.join("dhcp.primed");
     let old = std::fs::read_to_string(&lease_path)
@@ -34,7 +34,7 @@ pub fn dhcp_event(args: Vec<OsString>) -> ExitCode {
                 log::error!("dhcp: {event} without a usable interface/ip in the environment");
                 return ExitCode::FAILURE;
             };
-            if let Err(e) = net::apply_lease(&mut sys, old.as_ref(), &lease) {
+            if let Err(e) = net::apply_lease(&mut sys, &cfg.init.network, old.as_ref(), &lease) {
                 log::error!("dhcp: cannot apply {}/{}: {e}", lease.ip, lease.prefix);
                 return ExitCode::FAILURE;
             }
@@ -67,13 +67,17 @@ pub fn dhcp_event(args: Vec<OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         "deconfig" | "leasefail" | "nak" => {
+            let old_missing = old.is_none();
             if let Some(o) = old {
                 match net::drop_lease(&mut sys, &o) {
                     Ok(()) => log::info!("dhcp: {event}: {}/{} removed", o.ip, o.prefix),
                     Err(e) => log::warn!("dhcp: {event}: removing {}/{}: {e}", o.ip, o.prefix),
                 }
                 let _ = std::fs::remove_file(&lease_path);
-            } else if event != "deconfig" {
+            }
+            // Not primed any more until the next lease.
+            let _ = std::fs::remove_file(&primed);
+            if old_missing && event != "deconfig" {
                 log::info!("dhcp: {event}: no lease yet");
             }
             ExitCode::SUCCESS

@@ -199,18 +199,18 @@ pub async fn sync_once(
                     continue;
                 }
             };
-            let offset_ms = (sample.offset_ns / 1_000_000) as i64;
+            let offset_ms = sample.offset_ns / 1_000_000;
             let how = sntp::correction(sample.offset_ns, step);
             let r = match how {
                 Correction::Step => {
                     let (s, n) = now_unix();
-                    let target = s as i128 * 1_000_000_000 + n as i128 + sample.offset_ns;
+                    let target = s as i64 * 1_000_000_000 + n as i64 + sample.offset_ns;
                     sys.set_clock(
-                        target.div_euclid(1_000_000_000) as i64,
+                        target.div_euclid(1_000_000_000),
                         target.rem_euclid(1_000_000_000) as u32,
                     )
                 }
-                Correction::Slew => sys.slew_clock((sample.offset_ns / 1000) as i64),
+                Correction::Slew => sys.slew_clock(sample.offset_ns / 1000),
             };
             if let Err(e) = r {
                 errors.push(format!("{host}: cannot change the clock: {e}"));
@@ -250,7 +250,7 @@ mod tests {
             let mut buf = [0u8; 128];
             while let Ok((n, peer)) = s.recv_from(&mut buf) {
                 let (secs, nanos) = now_unix();
-                let t = (secs as i128 * 1000 + nanos as i128 / 1_000_000 + skew_ms as i128) as u64;
+                let t = (secs as i64 * 1000 + nanos as i64 / 1_000_000 + skew_ms) as u64;
                 let ts = NtpTime::from_unix(t / 1000, (t % 1000) as u32 * 1_000_000);
                 let mut r = sntp::reply_for(&buf[..n], ts, ts, 2);
                 mutate(&mut r);

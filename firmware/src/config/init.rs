@@ -174,9 +174,10 @@ pub struct NetworkConfig {
     /// The DHCP client, run as `udhcpc -f -i IFACE -s SCRIPT`. Default
     /// `/sbin/udhcpc`.
     pub dhcp_client: PathBuf,
-    /// How long init waits for the link (carrier) and the addresses
-    /// before starting services anyway; with `dhcp`, the services after
-    /// `dhcp` wait for a lease as long. Default 10 s, 0 to 120.
+    /// How long init waits for the link (carrier) and the static
+    /// addresses before starting services anyway (with `dhcp`, the
+    /// services after `dhcp` wait for a lease at most
+    /// `init.primed_budget_secs`). Default 10 s, 0 to 120.
     pub wait_secs: u32,
 }
 
@@ -628,6 +629,46 @@ mod tests {
         );
         let e = parse("[init]\nswap_size = 3\n").unwrap_err();
         assert!(e.contains("swap_size"), "{e}");
+    }
+
+    #[test]
+    fn network_and_sntp_keys_are_checked() {
+        let ok = "[init.network]\ninterface = \"eth0\"\naddress6 = \"fd00::2/64\"\n\
+                  gateway6 = \"fe80::1\"\nroutes = [\"10.1.0.0/16 via 10.0.0.1\"]\n\
+                  dhcp = true\nipv6_autoconf = false\nwait_secs = 0\n\
+                  [init.sntp]\nservers = [\"pool.ntp.org\", \"[::1]:123\"]\n";
+        parse(ok).unwrap();
+        for (text, key) in [
+            (
+                "[init.network]\ninterface = \"eth0\"\naddress6 = \"10.0.0.1/8\"\n",
+                "init.network.address6",
+            ),
+            (
+                "[init.network]\ninterface = \"eth0\"\ngateway6 = \"10.0.0.1\"\n",
+                "init.network.gateway6",
+            ),
+            (
+                "[init.network]\ninterface = \"eth0\"\nroutes = [\"10.1.0.0/16 via fe80::1\"]\n",
+                "init.network.routes",
+            ),
+            (
+                "[init.network]\ninterface = \"eth0\"\ndhcp = true\naddress = \"10.0.0.2/8\"\n",
+                "init.network.address",
+            ),
+            ("[init.network]\ndhcp = true\n", "init.network.interface"),
+            (
+                "[init.network]\nwait_secs = 121\n",
+                "init.network.wait_secs",
+            ),
+            (
+                "[init.sntp]\nservers = [\"bad host\"]\n",
+                "init.sntp.servers",
+            ),
+            ("[init.sntp]\npoll_secs = 10\n", "init.sntp.poll_secs"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -235,6 +235,16 @@ pub fn bring_up(
             Err(e) => log::error!("net: {name}: cannot add {a}/{len}: {e}"),
         }
     }
+    // With DHCP the IPv4 routes wait for the lease (their gateways are
+    // not reachable before): `dhcp-event` adds them.
+    add_static_routes(&mut nl, cfg, index, !cfg.dhcp, true);
+    Ok(out)
+}
+
+/// The static routes of `cfg` of the families asked for: the default
+/// routes via `gateway`/`gateway6` and the extra `routes`. Each is logged;
+/// a refused one is skipped.
+pub fn add_static_routes(nl: &mut Netlink, cfg: &NetworkConfig, index: u32, v4: bool, v6: bool) {
     let mut routes = Vec::new();
     if let Ok(gw) = cfg.gateway.parse::<Ipv4Addr>() {
         routes.push(default_route(gw.into(), index, Origin::Static));
@@ -251,6 +261,7 @@ pub fn bring_up(
             origin: Origin::Static,
         });
     }
+    routes.retain(|r| if r.dst.is_ipv4() { v4 } else { v6 });
     for r in &routes {
         let gw = r.gateway.map(|g| g.to_string()).unwrap_or_default();
         match nl.add_route(r) {
@@ -259,7 +270,6 @@ pub fn bring_up(
             Err(e) => log::error!("net: route {}/{} via {gw}: {e}", r.dst, r.dst_len),
         }
     }
-    Ok(out)
 }
 
 /// What is still missing when the wait ends.
@@ -429,8 +439,15 @@ impl Lease {
 }
 
 /// Applies `new` (udhcpc `bound` or `renew`): the address, replacing
-/// `old`'s when it differs, and the default route via the first router.
-pub fn apply_lease(sys: &mut dyn Sys, old: Option<&Lease>, new: &Lease) -> Result<(), NetError> {
+/// `old`'s when it differs, and the default route via the first router;
+/// then the static IPv4 routes of `cfg` (its `gateway` only when the
+/// lease names no router).
+pub fn apply_lease(
+    sys: &mut dyn Sys,
+    cfg: &NetworkConfig,
+    old: Option<&Lease>,
+    new: &Lease,
+) -> Result<(), NetError> {
     let index = if_index(sys, &new.interface)
         .ok_or_else(|| NetError::NoInterface(new.interface.clone()))?;
     let mut nl = Netlink::new(sys);
@@ -440,9 +457,12 @@ pub fn apply_lease(sys: &mut dyn Sys, old: Option<&Lease>, new: &Lease) -> Resul
         log::warn!("dhcp: removing the old address {}/{}: {e}", o.ip, o.prefix);
     }
     nl.add_address(index, new.ip.into(), new.prefix)?;
+    let mut cfg = cfg.clone();
     if let Some(gw) = new.routers.first() {
         nl.add_route(&default_route((*gw).into(), index, Origin::Dhcp))?;
+        cfg.gateway.clear();
     }
+    add_static_routes(&mut nl, &cfg, index, true, false);
     Ok(())
 }
 
@@ -645,7 +665,52 @@ mod tests {
         let old =
             Lease::from_file("interface=eth0\nip=10.0.2.15\nmask=24\nrouter=10.0.2.2\n").unwrap();
         let mut new = old.clone();
-        apply_lease(&mut f, None, &new).unwrap();
+        let c = NetworkConfig {
+            dhcp: true,
+            address: String::new(),
+            gateway: "10.0.2.9".into(),
+            ..cfg()
+        };
+        apply_lease(&mut f, &c, None, &new).unwrap();
+        // Address, default route from the lease, the extra IPv4 route;
+        // not the configured gateway (the lease has a router), no IPv6.
+        assert_eq!(
+            f.calls,
+            ["netlink type 20", "netlink type 24", "netlink type 24"]
+        );
+        assert_eq!(
+            f.netlink_sent[2],
+            netlink::add_route(
+                3,
+                &Route {
+                    dst: "192.168.7.0".parse().unwrap(),
+                    dst_len: 24,
+                    gateway: Some("10.0.2.3".parse().unwrap()),
+                    oif: 2,
+                    origin: Origin::Static
+                }
+            )
+        );
+        // Without a router in the lease, the configured gateway is used.
+        f.calls.clear();
+        f.netlink_sent.clear();
+        let mut bare = new.clone();
+        bare.routers.clear();
+        apply_lease(&mut f, &c, None, &bare).unwrap();
+        assert_eq!(
+            f.netlink_sent[1],
+            netlink::add_route(
+                2,
+                &default_route("10.0.2.9".parse().unwrap(), 2, Origin::Static)
+            )
+        );
+        let c = NetworkConfig {
+            routes: Vec::new(),
+            ..c
+        };
+        f.calls.clear();
+        f.netlink_sent.clear();
+        apply_lease(&mut f, &c, None, &new).unwrap();
         assert_eq!(f.calls, ["netlink type 20", "netlink type 24"]);
         assert_eq!(
             f.netlink_sent[1],
@@ -656,12 +721,12 @@ mod tests {
         );
         // Same address on renew: no deletion.
         f.calls.clear();
-        apply_lease(&mut f, Some(&old), &new).unwrap();
+        apply_lease(&mut f, &c, Some(&old), &new).unwrap();
         assert_eq!(f.calls, ["netlink type 20", "netlink type 24"]);
         // A new address: the old one is removed first.
         f.calls.clear();
         new.ip = "10.0.2.16".parse().unwrap();
-        apply_lease(&mut f, Some(&old), &new).unwrap();
+        apply_lease(&mut f, &c, Some(&old), &new).unwrap();
         assert_eq!(
             f.calls,
             ["netlink type 21", "netlink type 20", "netlink type 24"]

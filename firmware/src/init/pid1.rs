@@ -365,7 +365,9 @@ fn bring_up_network(sys: &mut RealSys, cfg: &Config) {
 /// so it starts once dns is primed).
 fn add_network_services(cfg: &Config, services: &mut Vec<ServiceConfig>) {
     let run_dir = &cfg.system.run_dir;
-    if let Some(d) = crate::init::net::dhcp_service(&cfg.init.network, run_dir) {
+    if let Some(d) = crate::init::net::dhcp_service(&cfg.init.network, run_dir)
+        && !services.iter().any(|s| s.name == d.name)
+    {
         let link = run_dir.join(crate::init::net::DHCP_SCRIPT);
         let _ = std::fs::remove_file(&link);
         match std::env::current_exe().and_then(|exe| std::os::unix::fs::symlink(exe, &link)) {

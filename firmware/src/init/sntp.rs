@@ -32,10 +32,13 @@ impl NtpTime {
         NtpTime((s << 32) | frac)
     }
 
-    /// `self - earlier` in nanoseconds (signed, modulo the era).
-    pub fn diff_ns(self, earlier: NtpTime) -> i128 {
-        let d = self.0.wrapping_sub(earlier.0) as i64 as i128;
-        (d * 1_000_000_000) >> 32
+    /// `self - earlier` in nanoseconds (signed, modulo the era; 64-bit
+    /// nanoseconds hold the ±68 years an NTP difference can express).
+    pub fn diff_ns(self, earlier: NtpTime) -> i64 {
+        let d = self.0.wrapping_sub(earlier.0) as i64;
+        let secs = d >> 32;
+        let frac = d & 0xffff_ffff;
+        secs * 1_000_000_000 + ((frac * 1_000_000_000) >> 32)
     }
 }
 
@@ -69,7 +72,7 @@ pub enum SntpError {
     #[error("the server sent a zero transmit timestamp")]
     ZeroTransmit,
     #[error("round trip of {0} ms is too long to trust")]
-    Delay(i128),
+    Delay(i64),
 }
 
 /// What a good reply says.
@@ -77,9 +80,9 @@ pub enum SntpError {
 pub struct Sample {
     /// How far our clock is behind the server's (positive: ours is slow),
     /// in nanoseconds.
-    pub offset_ns: i128,
+    pub offset_ns: i64,
     /// Round-trip delay minus the server's processing time, nanoseconds.
-    pub delay_ns: i128,
+    pub delay_ns: i64,
     pub stratum: u8,
 }
 
@@ -127,7 +130,7 @@ pub fn parse_reply(p: &[u8], t1: NtpTime, t4: NtpTime) -> Result<Sample, SntpErr
     }
     let offset_ns = (t2.diff_ns(t1) + t3.diff_ns(t4)) / 2;
     let delay_ns = t4.diff_ns(t1) - t3.diff_ns(t2);
-    if delay_ns > MAX_DELAY.as_nanos() as i128 {
+    if delay_ns > MAX_DELAY.as_nanos() as i64 {
         return Err(SntpError::Delay(delay_ns / 1_000_000));
     }
     Ok(Sample {
@@ -147,8 +150,8 @@ pub enum Correction {
 }
 
 /// Step when the offset is at least `step_threshold`, slew otherwise.
-pub fn correction(offset_ns: i128, step_threshold: Duration) -> Correction {
-    if offset_ns.unsigned_abs() >= step_threshold.as_nanos() {
+pub fn correction(offset_ns: i64, step_threshold: Duration) -> Correction {
+    if offset_ns.unsigned_abs() as u128 >= step_threshold.as_nanos() {
         Correction::Step
     } else {
         Correction::Slew
