@@ -45,10 +45,15 @@ pub fn dhcp_event(args: Vec<OsString>) -> ExitCode {
                 lease.interface,
                 lease.ip,
                 lease.prefix,
-                if routers.is_empty() {
+                if !routers.is_empty() {
+                    routers.join(" ")
+                } else if cfg.init.network.gateway.is_empty() {
                     "none".into()
                 } else {
-                    routers.join(" ")
+                    format!(
+                        "none (using init.network.gateway {})",
+                        cfg.init.network.gateway
+                    )
                 },
                 lease.lease_secs,
                 if dns.is_empty() {

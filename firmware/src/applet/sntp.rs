@@ -317,6 +317,59 @@ mod tests {
         assert!((-70_000..-10_000).contains(&us), "{us}");
     }
 
+    /// A fake DNS cache on loopback: `ntp.test.` has A 127.0.0.1 and
+    /// no AAAA; the names it was asked are recorded.
+    fn fake_dns(asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> SocketAddr {
+        use hickory_proto::op::{Message, OpCode};
+        use hickory_proto::rr::rdata::A;
+        use hickory_proto::rr::{RData, Record, RecordType};
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, peer)) = s.recv_from(&mut buf) {
+                let q = Message::from_vec(&buf[..n]).unwrap();
+                let qq = q.queries[0].clone();
+                asked
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} {}", qq.name(), qq.query_type()));
+                let mut r = Message::response(q.metadata.id, OpCode::Query);
+                if qq.query_type() == RecordType::A && qq.name().to_ascii() == "ntp.test." {
+                    r.add_answer(Record::from_rdata(
+                        qq.name().clone(),
+                        60,
+                        RData::A(A::new(127, 0, 0, 1)),
+                    ));
+                }
+                r.add_query(qq);
+                let _ = s.send_to(&r.to_vec().unwrap(), peer);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn server_names_resolve_through_the_local_cache() {
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let dns = fake_dns(asked.clone());
+        let ntp = fake_server(7_000, |_| {});
+        let mut sys = FakeSys::default();
+        let st = rt()
+            .block_on(sync_once(
+                &mut sys,
+                &[("ntp.test".into(), ntp.port())],
+                dns,
+                Duration::from_millis(128),
+            ))
+            .unwrap();
+        assert_eq!(st.server, "ntp.test");
+        assert!((st.offset_ms - 7_000).abs() < 500, "{st:?}");
+        assert!(sys.calls[0].starts_with("set_clock "), "{:?}", sys.calls);
+        let asked = asked.lock().unwrap().clone();
+        assert!(asked.contains(&"ntp.test. A".to_string()), "{asked:?}");
+    }
+
     #[test]
     fn bad_servers_leave_the_clock_alone_and_the_next_one_is_used() {
         let unsync = fake_server(5_000_000, |r| r[0] = 3 << 6 | 4 << 3 | 4);

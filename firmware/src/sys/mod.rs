@@ -218,7 +218,7 @@ impl Sys for RealSys {
         }
         let max = crate::init::netlink::MAX_REPLY;
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; 32 * 1024];
         while !crate::init::netlink::is_complete(&out, seq) {
             // SAFETY: recv into a buffer of the given length.
             let n = unsafe {
