@@ -45,6 +45,7 @@ ln -s /bin/pocobelle "$ird/init"
 ln -s /bin/pocobelle "$ird/sbin/init"
 cp "$root/bin/busybox" "$ird/bin/busybox"
 for a in sh sleep cat grep awk kill stat ls echo mkdir ip; do ln -s busybox "$ird/bin/$a"; done
+ln -s /bin/busybox "$ird/sbin/udhcpc"
 cp "$root/sbin/e2fsck.static" "$ird/sbin/e2fsck"
 # The modules the test config names, with every dependency modules.dep lists.
 moddir="$root/lib/modules/$kver"
@@ -59,6 +60,7 @@ for m in virtio_mmio virtio_blk crc32c_generic ext4 virtio_net; do
 done
 cp "$here/pocobelle.toml" "$ird/etc/pocobelle.toml"
 cp "$here/check.sh" "$ird/test/check.sh"
+cp "$here/check-net.sh" "$ird/test/check-net.sh"
 printf 'root:x:0:0:root:/:/bin/sh\nboottest:x:1000:1000:boot test:/:/bin/sh\n' >"$ird/etc/passwd"
 printf 'root:x:0:\nboottest:x:1000:\n' >"$ird/etc/group"
 (cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
@@ -73,7 +75,7 @@ boot() { # N [EXTRA KERNEL ARGS]: boots once, console to $work/bootN.log
   timeout --foreground "$timeout_s" qemu-system-arm -M virt -m 64 \
     -netdev user,id=net0,restrict=on -device virtio-net-device,netdev=net0 \
     -nographic -no-reboot -monitor none -serial stdio \
-    -kernel "$kernel" -initrd "$work/initrd.gz" \
+    -kernel "$kernel" -initrd "${initrd:-$work/initrd.gz}" \
     -append "console=ttyAMA0 panic=-1 quiet loglevel=4 $extra" \
     -drive file="$work/disk.img",if=none,format=raw,id=data \
     -device virtio-blk-device,drive=data \
@@ -138,8 +140,11 @@ expect 3 'recovery drill; re-executing in recovery mode' "drill: the panic hook 
 expect 3 'RECOVERY boot #1' "drill: re-executed in recovery mode, not a kernel panic"
 expect 3 'boot recovery #1' "drill: status shows the recovery boot"
 
+# Network: static IPv4/IPv6 checks of boots 1-3, and boot 4 with DHCP.
+. "$here/net-boot.sh"
+
 if [ "$fails" -ne 0 ]; then
   echo "boot-test: $fails check(s) failed; logs in $work" >&2
   exit 1
 fi
-echo "boot-test: 3 boots passed"
+echo "boot-test: 4 boots passed"

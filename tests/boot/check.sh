@@ -26,6 +26,7 @@ if awk '$1 == "eth0" && $2 == "00000000" && $3 == "0202000A" { f = 1 } END { exi
 else
   bad "routes: $(cat /proc/net/route)"
 fi
+. /test/check-net.sh
 
 v() { cat /proc/sys/vm/$1; }
 [ "$(v swappiness)" = 10 ] && ok "sysctl swappiness" || bad "swappiness $(v swappiness)"

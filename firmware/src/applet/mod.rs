@@ -8,8 +8,10 @@ mod init;
 
 mod mail;
 mod mailq;
+mod net;
 mod self_test;
 mod sendmail;
+mod sntp;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -82,6 +84,18 @@ pub const APPLETS: &[Applet] = &[
         aliases: &[],
         summary: "the household DNS cache; `dns stats`, `dns prime` query a running one",
         run: dns::run,
+    },
+    Applet {
+        name: "sntp",
+        aliases: &[],
+        summary: "keep the clock set from init.sntp.servers (run by init)",
+        run: sntp::run,
+    },
+    Applet {
+        name: "dhcp-event",
+        aliases: &[],
+        summary: "udhcpc's script: apply a DHCP lease over netlink (run by udhcpc)",
+        run: net::dhcp_event,
     },
     Applet {
         name: "self-test",

@@ -56,6 +56,7 @@ pub struct InitConfig {
     pub swap: SwapConfig,
     pub sysctl: SysctlConfig,
     pub network: NetworkConfig,
+    pub sntp: SntpConfig,
     /// Services to supervise, started in this order. Empty (default):
     /// `dns` then `mail`, those of them that this build has.
     pub service: Vec<ServiceConfig>,
@@ -78,6 +79,7 @@ impl Default for InitConfig {
             swap: SwapConfig::default(),
             sysctl: SysctlConfig::default(),
             network: NetworkConfig::default(),
+            sntp: SntpConfig::default(),
             service: Vec::new(),
         }
     }
@@ -138,16 +140,94 @@ impl Default for SysctlConfig {
     }
 }
 
-/// `[init.network]`: the board's interface (loopback is always brought up).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// At most this many extra routes in `init.network.routes`.
+pub const MAX_ROUTES: usize = 16;
+
+/// `[init.network]`: the board's interface (loopback is always brought up),
+/// configured over rtnetlink.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
     /// Interface to configure, e.g. `eth0`. Empty (default): none.
     pub interface: String,
     /// Static IPv4 address with prefix length, e.g. `192.168.1.20/24`.
+    /// Empty: none (use `dhcp`).
     pub address: String,
     /// IPv4 default gateway. Empty (default): no default route.
     pub gateway: String,
+    /// Static IPv6 address with prefix length, e.g. `fd00::20/64`. Empty
+    /// (default): none.
+    pub address6: String,
+    /// IPv6 default gateway (may be link-local, e.g. `fe80::1`). Empty
+    /// (default): none.
+    pub gateway6: String,
+    /// Extra routes, `"PREFIX via GATEWAY"` (IPv4 or IPv6), at most
+    /// [`MAX_ROUTES`]. Default none.
+    pub routes: Vec<String>,
+    /// Let the kernel configure IPv6 from router advertisements (sysctls
+    /// accept_ra and autoconf of the interface). Default true.
+    pub ipv6_autoconf: bool,
+    /// Get the IPv4 address, gateway and DNS servers (logged only) by
+    /// DHCP: BusyBox's udhcpc, supervised as the service `dhcp`.
+    /// Default false.
+    pub dhcp: bool,
+    /// The DHCP client, run as `udhcpc -f -i IFACE -s SCRIPT`. Default
+    /// `/sbin/udhcpc`.
+    pub dhcp_client: PathBuf,
+    /// How long init waits for the link (carrier) and the static
+    /// addresses before starting services anyway (with `dhcp`, the
+    /// services after `dhcp` wait for a lease at most
+    /// `init.primed_budget_secs`). Default 10 s, 0 to 120.
+    pub wait_secs: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            interface: String::new(),
+            address: String::new(),
+            gateway: String::new(),
+            address6: String::new(),
+            gateway6: String::new(),
+            routes: Vec::new(),
+            ipv6_autoconf: true,
+            dhcp: false,
+            dhcp_client: PathBuf::from("/sbin/udhcpc"),
+            wait_secs: 10,
+        }
+    }
+}
+
+/// At most this many SNTP servers.
+pub const MAX_SNTP_SERVERS: usize = 8;
+
+/// `[init.sntp]`: the clock set from SNTP servers (RFC 4330) by the
+/// supervised service `sntp`, once DNS is up.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SntpConfig {
+    /// Servers, `host` or `host:port` (port 123 by default), names
+    /// resolved through the local DNS cache (`dns.listen`). Empty
+    /// (default): the clock is not synchronised. At most
+    /// [`MAX_SNTP_SERVERS`].
+    pub servers: Vec<String>,
+    /// Seconds between synchronisations once synced. Default 3600,
+    /// 64 to 86400. After a failure the next try comes sooner (60 s,
+    /// doubling up to this).
+    pub poll_secs: u32,
+    /// Offsets at least this large (ms) step the clock at once; smaller
+    /// ones are slewed by the kernel. Default 128, 1 to 3600000.
+    pub step_ms: u32,
+}
+
+impl Default for SntpConfig {
+    fn default() -> Self {
+        SntpConfig {
+            servers: Vec::new(),
+            poll_secs: 3600,
+            step_ms: 128,
+        }
+    }
 }
 
 /// When a service counts as ready, so that the next one may start.
@@ -228,6 +308,123 @@ impl ServiceConfig {
     }
 }
 
+impl NetworkConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        use crate::init::net;
+        check_range("init.network.wait_secs", self.wait_secs, 0, 120)?;
+        if !self.interface.is_empty()
+            && (self.interface.len() > net::MAX_IFNAME || self.interface.contains(['/', ' ', '\0']))
+        {
+            return Err(invalid(
+                "init.network.interface",
+                format!(
+                    "expected an interface name of at most {} bytes, found {:?}",
+                    net::MAX_IFNAME,
+                    self.interface
+                ),
+            ));
+        }
+        if !self.address.is_empty() && net::parse_cidr(&self.address, false).is_none() {
+            return Err(invalid(
+                "init.network.address",
+                format!(
+                    "expected an IPv4 address with prefix such as \"192.168.1.20/24\", found {:?}",
+                    self.address
+                ),
+            ));
+        }
+        if !self.address6.is_empty() && net::parse_cidr(&self.address6, true).is_none() {
+            return Err(invalid(
+                "init.network.address6",
+                format!(
+                    "expected an IPv6 address with prefix such as \"fd00::20/64\", found {:?}",
+                    self.address6
+                ),
+            ));
+        }
+        if !self.gateway.is_empty() && self.gateway.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(invalid(
+                "init.network.gateway",
+                format!("expected an IPv4 address, found {:?}", self.gateway),
+            ));
+        }
+        if !self.gateway6.is_empty() && self.gateway6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(invalid(
+                "init.network.gateway6",
+                format!("expected an IPv6 address, found {:?}", self.gateway6),
+            ));
+        }
+        if self.routes.len() > MAX_ROUTES {
+            return Err(invalid(
+                "init.network.routes",
+                format!("at most {MAX_ROUTES} routes, found {}", self.routes.len()),
+            ));
+        }
+        if let Some(r) = self.routes.iter().find(|r| net::parse_route(r).is_none()) {
+            return Err(invalid(
+                "init.network.routes",
+                format!(
+                    "expected \"PREFIX via GATEWAY\" of one family, such as \"192.168.2.0/24 via 192.168.1.1\", found {r:?}"
+                ),
+            ));
+        }
+        if self.interface.is_empty()
+            && (self.dhcp
+                || !self.address.is_empty()
+                || !self.address6.is_empty()
+                || !self.routes.is_empty())
+        {
+            return Err(invalid(
+                "init.network.interface",
+                "addresses, routes and dhcp need an interface name such as \"eth0\"",
+            ));
+        }
+        if self.dhcp && !self.address.is_empty() {
+            return Err(invalid(
+                "init.network.address",
+                "a static IPv4 address and dhcp = true exclude each other",
+            ));
+        }
+        if self.dhcp && !self.dhcp_client.is_absolute() {
+            return Err(invalid(
+                "init.network.dhcp_client",
+                format!(
+                    "expected an absolute path, found {:?}",
+                    self.dhcp_client.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SntpConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        check_range("init.sntp.poll_secs", self.poll_secs, 64, 86400)?;
+        check_range("init.sntp.step_ms", self.step_ms, 1, 3_600_000)?;
+        if self.servers.len() > MAX_SNTP_SERVERS {
+            return Err(invalid(
+                "init.sntp.servers",
+                format!(
+                    "at most {MAX_SNTP_SERVERS} servers, found {}",
+                    self.servers.len()
+                ),
+            ));
+        }
+        if let Some(s) = self
+            .servers
+            .iter()
+            .find(|s| crate::init::sntp::parse_server(s).is_none())
+        {
+            return Err(invalid(
+                "init.sntp.servers",
+                format!("expected \"host\" or \"host:port\", found {s:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
     Invalid {
         key: key.into(),
@@ -286,36 +483,8 @@ impl InitConfig {
                 format!("expected module names of letters, digits, '_' and '-', found {m:?}"),
             ));
         }
-        let n = &self.network;
-        if !n.interface.is_empty() {
-            if n.interface.len() > crate::init::net::MAX_IFNAME
-                || n.interface.contains(['/', ' ', '\0'])
-            {
-                return Err(invalid(
-                    "init.network.interface",
-                    format!(
-                        "expected an interface name of at most {} bytes, found {:?}",
-                        crate::init::net::MAX_IFNAME,
-                        n.interface
-                    ),
-                ));
-            }
-            if crate::init::net::Ipv4Cidr::parse(&n.address).is_none() {
-                return Err(invalid(
-                    "init.network.address",
-                    format!(
-                        "expected an IPv4 address with prefix such as \"192.168.1.20/24\", found {:?}",
-                        n.address
-                    ),
-                ));
-            }
-        }
-        if !n.gateway.is_empty() && n.gateway.parse::<std::net::Ipv4Addr>().is_err() {
-            return Err(invalid(
-                "init.network.gateway",
-                format!("expected an IPv4 address, found {:?}", n.gateway),
-            ));
-        }
+        self.network.validate()?;
+        self.sntp.validate()?;
         let s = &self.swap;
         check_range("init.swap.size_mib", s.size_mib, 1, 4096)?;
         check_range("init.swap.min_free_mib", s.min_free_mib, 0, 65536)?;
@@ -460,6 +629,46 @@ mod tests {
         );
         let e = parse("[init]\nswap_size = 3\n").unwrap_err();
         assert!(e.contains("swap_size"), "{e}");
+    }
+
+    #[test]
+    fn network_and_sntp_keys_are_checked() {
+        let ok = "[init.network]\ninterface = \"eth0\"\naddress6 = \"fd00::2/64\"\n\
+                  gateway6 = \"fe80::1\"\nroutes = [\"10.1.0.0/16 via 10.0.0.1\"]\n\
+                  dhcp = true\nipv6_autoconf = false\nwait_secs = 0\n\
+                  [init.sntp]\nservers = [\"pool.ntp.org\", \"[::1]:123\"]\n";
+        parse(ok).unwrap();
+        for (text, key) in [
+            (
+                "[init.network]\ninterface = \"eth0\"\naddress6 = \"10.0.0.1/8\"\n",
+                "init.network.address6",
+            ),
+            (
+                "[init.network]\ninterface = \"eth0\"\ngateway6 = \"10.0.0.1\"\n",
+                "init.network.gateway6",
+            ),
+            (
+                "[init.network]\ninterface = \"eth0\"\nroutes = [\"10.1.0.0/16 via fe80::1\"]\n",
+                "init.network.routes",
+            ),
+            (
+                "[init.network]\ninterface = \"eth0\"\ndhcp = true\naddress = \"10.0.0.2/8\"\n",
+                "init.network.address",
+            ),
+            ("[init.network]\ndhcp = true\n", "init.network.interface"),
+            (
+                "[init.network]\nwait_secs = 121\n",
+                "init.network.wait_secs",
+            ),
+            (
+                "[init.sntp]\nservers = [\"bad host\"]\n",
+                "init.sntp.servers",
+            ),
+            ("[init.sntp]\npoll_secs = 10\n", "init.sntp.poll_secs"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

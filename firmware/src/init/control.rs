@@ -66,6 +66,18 @@ pub struct ServiceReport {
     pub last_exit: Option<String>,
 }
 
+/// The last successful SNTP synchronisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockSync {
+    pub server: String,
+    pub offset_ms: i64,
+    /// When it happened (Unix seconds).
+    pub at_unix: u64,
+}
+
+/// The longest server name `status` prints (then it is cut with `~`).
+pub const STATUS_SERVER_CHARS: usize = 24;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub uptime_secs: u64,
@@ -74,6 +86,8 @@ pub struct StatusReport {
     pub last_shutdown: LastShutdown,
     pub clock_restored: bool,
     pub clock_synced: bool,
+    /// The last SNTP synchronisation, when there was one.
+    pub clock_sync: Option<ClockSync>,
     pub now_secs: u64,
     pub mem_total_kib: u64,
     pub mem_available_kib: u64,
@@ -119,14 +133,29 @@ pub fn render(r: &StatusReport) -> String {
         mib(r.swap_total_kib.saturating_sub(r.swap_free_kib)),
         mib(r.swap_total_kib)
     ));
-    let clock = if r.clock_synced {
-        "synced"
+    let unix = format!(" (unix {})", r.now_secs);
+    let clock = if let Some(c) = &r.clock_sync {
+        let rest = format!(
+            ", {:+} ms, {} ago)",
+            c.offset_ms,
+            dur(r.now_secs.saturating_sub(c.at_unix))
+        );
+        // "clock  synced (" + server + rest + unix within the columns.
+        let room = STATUS_COLUMNS
+            .saturating_sub(15 + rest.len() + unix.len())
+            .clamp(8, STATUS_SERVER_CHARS);
+        let mut server: String = c.server.chars().take(room).collect();
+        if c.server.chars().count() > room {
+            server.pop();
+            server.push('~');
+        }
+        format!("synced ({server}{rest}")
     } else if r.clock_restored {
-        "restored from the saved time, not synced"
+        "restored from the saved time, not synced".into()
     } else {
-        "not synced"
+        "not synced".into()
     };
-    out.push_str(&format!("clock  {} (unix {})\n", clock, r.now_secs));
+    out.push_str(&format!("clock  {clock}{unix}\n"));
     out.push_str(&format!(
         "\n{:<12} {:<9} {:>6} {:>10} {:>9} {:>8}  {}\n",
         "SERVICE", "STATE", "PID", "UP", "RSS", "RESTARTS", "NOTE"
@@ -217,6 +246,7 @@ mod tests {
             last_shutdown: LastShutdown::Unclean,
             clock_restored: true,
             clock_synced: false,
+            clock_sync: None,
             now_secs: 1_800_000_000,
             mem_total_kib: 61_284,
             mem_available_kib: 30_000,
@@ -266,6 +296,26 @@ mod tests {
         assert!(text.contains("swap 10.8 MiB used of 128.0 MiB"), "{text}");
         assert!(text.contains("restored from the saved time"), "{text}");
         assert!(text.contains("dns          running"), "{text}");
+    }
+
+    #[test]
+    fn synced_clock_shown_with_server_offset_and_age() {
+        let mut r = report();
+        r.clock_synced = true;
+        r.clock_sync = Some(ClockSync {
+            server: "a-very-long-ntp-server-name.example.org".into(),
+            offset_ms: -1234,
+            at_unix: r.now_secs - 302,
+        });
+        let text = render(&r);
+        assert!(
+            text.contains("clock  synced (a-very-long-ntp-server-~, -1234 ms, 5m02s ago)"),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.len() <= STATUS_COLUMNS), "{text}");
+        r.clock_sync = None;
+        r.clock_restored = false;
+        assert!(render(&r).contains("clock  not synced"));
     }
 
     #[test]

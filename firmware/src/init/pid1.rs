@@ -214,13 +214,7 @@ fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
     if let Err(e) = nix::unistd::sethostname(&cfg.system.hostname) {
         log::warn!("init: sethostname: {e}");
     }
-    loopback_up();
-    let n = &cfg.init.network;
-    if !n.interface.is_empty()
-        && let Some(cidr) = crate::init::net::Ipv4Cidr::parse(&n.address)
-    {
-        crate::init::net::configure(&n.interface, cidr, n.gateway.parse().ok());
-    }
+    bring_up_network(&mut sys, &cfg);
     let data = storage::bring_up_data(&mut sys, &cfg);
     let data_dir = cfg.system.data_dir.clone();
     if !safe {
@@ -258,6 +252,7 @@ fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
     } else {
         cfg.init.service.clone()
     };
+    add_network_services(&cfg, &mut services);
     let mut boot_mode = "normal".to_string();
     if safe {
         services.retain(|s| s.safe_mode);
@@ -345,30 +340,51 @@ fn open_control_socket(run_dir: &Path) -> Option<UnixListener> {
     }
 }
 
-/// Brings `lo` up (the kernel then gives it 127.0.0.1 and ::1).
-fn loopback_up() {
-    // SAFETY: an ioctl on a fresh socket with a zeroed, NUL-terminated ifreq.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            log::warn!("net: cannot open a socket to bring lo up");
-            return;
+/// Loopback, then `[init.network]`; waits for link and static addresses
+/// at most `init.network.wait_secs` (with DHCP, the services after `dhcp`
+/// wait for its lease instead).
+fn bring_up_network(sys: &mut RealSys, cfg: &Config) {
+    use crate::init::net;
+    net::loopback_up(sys);
+    let n = &cfg.init.network;
+    if n.interface.is_empty() {
+        return;
+    }
+    if let Ok(c) = net::bring_up(sys, n, net::IFACE_WAIT) {
+        net::wait_ready(
+            sys,
+            &n.interface,
+            &c,
+            Duration::from_secs(n.wait_secs as u64),
+        );
+    }
+}
+
+/// The services init adds to the configured ones: `dhcp` first (when
+/// `init.network.dhcp`), `sntp` last (when `init.sntp.servers` is set,
+/// so it starts once dns is primed).
+fn add_network_services(cfg: &Config, services: &mut Vec<ServiceConfig>) {
+    let run_dir = &cfg.system.run_dir;
+    if let Some(d) = crate::init::net::dhcp_service(&cfg.init.network, run_dir)
+        && !services.iter().any(|s| s.name == d.name)
+    {
+        let link = run_dir.join(crate::init::net::DHCP_SCRIPT);
+        let _ = std::fs::remove_file(&link);
+        match std::env::current_exe().and_then(|exe| std::os::unix::fs::symlink(exe, &link)) {
+            Ok(()) => services.insert(0, d),
+            Err(e) => log::error!("net: no DHCP: cannot create {}: {e}", link.display()),
         }
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        ifr.ifr_name[0] = b'l' as libc::c_char;
-        ifr.ifr_name[1] = b'o' as libc::c_char;
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr) == 0 {
-            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr) == 0 {
-                log::info!("net: lo up");
-            } else {
-                log::warn!(
-                    "net: cannot bring lo up: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-        libc::close(fd);
+    }
+    if !cfg.init.sntp.servers.is_empty() && !services.iter().any(|s| s.name == "sntp") {
+        services.push(ServiceConfig {
+            name: "sntp".into(),
+            argv: Vec::new(),
+            user: Some("root".into()),
+            oom_score_adj: 0,
+            memory_max_mib: 16,
+            ready: crate::config::Readiness::None,
+            safe_mode: true,
+        });
     }
 }
 
@@ -534,12 +550,22 @@ impl Init {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let f = |k| sysctl::meminfo_field(&meminfo, k).unwrap_or(0);
         let now = self.now_ms();
+        let sync =
+            std::fs::read_to_string(self.cfg.system.run_dir.join(crate::init::sntp::STATE_FILE))
+                .ok()
+                .and_then(|t| crate::init::sntp::SyncState::parse(&t))
+                .map(|s| control::ClockSync {
+                    server: s.server,
+                    offset_ms: s.offset_ms,
+                    at_unix: s.at_unix,
+                });
         StatusReport {
             uptime_secs: read_uptime().unwrap_or(now / 1000),
             boot_mode: self.boot_mode.clone(),
             last_shutdown: self.data.last_shutdown,
             clock_restored: self.clock_restored,
-            clock_synced: false,
+            clock_synced: sync.is_some(),
+            clock_sync: sync,
             now_secs: clock::now_secs(),
             mem_total_kib: f("MemTotal"),
             mem_available_kib: f("MemAvailable"),

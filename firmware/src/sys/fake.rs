@@ -21,6 +21,24 @@ pub struct FakeSys {
     pub fail: Vec<String>,
     /// Module paths that fail with EEXIST (already loaded).
     pub already_loaded: Vec<PathBuf>,
+    /// Netlink requests sent, in order (raw bytes).
+    pub netlink_sent: Vec<Vec<u8>>,
+    /// Replies for the netlink requests, taken in order; when empty, an
+    /// acknowledgement (errno 0) of the request's sequence number.
+    pub netlink_replies: std::collections::VecDeque<Vec<u8>>,
+}
+
+/// An NLMSG_ERROR acknowledgement of `seq` with `errno` (0: success).
+pub fn netlink_ack(seq: u32, errno: i32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&36u32.to_ne_bytes());
+    b.extend_from_slice(&2u16.to_ne_bytes());
+    b.extend_from_slice(&0u16.to_ne_bytes());
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&(-errno).to_ne_bytes());
+    b.extend_from_slice(&[0; 16]);
+    b
 }
 
 impl FakeSys {
@@ -126,5 +144,23 @@ impl Sys for FakeSys {
 
     fn sync(&mut self) {
         self.calls.push("sync".into());
+    }
+
+    fn netlink(&mut self, seq: u32, request: &[u8]) -> io::Result<Vec<u8>> {
+        let kind = u16::from_ne_bytes([request[4], request[5]]);
+        self.record(format!("netlink type {kind}"))?;
+        self.netlink_sent.push(request.to_vec());
+        Ok(self
+            .netlink_replies
+            .pop_front()
+            .unwrap_or_else(|| netlink_ack(seq, 0)))
+    }
+
+    fn set_clock(&mut self, secs: i64, nanos: u32) -> io::Result<()> {
+        self.record(format!("set_clock {secs}.{nanos:09}"))
+    }
+
+    fn slew_clock(&mut self, delta_us: i64) -> io::Result<()> {
+        self.record(format!("slew_clock {delta_us}"))
     }
 }

@@ -61,6 +61,14 @@ pub trait Sys {
     fn run(&mut self, argv: &[&str]) -> io::Result<i32>;
     /// sync(2).
     fn sync(&mut self);
+    /// Sends one rtnetlink request (NETLINK_ROUTE) and returns the
+    /// kernel's reply datagrams up to the acknowledgement or end of dump
+    /// of sequence number `seq` (at most `netlink::MAX_REPLY` bytes).
+    fn netlink(&mut self, seq: u32, request: &[u8]) -> io::Result<Vec<u8>>;
+    /// clock_settime(CLOCK_REALTIME): steps the clock to Unix `secs`.`nanos`.
+    fn set_clock(&mut self, secs: i64, nanos: u32) -> io::Result<()>;
+    /// adjtime(3): slews the clock gradually by `delta_us` microseconds.
+    fn slew_clock(&mut self, delta_us: i64) -> io::Result<()>;
 }
 
 /// The real system.
@@ -165,7 +173,94 @@ impl Sys for RealSys {
     fn sync(&mut self) {
         nix::unistd::sync();
     }
+
+    fn netlink(&mut self, seq: u32, request: &[u8]) -> io::Result<Vec<u8>> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: a fresh netlink socket, owned (and closed) by `fd`.
+        let fd = unsafe {
+            let raw = libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            );
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            OwnedFd::from_raw_fd(raw)
+        };
+        let tv = libc::timeval {
+            tv_sec: NETLINK_TIMEOUT_SECS,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt with a timeval of the right size; sendto to
+        // the kernel (a zeroed sockaddr_nl is pid 0, groups 0).
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+            sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+            let r = libc::sendto(
+                fd.as_raw_fd(),
+                request.as_ptr() as *const libc::c_void,
+                request.len(),
+                0,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            );
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let max = crate::init::netlink::MAX_REPLY;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        while !crate::init::netlink::is_complete(&out, seq) {
+            // SAFETY: recv into a buffer of the given length.
+            let n = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if n == 0 || out.len() + n as usize > max {
+                return Err(io::Error::other("netlink reply too long or cut"));
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+        Ok(out)
+    }
+
+    fn set_clock(&mut self, secs: i64, nanos: u32) -> io::Result<()> {
+        let ts = nix::sys::time::TimeSpec::new(secs as _, nanos as _);
+        nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(io::Error::from)
+    }
+
+    fn slew_clock(&mut self, delta_us: i64) -> io::Result<()> {
+        let tv = libc::timeval {
+            tv_sec: (delta_us.div_euclid(1_000_000)) as _,
+            tv_usec: (delta_us.rem_euclid(1_000_000)) as _,
+        };
+        // SAFETY: adjtime with a valid timeval and no old-value pointer.
+        if unsafe { libc::adjtime(&tv, std::ptr::null_mut()) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 }
+
+/// A netlink request waits at most this long for each reply datagram.
+pub const NETLINK_TIMEOUT_SECS: libc::time_t = 2;
 
 /// Makes `cmd`'s child start with no blocked signal: PID 1 blocks them
 /// all, and both fork+exec and posix_spawn keep the mask.
