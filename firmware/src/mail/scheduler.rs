@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
-use super::client::{Client, Outgoing, ServerReply};
+use super::client::{Client, Credentials, OutboundTls, Outgoing, ServerReply, Session};
 use super::spool::Spool;
 use super::spool::record::Outcome;
 use super::spool::writer::{QueueEntry, SpoolHandle};
-use crate::config::MailConfig;
+use crate::config::{MailConfig, Route, TlsMode};
 
 /// How often the scheduler looks at the queue when nothing wakes it.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -28,8 +28,8 @@ pub const MAX_MESSAGES_PER_CONNECTION: usize = 100;
 /// Where mail for a domain goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hop {
-    /// A configured route or the smart host: `host:port`.
-    Fixed(String),
+    /// A configured route or the smart host.
+    Fixed(Route),
     /// No route: MX lookup for this domain.
     Mx(String),
 }
@@ -72,6 +72,7 @@ pub struct Scheduler {
     spool: SpoolHandle,
     kick: Arc<Notify>,
     outbound: Arc<Semaphore>,
+    tls: OutboundTls,
     state: Mutex<State>,
 }
 
@@ -98,6 +99,7 @@ impl Scheduler {
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
             outbound: Arc::new(Semaphore::new(config.outbound_limit)),
+            tls: OutboundTls::new(&config),
             config,
             hostname,
             spool,
@@ -215,11 +217,15 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The addresses to try for a hop, in order; `Err` when the hop
-    /// cannot be reached now (temporary) or never (permanent DNS answer).
-    async fn targets(&self, hop: &Hop) -> Result<Vec<String>, super::mx::LookupError> {
+    /// The addresses to try for a hop, in order, each with the name its
+    /// certificate should carry; `Err` when the hop cannot be reached now
+    /// (temporary) or never (permanent DNS answer).
+    async fn targets(&self, hop: &Hop) -> Result<Vec<(String, String)>, super::mx::LookupError> {
         let domain = match hop {
-            Hop::Fixed(h) => return Ok(vec![h.clone()]),
+            Hop::Fixed(r) => {
+                let host = r.hop.rsplit_once(':').map_or(r.hop.as_str(), |(h, _)| h);
+                return Ok(vec![(r.hop.clone(), host.to_string())]);
+            }
             Hop::Mx(d) => d,
         };
         let resolver: std::net::SocketAddr = self.config.resolver.parse().map_err(|_| {
@@ -230,10 +236,12 @@ impl Scheduler {
         let mut first_err = None;
         for h in &hosts {
             match super::mx::addresses(resolver, h).await {
-                Ok(ips) => out.extend(
-                    ips.into_iter()
-                        .map(|ip| std::net::SocketAddr::new(ip, self.config.mx_port).to_string()),
-                ),
+                Ok(ips) => out.extend(ips.into_iter().map(|ip| {
+                    (
+                        std::net::SocketAddr::new(ip, self.config.mx_port).to_string(),
+                        h.to_ascii(),
+                    )
+                })),
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -267,7 +275,7 @@ impl Scheduler {
                         text: format!("5.1.2 {e}"),
                     };
                     let results = m.rcpts.iter().map(|(i, _)| (*i, reply.clone())).collect();
-                    self.record(m, results).await;
+                    self.record(m, results, "").await;
                 }
                 return;
             }
@@ -279,10 +287,32 @@ impl Scheduler {
                 return;
             }
         };
+        let (mode, auth) = match hop {
+            Hop::Fixed(r) => (r.tls, r.auth_file.as_deref()),
+            Hop::Mx(_) => (TlsMode::May, None),
+        };
+        // Read at each connection, so a changed password needs no restart.
+        let creds = match auth.map(Credentials::load).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("mail: {e}; deferred");
+                for m in msgs.iter().filter(|m| m.due) {
+                    self.defer(m, &e.to_string()).await;
+                }
+                return;
+            }
+        };
         let mut connected = None;
         let mut last_err = String::new();
-        for t in &targets {
-            match Client::connect(t, &self.hostname).await {
+        for (t, name) in &targets {
+            let session = Session {
+                hostname: &self.hostname,
+                tls: mode,
+                peer_name: name,
+                configs: &self.tls,
+                auth: creds.as_ref(),
+            };
+            match Client::connect(t, &session).await {
                 Ok(c) => {
                     connected = Some((t.clone(), c));
                     break;
@@ -301,11 +331,16 @@ impl Scheduler {
             return;
         };
         let dir = self.spool.dir().to_path_buf();
+        let via = format!("via {target}, {}", client.tls_info());
         for (k, m) in msgs.iter().enumerate() {
             match client.send(&dir, m).await {
                 Ok(results) => {
-                    self.record(m, results.into_iter().map(|r| (r.index, r.reply)).collect())
-                        .await
+                    self.record(
+                        m,
+                        results.into_iter().map(|r| (r.index, r.reply)).collect(),
+                        &via,
+                    )
+                    .await
                 }
                 Err(e) => {
                     log::info!("mail: {target}: {e}");
@@ -319,7 +354,9 @@ impl Scheduler {
         client.quit().await;
     }
 
-    async fn record(&self, m: &Outgoing, results: Vec<(u32, ServerReply)>) {
+    /// Records each recipient's outcome; `via` names the connection
+    /// (target and TLS) for the log.
+    async fn record(&self, m: &Outgoing, results: Vec<(u32, ServerReply)>, via: &str) {
         let mut temp = None;
         let mut bounced = Vec::new();
         for (index, reply) in results {
@@ -330,7 +367,7 @@ impl Scheduler {
                 .map(|(_, a)| a.clone())
                 .unwrap_or_default();
             if reply.is_ok() {
-                log::info!("mail: {:016X} to <{addr}>: delivered ({reply})", m.id);
+                log::info!("mail: {:016X} to <{addr}>: delivered {via} ({reply})", m.id);
                 if let Err(e) = self
                     .spool
                     .outcome(m.id, index as usize, Outcome::Delivered)
@@ -478,12 +515,15 @@ mod tests {
     fn routes_then_smarthost_then_mx() {
         let mut c = MailConfig::default();
         c.routes.insert("home.arpa".into(), "127.0.0.1:2525".into());
-        assert_eq!(route(&c, "HOME.ARPA"), Hop::Fixed("127.0.0.1:2525".into()));
+        assert_eq!(
+            route(&c, "HOME.ARPA"),
+            Hop::Fixed(Route::from("127.0.0.1:2525"))
+        );
         assert_eq!(route(&c, "example.org"), Hop::Mx("example.org".into()));
         c.smarthost = Some("relay.isp.test:587".into());
         assert_eq!(
             route(&c, "example.org"),
-            Hop::Fixed("relay.isp.test:587".into())
+            Hop::Fixed(Route::from("relay.isp.test:587"))
         );
     }
 
