@@ -381,11 +381,13 @@ mod tests {
         let mut c = MailConfig::default();
         c.routes.insert("home.arpa".into(), "laptop".into());
         assert_eq!(c.validate().unwrap_err().key, "mail.routes.home.arpa");
-        let mut c = MailConfig::default();
-        c.smarthost = Some(Route {
-            auth_file: Some("relative.auth".into()),
-            ..Route::from("relay.test:587")
-        });
+        let c = MailConfig {
+            smarthost: Some(Route {
+                auth_file: Some("relative.auth".into()),
+                ..Route::from("relay.test:587")
+            }),
+            ..MailConfig::default()
+        };
         assert_eq!(c.validate().unwrap_err().key, "mail.smarthost.auth_file");
         let c = MailConfig {
             inbound_limit: 0,

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 #[cfg(test)]
 pub use self::dns::HostEntry;
-pub use self::dns::{DnsConfig, TimeOfDay, TlsUpstream};
+pub use self::dns::{DnsConfig, TimeOfDay};
 pub use self::init::{InitConfig, Readiness, ServiceConfig};
 pub use self::log::{LogConfig, LogLevel};
 pub use self::mail::{MailConfig, Route, TlsMode};
