@@ -19,8 +19,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// Trust roots used when no CA file is configured (Debian's
-/// `ca-certificates` bundle; the rootfs ships it at the same path).
+/// Trust roots used when no CA file is configured (the path of Debian's
+/// `ca-certificates` bundle; a board image must carry a bundle there, or
+/// the configuration must name a CA file).
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// A CA file larger than this is refused (the Debian bundle is ~220 KB).
 pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
