@@ -273,8 +273,7 @@ pub enum TlsMode {
 
 /// A configured next hop: `"host:port"`, or a table with its TLS mode
 /// and an AUTH credentials file.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(from = "RouteSpec")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route {
     /// `host:port`.
     pub hop: String,
@@ -296,13 +295,6 @@ impl From<&str> for Route {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum RouteSpec {
-    Hop(String),
-    Table(RouteTable),
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RouteTable {
     hop: String,
@@ -312,16 +304,29 @@ struct RouteTable {
     auth_file: Option<PathBuf>,
 }
 
-impl From<RouteSpec> for Route {
-    fn from(s: RouteSpec) -> Route {
-        match s {
-            RouteSpec::Hop(h) => Route::from(h.as_str()),
-            RouteSpec::Table(t) => Route {
-                hop: t.hop,
-                tls: t.tls,
-                auth_file: t.auth_file,
-            },
+// A string or a table, by hand: serde's untagged enums buffer the input
+// and cost tens of KiB of code on ARM.
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Route, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Route;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"host:port\" or a table { hop, tls, auth_file }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Route, E> {
+                Ok(Route::from(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Route, A::Error> {
+                let t = RouteTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Route {
+                    hop: t.hop,
+                    tls: t.tls,
+                    auth_file: t.auth_file,
+                })
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
