@@ -10,6 +10,7 @@ mod dns;
 mod init;
 mod logging;
 mod sys;
+mod tls;
 
 mod mail;
 mod smtp;

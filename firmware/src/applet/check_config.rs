@@ -13,7 +13,8 @@ Usage: pocobelle check-config [FILE]
 
 Validates FILE (default /etc/pocobelle.toml; --config FILE is accepted too)
 and exits 0 when it is valid, 1 when it is not. Errors name the file, the
-line and the key.
+line and the key. CA and credentials files the configuration names are
+read and checked too.
 ";
 
 pub fn run(args: Vec<OsString>) -> ExitCode {
@@ -30,6 +31,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     }
     let path = path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     match Config::load(&path) {
+        Ok(c) if let Err(e) = crate::tls::check_files(&c) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::FAILURE
+        }
         Ok(_) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS

@@ -3,6 +3,7 @@
 //! module only describes and checks configuration; it opens no socket.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -24,6 +25,39 @@ pub const MAX_LIST: usize = 32;
 pub struct HostEntry {
     pub name: String,
     pub addrs: Vec<IpAddr>,
+}
+
+/// Port of a DNS-over-TLS upstream when `addr` names none (RFC 7858).
+pub const DOT_PORT: u16 = 853;
+
+/// A DNS-over-TLS forwarder (`[[dns.tls_upstreams]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsUpstream {
+    /// `"ip"` or `"ip:port"` (`"[v6]:port"`); port 853 when omitted.
+    pub addr: String,
+    /// The name the server's certificate must carry (e.g. `dns.quad9.net`).
+    pub name: String,
+    /// PEM CA certificates that verify the server. Default none: the
+    /// system bundle `/etc/ssl/certs/ca-certificates.crt`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TlsUpstream {
+    /// The server's address, with port 853 when none is given.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        if let Ok(a) = self.addr.parse::<SocketAddr>() {
+            return Some(a);
+        }
+        let ip: IpAddr = self
+            .addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        Some(SocketAddr::new(ip, DOT_PORT))
+    }
 }
 
 /// A time of day, `HH:MM` (local time of the board).
@@ -53,6 +87,15 @@ pub struct DnsConfig {
     /// Forwarders, IPv4 or IPv6, `addr:port`. Default none: only local
     /// data and the cache are answered, everything else is SERVFAIL.
     pub upstreams: Vec<SocketAddr>,
+    /// DNS-over-TLS forwarders, tried alongside `upstreams` with the same
+    /// budget, RTT ranking, racing and backoff. Default none.
+    pub tls_upstreams: Vec<TlsUpstream>,
+    /// Persistent TLS connections kept per DNS-over-TLS upstream (queries
+    /// are pipelined over them). Default 2 (1..=8).
+    pub tls_connections: usize,
+    /// A DNS-over-TLS connection idle this long is closed, ms. Default
+    /// 30000 (1000..=600000).
+    pub tls_idle_ms: u32,
     /// Client prefixes that get answers; others get REFUSED. Default
     /// loopback, RFC 1918, 169.254/16, ULA fc00::/7, link-local fe80::/10.
     pub allow: Vec<String>,
@@ -129,6 +172,9 @@ impl Default for DnsConfig {
                 "[::1]:53".parse().expect("literal"),
             ],
             upstreams: Vec::new(),
+            tls_upstreams: Vec::new(),
+            tls_connections: 2,
+            tls_idle_ms: 30_000,
             allow: DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
             local_domain: "home.arpa".into(),
             hosts: Vec::new(),
@@ -178,6 +224,8 @@ impl DnsConfig {
 
     pub fn validate(&self) -> Result<(), Invalid> {
         check_range("dns.local_ttl", self.local_ttl, 1, 86400)?;
+        check_range("dns.tls_connections", self.tls_connections, 1, 8)?;
+        check_range("dns.tls_idle_ms", self.tls_idle_ms, 1000, 600_000)?;
         check_range(
             "dns.cache_bytes",
             self.cache_bytes,
@@ -217,6 +265,7 @@ impl DnsConfig {
         for (key, len) in [
             ("dns.listen", self.listen.len()),
             ("dns.upstreams", self.upstreams.len()),
+            ("dns.tls_upstreams", self.tls_upstreams.len()),
             ("dns.allow", self.allow.len()),
             ("dns.prime_times", self.prime_times.len()),
         ] {
@@ -235,6 +284,22 @@ impl DnsConfig {
                 return Err(invalid(
                     format!("dns.upstreams[{i}]"),
                     format!("expected a server address and port, found {u}"),
+                ));
+            }
+        }
+        for (i, u) in self.tls_upstreams.iter().enumerate() {
+            if u.socket_addr()
+                .is_none_or(|a| a.port() == 0 || a.ip().is_unspecified())
+            {
+                return Err(invalid(
+                    format!("dns.tls_upstreams[{i}].addr"),
+                    format!("expected \"ip\" or \"ip:port\", found {:?}", u.addr),
+                ));
+            }
+            if crate::tls::server_name(&u.name).is_err() {
+                return Err(invalid(
+                    format!("dns.tls_upstreams[{i}].name"),
+                    format!("expected the server's certificate name, found {:?}", u.name),
                 ));
             }
         }
@@ -345,5 +410,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("dns.hosts[1].name") && e.contains(":6:"), "{e}");
+        let text = "[dns]\n[[dns.tls_upstreams]]\naddr = \"9.9.9.9\"\nname = \"dns.quad9.net\"\n[[dns.tls_upstreams]]\naddr = \"nowhere\"\nname = \"x\"\n";
+        let e = Config::parse(Path::new("f.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dns.tls_upstreams[1].addr"), "{e}");
+        let ok = Config::parse(
+            Path::new("f.toml"),
+            "[dns]\n[[dns.tls_upstreams]]\naddr = \"[2620:fe::9]\"\nname = \"dns.quad9.net\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.dns.tls_upstreams[0].socket_addr().unwrap().port(), 853);
     }
 }

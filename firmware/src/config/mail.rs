@@ -59,10 +59,17 @@ pub struct MailConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
-    /// Per-domain next hops, `"domain" = "host:port"`. Default none.
-    pub routes: BTreeMap<String, String>,
-    /// Next hop for every other domain, `host:port`. Default none (MX lookup).
-    pub smarthost: Option<String>,
+    /// Per-domain next hops, `"domain" = "host:port"` or
+    /// `"domain" = { hop = "host:port", tls = "required", auth_file = "/path" }`.
+    /// Default none.
+    pub routes: BTreeMap<String, Route>,
+    /// Next hop for every other domain, in the same two forms as a route.
+    /// Default none (MX lookup).
+    pub smarthost: Option<Route>,
+    /// PEM file of CA certificates that verify next hops whose route says
+    /// `tls = "required"`. Default none: the system bundle
+    /// `/etc/ssl/certs/ca-certificates.crt`.
+    pub tls_ca_file: Option<PathBuf>,
     /// Outbound connections in total. Default 4 (1 .. 64).
     pub outbound_limit: usize,
     /// Outbound connections per destination. Default 2 (1 .. 16).
@@ -111,6 +118,7 @@ impl Default for MailConfig {
             tls_key: None,
             routes: BTreeMap::new(),
             smarthost: None,
+            tls_ca_file: None,
             outbound_limit: 4,
             per_destination_limit: 2,
             retry_min_s: 60,
@@ -170,21 +178,21 @@ impl MailConfig {
                 )
             })?;
         }
-        for (d, hop) in &self.routes {
-            if !valid_hop(hop) {
+        for (key, r) in self.all_routes() {
+            if !valid_hop(&r.hop) {
                 return Err(invalid(
-                    &format!("mail.routes.{d}"),
-                    format!("expected \"host:port\", found {hop:?}"),
+                    &key,
+                    format!("expected \"host:port\", found {:?}", r.hop),
                 ));
             }
-        }
-        if let Some(h) = &self.smarthost
-            && !valid_hop(h)
-        {
-            return Err(invalid(
-                "mail.smarthost",
-                format!("expected \"host:port\", found {h:?}"),
-            ));
+            if let Some(f) = &r.auth_file
+                && !f.is_absolute()
+            {
+                return Err(invalid(
+                    &format!("{key}.auth_file"),
+                    format!("expected an absolute path, found {f:?}"),
+                ));
+            }
         }
         self.resolver.parse::<SocketAddr>().map_err(|_| {
             invalid(
@@ -245,11 +253,108 @@ impl MailConfig {
         Ok(())
     }
 
+    /// Every configured route with its dotted key (`mail.routes.DOMAIN`,
+    /// `mail.smarthost`).
+    pub fn all_routes(&self) -> Vec<(String, &Route)> {
+        let mut v: Vec<(String, &Route)> = self
+            .routes
+            .iter()
+            .map(|(d, r)| (format!("mail.routes.{d}"), r))
+            .collect();
+        if let Some(s) = &self.smarthost {
+            v.push(("mail.smarthost".into(), s));
+        }
+        v
+    }
+
+    /// True when some route asks for a verified certificate.
+    pub fn needs_verification(&self) -> bool {
+        self.all_routes()
+            .iter()
+            .any(|(_, r)| r.tls == TlsMode::Required)
+    }
+
     pub fn relay_cidrs(&self) -> Vec<Prefix> {
         self.relay_networks
             .iter()
             .filter_map(|n| Prefix::parse(n))
             .collect()
+    }
+}
+
+/// TLS on the way to a next hop (STARTTLS).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plaintext, even when the server offers STARTTLS.
+    None,
+    /// Opportunistic (the default): STARTTLS when offered, any
+    /// certificate accepted; plaintext when not offered or when the
+    /// handshake fails.
+    #[default]
+    May,
+    /// STARTTLS with a certificate verified against `mail.tls_ca_file`
+    /// (or the system bundle) and the route's host name; otherwise the
+    /// mail stays queued (temporary failure).
+    Required,
+}
+
+/// A configured next hop: `"host:port"`, or a table with its TLS mode
+/// and an AUTH credentials file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route {
+    /// `host:port`.
+    pub hop: String,
+    /// Default `"may"`.
+    pub tls: TlsMode,
+    /// File with `user:password` for AUTH PLAIN/LOGIN (sent over TLS
+    /// only). Default none (no AUTH).
+    pub auth_file: Option<PathBuf>,
+}
+
+impl From<&str> for Route {
+    fn from(hop: &str) -> Route {
+        Route {
+            hop: hop.to_string(),
+            tls: TlsMode::May,
+            auth_file: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteTable {
+    hop: String,
+    #[serde(default)]
+    tls: TlsMode,
+    #[serde(default)]
+    auth_file: Option<PathBuf>,
+}
+
+// A string or a table, by hand: serde's untagged enums buffer the input
+// and cost tens of KiB of code on ARM.
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Route, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Route;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"host:port\" or a table { hop, tls, auth_file }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Route, E> {
+                Ok(Route::from(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Route, A::Error> {
+                let t = RouteTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Route {
+                    hop: t.hop,
+                    tls: t.tls,
+                    auth_file: t.auth_file,
+                })
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -283,11 +388,40 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_strings_or_tables() {
+        use crate::config::Config;
+        let text = "[mail]\nsmarthost = { hop = \"relay.test:587\", tls = \"required\", auth_file = \"/etc/pocobelle/relay.auth\" }\n[mail.routes]\n\"a.test\" = \"10.0.0.1:25\"\n\"b.test\" = { hop = \"b.test:25\", tls = \"none\" }\n";
+        let c = Config::parse(std::path::Path::new("f.toml"), text).unwrap();
+        let s = c.mail.smarthost.as_ref().unwrap();
+        assert_eq!(s.tls, TlsMode::Required);
+        assert_eq!(
+            s.auth_file.as_deref(),
+            Some(std::path::Path::new("/etc/pocobelle/relay.auth"))
+        );
+        assert_eq!(c.mail.routes["a.test"], Route::from("10.0.0.1:25"));
+        assert_eq!(c.mail.routes["b.test"].tls, TlsMode::None);
+        assert!(c.mail.needs_verification());
+        let bad = "[mail.routes]\n\"a.test\" = { hop = \"a:25\", tls = \"maybe\" }\n";
+        let e = Config::parse(std::path::Path::new("f.toml"), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.toml:2"), "{e}");
+    }
+
+    #[test]
     fn defaults_validate_and_bad_values_are_named() {
         MailConfig::default().validate().unwrap();
         let mut c = MailConfig::default();
         c.routes.insert("home.arpa".into(), "laptop".into());
         assert_eq!(c.validate().unwrap_err().key, "mail.routes.home.arpa");
+        let c = MailConfig {
+            smarthost: Some(Route {
+                auth_file: Some("relative.auth".into()),
+                ..Route::from("relay.test:587")
+            }),
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.smarthost.auth_file");
         let c = MailConfig {
             inbound_limit: 0,
             ..MailConfig::default()

@@ -24,7 +24,7 @@ pub use self::dns::HostEntry;
 pub use self::dns::{DnsConfig, TimeOfDay};
 pub use self::init::{InitConfig, NetworkConfig, Readiness, ServiceConfig};
 pub use self::log::{LogConfig, LogLevel};
-pub use self::mail::MailConfig;
+pub use self::mail::{MailConfig, Route, TlsMode};
 pub use self::net::Prefix;
 pub use self::system::SystemConfig;
 

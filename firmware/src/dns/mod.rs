@@ -6,6 +6,7 @@
 //! - `cache`: the byte-bounded CLOCK cache with serve-stale (pure);
 //! - `local`: static hosts and the local domain (pure);
 //! - `upstream`: forwarders, RTTs, backoff, racing, TCP retry;
+//! - `dot`: DNS-over-TLS connection pools for TLS forwarders;
 //! - `service`: the query path, coalescing, serve-stale;
 //! - `server`: UDP/TCP listeners, rate limit, control socket;
 //! - `snapshot`: the warm-start file; `prime`: priming and readiness;
@@ -14,6 +15,7 @@
 //! It never exits on bad input, a bad snapshot or a failing upstream.
 
 pub mod cache;
+pub mod dot;
 pub mod local;
 pub mod prime;
 pub mod ratelimit;

@@ -83,7 +83,7 @@ impl Service {
         Ok(Service {
             local,
             cache: Mutex::new(Cache::new(limits)),
-            upstreams: Arc::new(Mutex::new(Upstreams::new(&cfg.upstreams))),
+            upstreams: Arc::new(Mutex::new(Upstreams::from_config(&cfg))),
             counters: Arc::new(Counters::default()),
             limiter: Mutex::new(RateLimiter::new(
                 cfg.rate_limit_qps,
@@ -321,7 +321,10 @@ impl Service {
             .servers
             .iter()
             .map(|s| UpstreamReport {
-                addr: s.addr.to_string(),
+                addr: match s.tls {
+                    Some(_) => format!("{} (TLS)", s.addr),
+                    None => s.addr.to_string(),
+                },
                 srtt_ms: s.srtt_ms,
                 failures: s.failures,
                 backed_off: s.backoff_until.is_some_and(|t| t > now),

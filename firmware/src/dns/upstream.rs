@@ -10,6 +10,9 @@
 //! with the same question; anything else is dropped and counted. It never
 //! turns a failure into NXDOMAIN: the caller gets an error and answers
 //! SERVFAIL (or stale).
+//!
+//! DNS-over-TLS servers (`dot`) sit in the same list and go through the
+//! same ranking, racing, backoff and budget; only the transport differs.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -20,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
+use super::dot::{DotError, DotPool};
 use super::stats::Counters;
 use super::wire::{self, Key, Walked};
 
@@ -59,6 +63,9 @@ pub enum TryError {
     /// A TCP answer that did not match or did not parse.
     #[error("malformed or mismatched TCP response")]
     Malformed,
+    /// The DNS-over-TLS transport failed.
+    #[error("DNS-over-TLS: {0}")]
+    Tls(#[from] DotError),
 }
 
 /// Why a resolution produced no answer.
@@ -81,6 +88,8 @@ pub struct ServerState {
     pub backoff_until: Option<Instant>,
     pub queries: u64,
     pub answers: u64,
+    /// Set for a DNS-over-TLS server: its connection pool.
+    pub tls: Option<Arc<DotPool>>,
 }
 
 /// The forwarders and their health. Pure bookkeeping: `now` is passed in.
@@ -101,9 +110,35 @@ impl Upstreams {
                     backoff_until: None,
                     queries: 0,
                     answers: 0,
+                    tls: None,
                 })
                 .collect(),
         }
+    }
+
+    /// `dns.upstreams`, then `dns.tls_upstreams`. A DNS-over-TLS server
+    /// whose CA file cannot be loaded is left out with an error in the
+    /// log (`pocobelle check-config` reports it before).
+    pub fn from_config(cfg: &crate::config::DnsConfig) -> Upstreams {
+        let mut u = Upstreams::new(&cfg.upstreams);
+        let idle = Duration::from_millis(cfg.tls_idle_ms as u64);
+        for (i, t) in cfg.tls_upstreams.iter().enumerate() {
+            let (Some(addr), Ok(name)) = (t.socket_addr(), crate::tls::server_name(&t.name)) else {
+                continue; // refused by validation
+            };
+            let config = match crate::tls::verifying_config_from(t.ca_file.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    log::error!("dns: tls_upstreams[{i}] ({addr}): {e}; not used");
+                    continue;
+                }
+            };
+            let pool = DotPool::new(addr, name, config, cfg.tls_connections, idle);
+            let mut s = Upstreams::new(&[addr]).servers.remove(0);
+            s.tls = Some(Arc::new(pool));
+            u.servers.push(s);
+        }
+        u
     }
 
     /// Servers in the order to try them: those not backed off by smoothed
@@ -269,6 +304,40 @@ fn check_rcode(resp: Vec<u8>, w: Walked) -> Result<(Vec<u8>, Walked), TryError> 
     }
 }
 
+/// One try over DNS-over-TLS: a fresh ID, pipelined on one of the
+/// server's persistent connections. Soft and hard timeouts as for UDP.
+pub async fn try_dot(
+    pool: &DotPool,
+    key: &Key,
+    soft: tokio::time::Instant,
+    hard: tokio::time::Instant,
+    counters: &Counters,
+    soft_fired: impl FnOnce(),
+) -> Result<(Vec<u8>, Walked), TryError> {
+    let id = random_id();
+    let query = wire::build_upstream_query(id, key);
+    counters.upstream_queries.inc();
+    let answer = pool.query(id, &query);
+    tokio::pin!(answer);
+    let resp = tokio::select! {
+        r = tokio::time::timeout_at(hard, &mut answer) => r,
+        _ = tokio::time::sleep_until(soft) => {
+            soft_fired();
+            tokio::time::timeout_at(hard, &mut answer).await
+        }
+    }
+    .map_err(|_| TryError::Timeout)??;
+    let Some(w) = accept(&resp, id, key) else {
+        counters.upstream_dropped.inc();
+        return Err(TryError::Malformed);
+    };
+    if w.truncated() {
+        // Nothing larger can come over a stream: unusable.
+        return Err(TryError::Malformed);
+    }
+    check_rcode(resp, w)
+}
+
 /// One try over TCP (fresh connection, fresh ID).
 pub async fn try_tcp(
     server: SocketAddr,
@@ -321,21 +390,29 @@ pub async fn resolve(
             let i = order[launched % order.len()];
             launched += 1;
             active += 1;
-            let (addr, timeout, race) = {
+            let (addr, tls, timeout, race) = {
                 let mut u = ups.lock().map_err(|_| ResolveError::Exhausted)?;
                 u.servers[i].queries += 1;
-                (u.servers[i].addr, u.try_timeout(i), u.race_delay(i))
+                (
+                    u.servers[i].addr,
+                    u.servers[i].tls.clone(),
+                    u.try_timeout(i),
+                    u.race_delay(i),
+                )
             };
             let soft = (now + timeout).min(deadline);
             let (key, counters, tx) = (key.clone(), counters.clone(), ev_tx.clone());
             tries.spawn(async move {
                 let fired = std::sync::atomic::AtomicBool::new(false);
                 let sent = Instant::now();
-                let result = try_server(addr, &key, soft, deadline, &counters, || {
+                let on_soft = || {
                     fired.store(true, Ordering::Relaxed);
                     let _ = tx.try_send(TryEvent::SoftTimeout(i));
-                })
-                .await;
+                };
+                let result = match &tls {
+                    Some(pool) => try_dot(pool, &key, soft, deadline, &counters, on_soft).await,
+                    None => try_server(addr, &key, soft, deadline, &counters, on_soft).await,
+                };
                 let _ = tx
                     .send(TryEvent::Done {
                         server: i,

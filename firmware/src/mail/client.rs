@@ -3,12 +3,15 @@
 //! reports per-recipient results; it never decides about retries or
 //! bounces (the scheduler does) and never writes the spool.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::spool::{Extent, SpoolError, read_extents};
+use crate::config::TlsMode;
 
 /// Longest reply line read from a server.
 pub const MAX_REPLY_LINE: usize = 1000;
@@ -58,6 +61,28 @@ pub enum ClientError {
     /// The spool could not give us the body.
     #[error("{0}")]
     Spool(#[from] SpoolError),
+    /// The route requires TLS and the server does not offer STARTTLS.
+    #[error("TLS is required and the server does not offer STARTTLS")]
+    TlsNotOffered,
+    /// The route requires TLS and the server refused STARTTLS.
+    #[error("TLS is required and the server refused STARTTLS: {0}")]
+    StartTlsRefused(ServerReply),
+    /// The TLS handshake failed (for a required route: also a
+    /// certificate that does not verify or names another host).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
+    /// TLS is required but no trust roots could be loaded.
+    #[error("TLS is required but there are no trust roots: {0}")]
+    NoRoots(String),
+    /// Credentials are configured but the session is not encrypted.
+    #[error("refusing to send AUTH credentials without TLS")]
+    AuthWithoutTls,
+    /// Credentials are configured but the server offers no mechanism we have.
+    #[error("the server offers neither AUTH PLAIN nor AUTH LOGIN")]
+    AuthUnsupported,
+    /// The server refused the credentials.
+    #[error("authentication failed: {0}")]
+    AuthFailed(ServerReply),
 }
 
 /// One message to send over the connection.
@@ -81,36 +106,331 @@ pub struct Result1 {
     pub reply: ServerReply,
 }
 
+/// Read buffer of one connection (replies are read line by line from it).
+pub const IO_BUFFER: usize = 8 * 1024;
+/// A credentials file larger than this is refused.
+pub const MAX_CREDENTIALS_BYTES: u64 = 4096;
+
+/// The TLS client configurations of the mail side, built once.
+pub struct OutboundTls {
+    /// STARTTLS that accepts any certificate (`tls = "may"`).
+    pub opportunistic: Arc<rustls::ClientConfig>,
+    /// Verification against `mail.tls_ca_file` or the system bundle
+    /// (`tls = "required"`); the error says why there are no roots.
+    pub verified: Result<Arc<rustls::ClientConfig>, String>,
+}
+
+impl OutboundTls {
+    /// Loads the roots only when a route needs them.
+    pub fn new(config: &crate::config::MailConfig) -> OutboundTls {
+        let verified = if config.needs_verification() {
+            crate::tls::verifying_config_from(config.tls_ca_file.as_deref()).map_err(|e| {
+                log::error!("mail: {e}; routes with tls = \"required\" will stay queued");
+                e.to_string()
+            })
+        } else {
+            Err("no route requires TLS".into())
+        };
+        OutboundTls {
+            opportunistic: crate::tls::opportunistic_config(),
+            verified,
+        }
+    }
+}
+
+/// AUTH credentials, read from the file a route names. The file holds
+/// one line `user:password` (split at the first `:`); empty lines and
+/// lines starting with `#` are ignored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <hidden>)", self.user)
+    }
+}
+
+/// Why a credentials file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// The file could not be read.
+    #[error("credentials file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// The file is larger than [`MAX_CREDENTIALS_BYTES`].
+    #[error("credentials file {0}: larger than {MAX_CREDENTIALS_BYTES} bytes")]
+    TooLarge(PathBuf),
+    /// The file does not hold exactly one `user:password` line.
+    #[error("credentials file {0}: expected one line \"user:password\"")]
+    Format(PathBuf),
+}
+
+impl Credentials {
+    pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
+        use std::io::Read;
+        let f = std::fs::File::open(path).map_err(|e| CredentialsError::Read(path.into(), e))?;
+        let mut text = String::new();
+        f.take(MAX_CREDENTIALS_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| CredentialsError::Read(path.into(), e))?;
+        if text.len() as u64 > MAX_CREDENTIALS_BYTES {
+            return Err(CredentialsError::TooLarge(path.into()));
+        }
+        Credentials::parse(&text).ok_or_else(|| CredentialsError::Format(path.into()))
+    }
+
+    pub fn parse(text: &str) -> Option<Credentials> {
+        let mut lines = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+        let line = lines.next()?;
+        if lines.next().is_some() {
+            return None;
+        }
+        let (user, password) = line.split_once(':')?;
+        if user.is_empty() || password.is_empty() || line.contains('\0') {
+            return None;
+        }
+        Some(Credentials {
+            user: user.into(),
+            password: password.into(),
+        })
+    }
+}
+
+/// TLS and AUTH on one connection.
+pub struct Session<'a> {
+    /// Our name, for EHLO.
+    pub hostname: &'a str,
+    pub tls: TlsMode,
+    /// The name the server's certificate must carry: the route's host,
+    /// or the MX host.
+    pub peer_name: &'a str,
+    pub configs: &'a OutboundTls,
+    pub auth: Option<&'a Credentials>,
+}
+
+/// What the server offered in its EHLO reply.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Extensions {
+    pub starttls: bool,
+    pub auth_plain: bool,
+    pub auth_login: bool,
+}
+
+impl Extensions {
+    pub fn parse(lines: &[String]) -> Extensions {
+        let mut x = Extensions::default();
+        for l in lines.iter().skip(1) {
+            let u = l.to_ascii_uppercase();
+            let mut words = u.split([' ', '=']);
+            match words.next() {
+                Some("STARTTLS") => x.starttls = true,
+                Some("AUTH") => {
+                    for w in words {
+                        x.auth_plain |= w == "PLAIN";
+                        x.auth_login |= w == "LOGIN";
+                    }
+                }
+                _ => {}
+            }
+        }
+        x
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for AUTH.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 pub struct Client {
-    io: BufReader<TcpStream>,
+    io: BufReader<Box<dyn Stream>>,
+    /// Protocol and cipher suite when the session is encrypted.
+    tls: Option<String>,
 }
 
 impl Client {
-    /// Connects to `hop` (`host:port`), reads the greeting and says EHLO.
-    pub async fn connect(hop: &str, hostname: &str) -> Result<Client, ClientError> {
+    /// Connects to `hop` (`host:port`), reads the greeting, says EHLO,
+    /// then STARTTLS and AUTH as `s` asks. With `tls = "may"`, a failed
+    /// handshake is retried once in plaintext.
+    pub async fn connect(hop: &str, s: &Session<'_>) -> Result<Client, ClientError> {
+        match Client::connect_once(hop, s, s.tls).await {
+            Err(ClientError::Handshake(e)) if s.tls == TlsMode::May => {
+                log::info!("mail: {hop}: TLS handshake failed ({e}); trying again without TLS");
+                Client::connect_once(hop, s, TlsMode::None).await
+            }
+            r => r,
+        }
+    }
+
+    async fn connect_once(
+        hop: &str,
+        s: &Session<'_>,
+        mode: TlsMode,
+    ) -> Result<Client, ClientError> {
         let tcp = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(hop))
             .await
             .map_err(|_| ClientError::Timeout)??;
         let _ = tcp.set_nodelay(true);
         let mut c = Client {
-            io: BufReader::new(tcp),
+            io: BufReader::with_capacity(IO_BUFFER, Box::new(tcp)),
+            tls: None,
         };
         let greet = c.read_reply().await?;
         if !greet.is_ok() {
             return Err(ClientError::Refused(greet));
         }
-        let ehlo = c.command(&format!("EHLO {hostname}")).await?;
-        if !ehlo.is_ok() {
-            let helo = c.command(&format!("HELO {hostname}")).await?;
-            if !helo.is_ok() {
-                return Err(ClientError::Refused(helo));
+        let mut ext = c.hello(s.hostname).await?;
+        if mode != TlsMode::None {
+            if !ext.starttls {
+                if mode == TlsMode::Required {
+                    return Err(ClientError::TlsNotOffered);
+                }
+            } else {
+                let r = c.command("STARTTLS").await?;
+                if r.code == 220 {
+                    let config = match mode {
+                        TlsMode::Required => {
+                            s.configs.verified.clone().map_err(ClientError::NoRoots)?
+                        }
+                        _ => s.configs.opportunistic.clone(),
+                    };
+                    let name = match crate::tls::server_name(s.peer_name) {
+                        Ok(n) => n,
+                        Err(e) if mode == TlsMode::Required => {
+                            return Err(ClientError::Handshake(e.to_string()));
+                        }
+                        // Any name will do when the certificate is not checked.
+                        Err(_) => rustls::pki_types::ServerName::try_from("localhost")
+                            .expect("literal name"),
+                    };
+                    c = c.start_tls(config, name).await?;
+                    ext = c.hello(s.hostname).await?;
+                } else if mode == TlsMode::Required {
+                    return Err(ClientError::StartTlsRefused(r));
+                }
             }
+        }
+        if let Some(cred) = s.auth {
+            c.auth(cred, &ext).await?;
         }
         Ok(c)
     }
 
+    /// EHLO (HELO when refused); what the server offers.
+    async fn hello(&mut self, hostname: &str) -> Result<Extensions, ClientError> {
+        self.send_line(&format!("EHLO {hostname}")).await?;
+        let (ehlo, lines) = self.read_reply_lines().await?;
+        if ehlo.is_ok() {
+            return Ok(Extensions::parse(&lines));
+        }
+        let helo = self.command(&format!("HELO {hostname}")).await?;
+        if !helo.is_ok() {
+            return Err(ClientError::Refused(helo));
+        }
+        Ok(Extensions::default())
+    }
+
+    async fn start_tls(
+        self,
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<Client, ClientError> {
+        // Bytes after the 220 were sent before the handshake: a STARTTLS
+        // injection attempt (CVE-2011-0411 class). Refuse them.
+        if !self.io.buffer().is_empty() {
+            return Err(ClientError::Malformed);
+        }
+        let inner = self.io.into_inner();
+        let tls = tokio::time::timeout(
+            STEP_TIMEOUT,
+            tokio_rustls::TlsConnector::from(config).connect(name, inner),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)?
+        .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        let conn = tls.get_ref().1;
+        let info = format!(
+            "TLS {}, {}",
+            conn.protocol_version()
+                .and_then(|v| v.as_str())
+                .unwrap_or("?"),
+            conn.negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str())
+                .unwrap_or("?")
+        );
+        Ok(Client {
+            io: BufReader::with_capacity(IO_BUFFER, Box::new(tls)),
+            tls: Some(info),
+        })
+    }
+
+    /// AUTH PLAIN, or LOGIN when that is all the server offers; over TLS
+    /// only.
+    async fn auth(&mut self, cred: &Credentials, ext: &Extensions) -> Result<(), ClientError> {
+        if self.tls.is_none() {
+            return Err(ClientError::AuthWithoutTls);
+        }
+        let done = if ext.auth_plain {
+            let mut raw = vec![0u8];
+            raw.extend_from_slice(cred.user.as_bytes());
+            raw.push(0);
+            raw.extend_from_slice(cred.password.as_bytes());
+            self.command(&format!("AUTH PLAIN {}", base64(&raw)))
+                .await?
+        } else if ext.auth_login {
+            let r = self.command("AUTH LOGIN").await?;
+            if r.code != 334 {
+                return Err(ClientError::AuthFailed(r));
+            }
+            let r = self.command(&base64(cred.user.as_bytes())).await?;
+            if r.code != 334 {
+                return Err(ClientError::AuthFailed(r));
+            }
+            self.command(&base64(cred.password.as_bytes())).await?
+        } else {
+            return Err(ClientError::AuthUnsupported);
+        };
+        if done.code != 235 {
+            return Err(ClientError::AuthFailed(done));
+        }
+        Ok(())
+    }
+
+    /// "TLS TLSv1_3, TLS13_AES_256_GCM_SHA384" or "no TLS", for logs.
+    pub fn tls_info(&self) -> &str {
+        self.tls.as_deref().unwrap_or("no TLS")
+    }
+
     async fn read_reply(&mut self) -> Result<ServerReply, ClientError> {
+        Ok(self.read_reply_lines().await?.0)
+    }
+
+    /// A reply, and the text of each of its lines.
+    async fn read_reply_lines(&mut self) -> Result<(ServerReply, Vec<String>), ClientError> {
         let mut text = String::new();
+        let mut lines = Vec::new();
         for _ in 0..MAX_REPLY_LINES {
             let mut line = Vec::new();
             let read = async {
@@ -129,21 +449,30 @@ impl Client {
                 return Err(ClientError::Malformed);
             }
             let code: u16 = l[..3].parse().map_err(|_| ClientError::Malformed)?;
+            let rest = l.get(4..).unwrap_or("");
             if !text.is_empty() {
                 text.push(' ');
             }
-            text.push_str(l.get(4..).unwrap_or(""));
+            text.push_str(rest);
+            lines.push(rest.to_string());
             if l.as_bytes().get(3) != Some(&b'-') {
-                return Ok(ServerReply { code, text });
+                return Ok((ServerReply { code, text }, lines));
             }
         }
         Err(ClientError::Malformed)
     }
 
-    async fn command(&mut self, line: &str) -> Result<ServerReply, ClientError> {
+    async fn send_line(&mut self, line: &str) -> Result<(), ClientError> {
         let mut l = line.as_bytes().to_vec();
         l.extend_from_slice(b"\r\n");
-        self.io.get_mut().write_all(&l).await?;
+        let w = self.io.get_mut();
+        w.write_all(&l).await?;
+        w.flush().await?;
+        Ok(())
+    }
+
+    async fn command(&mut self, line: &str) -> Result<ServerReply, ClientError> {
+        self.send_line(line).await?;
         self.read_reply().await
     }
 
@@ -211,6 +540,7 @@ impl Client {
         if last != b'\n' {
             self.io.get_mut().write_all(b"\r\n").await?;
         }
+        self.io.get_mut().flush().await?;
         let end = self.command(".").await?;
         for i in accepted {
             results.push(Result1 {
@@ -245,9 +575,54 @@ mod tests {
             let _ = tokio::io::AsyncReadExt::read(&mut s, &mut b).await;
             s.write_all(b"garbage\r\n").await.unwrap();
         });
-        let mut c = Client::connect(&addr.to_string(), "me.test").await.unwrap();
+        let cfg = crate::config::MailConfig::default();
+        let tls = OutboundTls::new(&cfg);
+        let s = Session {
+            hostname: "me.test",
+            tls: TlsMode::May,
+            peer_name: "127.0.0.1",
+            configs: &tls,
+            auth: None,
+        };
+        let mut c = Client::connect(&addr.to_string(), &s).await.unwrap();
+        assert_eq!(c.tls_info(), "no TLS");
         let r = c.command("NOOP").await;
         assert!(matches!(r, Err(ClientError::Malformed)), "{r:?}");
         server.await.unwrap();
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+        assert_eq!(base64(b"\0user\0pass"), "AHVzZXIAcGFzcw==");
+    }
+
+    #[test]
+    fn extensions_and_credentials_parse() {
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let x = Extensions::parse(&l(&["mx.test hi", "SIZE 1000", "STARTTLS", "AUTH LOGIN"]));
+        assert!(x.starttls && x.auth_login && !x.auth_plain);
+        let x = Extensions::parse(&l(&["STARTTLS", "AUTH=PLAIN"]));
+        assert!(!x.starttls, "the first line is the greeting");
+        assert!(x.auth_plain);
+        let c = Credentials::parse("# relay\nme@isp.test:pa:ss\n").unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.as_str()),
+            ("me@isp.test", "pa:ss")
+        );
+        assert!(!format!("{c:?}").contains("pa:ss"));
+        assert!(Credentials::parse("nocolon\n").is_none());
+        assert!(Credentials::parse("a:b\nc:d\n").is_none());
+        assert!(Credentials::parse(":b\n").is_none());
     }
 }

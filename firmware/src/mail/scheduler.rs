@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
-use super::client::{Client, Outgoing, ServerReply};
+use super::client::{Client, Credentials, OutboundTls, Outgoing, ServerReply, Session};
 use super::spool::Spool;
 use super::spool::record::Outcome;
 use super::spool::writer::{QueueEntry, SpoolHandle};
-use crate::config::MailConfig;
+use crate::config::{MailConfig, Route, TlsMode};
 
 /// How often the scheduler looks at the queue when nothing wakes it.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -34,8 +34,8 @@ pub const MAX_WARNINGS_PER_ROUND: usize = 32;
 /// Where mail for a domain goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hop {
-    /// A configured route or the smart host: `host:port`.
-    Fixed(String),
+    /// A configured route or the smart host.
+    Fixed(Route),
     /// No route: MX lookup for this domain.
     Mx(String),
 }
@@ -78,6 +78,7 @@ pub struct Scheduler {
     spool: SpoolHandle,
     kick: Arc<Notify>,
     outbound: Arc<Semaphore>,
+    tls: OutboundTls,
     state: Mutex<State>,
 }
 
@@ -104,6 +105,7 @@ impl Scheduler {
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
             outbound: Arc::new(Semaphore::new(config.outbound_limit)),
+            tls: OutboundTls::new(&config),
             config,
             hostname,
             spool,
@@ -232,24 +234,28 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The addresses to try for a hop, in order; `Err` when the hop
-    /// cannot be reached now (temporary) or never (permanent DNS answer).
-    async fn targets(&self, hop: &Hop) -> Result<Vec<String>, super::mx::LookupError> {
+    /// The addresses to try for a hop, in order, each with the name its
+    /// certificate should carry; `Err` when the hop cannot be reached now
+    /// (temporary) or never (permanent DNS answer).
+    async fn targets(&self, hop: &Hop) -> Result<Vec<(String, String)>, super::mx::LookupError> {
         let name = match hop {
-            Hop::Fixed(h) | Hop::Mx(h) => h,
+            Hop::Fixed(r) => &r.hop,
+            Hop::Mx(d) => d,
         };
-        let resolver: std::net::SocketAddr =
-            self.config.resolver.parse().map_err(|_| {
-                super::mx::LookupError::Temporary(name.clone(), "bad resolver".into())
-            })?;
+        let resolver: std::net::SocketAddr = self.config.resolver.parse().map_err(|_| {
+            super::mx::LookupError::Temporary(name.clone(), "bad resolver".into())
+        })?;
         let domain = match hop {
             // A route or the smart host: its name through our resolver
             // (never the system's), AAAA and A; failures are temporary.
-            Hop::Fixed(h) => {
-                return Ok(super::mx::hop_addresses(resolver, h)
+            // The certificate must carry the configured host name.
+            Hop::Fixed(r) => {
+                let host = r.hop.rsplit_once(':').map_or(r.hop.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                return Ok(super::mx::hop_addresses(resolver, &r.hop)
                     .await?
                     .into_iter()
-                    .map(|a| a.to_string())
+                    .map(|a| (a.to_string(), host.to_string()))
                     .collect());
             }
             Hop::Mx(d) => d,
@@ -259,10 +265,12 @@ impl Scheduler {
         let mut first_err = None;
         for h in &hosts {
             match super::mx::addresses(resolver, h).await {
-                Ok(ips) => out.extend(
-                    ips.into_iter()
-                        .map(|ip| std::net::SocketAddr::new(ip, self.config.mx_port).to_string()),
-                ),
+                Ok(ips) => out.extend(ips.into_iter().map(|ip| {
+                    (
+                        std::net::SocketAddr::new(ip, self.config.mx_port).to_string(),
+                        h.to_ascii(),
+                    )
+                })),
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -296,7 +304,7 @@ impl Scheduler {
                         text: format!("5.1.2 {e}"),
                     };
                     let results = m.rcpts.iter().map(|(i, _)| (*i, reply.clone())).collect();
-                    self.record(m, results).await;
+                    self.record(m, results, "").await;
                 }
                 return;
             }
@@ -308,10 +316,32 @@ impl Scheduler {
                 return;
             }
         };
+        let (mode, auth) = match hop {
+            Hop::Fixed(r) => (r.tls, r.auth_file.as_deref()),
+            Hop::Mx(_) => (TlsMode::May, None),
+        };
+        // Read at each connection, so a changed password needs no restart.
+        let creds = match auth.map(Credentials::load).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("mail: {e}; deferred");
+                for m in msgs.iter().filter(|m| m.due) {
+                    self.defer(m, &e.to_string()).await;
+                }
+                return;
+            }
+        };
         let mut connected = None;
         let mut last_err = String::new();
-        for t in &targets {
-            match Client::connect(t, &self.hostname).await {
+        for (t, name) in &targets {
+            let session = Session {
+                hostname: &self.hostname,
+                tls: mode,
+                peer_name: name,
+                configs: &self.tls,
+                auth: creds.as_ref(),
+            };
+            match Client::connect(t, &session).await {
                 Ok(c) => {
                     connected = Some((t.clone(), c));
                     break;
@@ -330,11 +360,16 @@ impl Scheduler {
             return;
         };
         let dir = self.spool.dir().to_path_buf();
+        let via = format!("via {target}, {}", client.tls_info());
         for (k, m) in msgs.iter().enumerate() {
             match client.send(&dir, m).await {
                 Ok(results) => {
-                    self.record(m, results.into_iter().map(|r| (r.index, r.reply)).collect())
-                        .await
+                    self.record(
+                        m,
+                        results.into_iter().map(|r| (r.index, r.reply)).collect(),
+                        &via,
+                    )
+                    .await
                 }
                 Err(e) => {
                     log::info!("mail: {target}: {e}");
@@ -348,7 +383,9 @@ impl Scheduler {
         client.quit().await;
     }
 
-    async fn record(&self, m: &Outgoing, results: Vec<(u32, ServerReply)>) {
+    /// Records each recipient's outcome; `via` names the connection
+    /// (target and TLS) for the log.
+    async fn record(&self, m: &Outgoing, results: Vec<(u32, ServerReply)>, via: &str) {
         let mut temp = None;
         let mut bounced = Vec::new();
         for (index, reply) in results {
@@ -359,7 +396,7 @@ impl Scheduler {
                 .map(|(_, a)| a.clone())
                 .unwrap_or_default();
             if reply.is_ok() {
-                log::info!("mail: {:016X} to <{addr}>: delivered ({reply})", m.id);
+                log::info!("mail: {:016X} to <{addr}>: delivered {via} ({reply})", m.id);
                 if let Err(e) = self
                     .spool
                     .outcome(m.id, index as usize, Outcome::Delivered)
@@ -591,12 +628,15 @@ mod tests {
     fn routes_then_smarthost_then_mx() {
         let mut c = MailConfig::default();
         c.routes.insert("home.arpa".into(), "127.0.0.1:2525".into());
-        assert_eq!(route(&c, "HOME.ARPA"), Hop::Fixed("127.0.0.1:2525".into()));
+        assert_eq!(
+            route(&c, "HOME.ARPA"),
+            Hop::Fixed(Route::from("127.0.0.1:2525"))
+        );
         assert_eq!(route(&c, "example.org"), Hop::Mx("example.org".into()));
         c.smarthost = Some("relay.isp.test:587".into());
         assert_eq!(
             route(&c, "example.org"),
-            Hop::Fixed("relay.isp.test:587".into())
+            Hop::Fixed(Route::from("relay.isp.test:587"))
         );
     }
 
