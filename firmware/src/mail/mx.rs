@@ -174,6 +174,14 @@ pub async fn hop_addresses(
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    // RFC 6761 section 6.3: `localhost` is the loopback interface and is
+    // never sent to a DNS server.
+    if bare.trim_end_matches('.').eq_ignore_ascii_case("localhost") {
+        return Ok(vec![
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port),
+            SocketAddr::new(IpAddr::from(std::net::Ipv6Addr::LOCALHOST), port),
+        ]);
+    }
     let name = Name::from_utf8(format!("{}.", host.trim_end_matches('.')))
         .map_err(|e| bad(&e.to_string()))?;
     match addresses(resolver, &name).await {
@@ -288,6 +296,14 @@ mod tests {
         assert_eq!(
             hop_addresses(silent, "[2001:db8::1]:587").await.unwrap(),
             vec!["[2001:db8::1]:587".parse::<SocketAddr>().unwrap()]
+        );
+        // `localhost` is loopback without asking anyone (RFC 6761).
+        assert_eq!(
+            hop_addresses(silent, "LocalHost.:2525").await.unwrap(),
+            vec![
+                "127.0.0.1:2525".parse::<SocketAddr>().unwrap(),
+                "[::1]:2525".parse().unwrap()
+            ]
         );
         // NXDOMAIN for a configured host is temporary, not a bounce.
         let r = fake(ResponseCode::NXDomain, vec![], false).await;

@@ -30,6 +30,9 @@ pub const MAX_MESSAGES_PER_CONNECTION: usize = 100;
 /// At most this many delay warnings are queued per scheduler round (each
 /// waits for a durable commit); the rest follow in the next rounds.
 pub const MAX_WARNINGS_PER_ROUND: usize = 32;
+/// Longest error text kept for a deferred message (every address tried,
+/// in order, each with its reason).
+pub const MAX_ERROR_TEXT: usize = 1000;
 
 /// Where mail for a domain goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -242,9 +245,10 @@ impl Scheduler {
             Hop::Fixed(r) => &r.hop,
             Hop::Mx(d) => d,
         };
-        let resolver: std::net::SocketAddr = self.config.resolver.parse().map_err(|_| {
-            super::mx::LookupError::Temporary(name.clone(), "bad resolver".into())
-        })?;
+        let resolver: std::net::SocketAddr =
+            self.config.resolver.parse().map_err(|_| {
+                super::mx::LookupError::Temporary(name.clone(), "bad resolver".into())
+            })?;
         let domain = match hop {
             // A route or the smart host: its name through our resolver
             // (never the system's), AAAA and A; failures are temporary.
@@ -346,7 +350,16 @@ impl Scheduler {
                     connected = Some((t.clone(), c));
                     break;
                 }
-                Err(e) => last_err = format!("{t}: {e}"),
+                Err(e) => {
+                    // Every address's reason, not only the last one: a
+                    // refused IPv6 connection must not hide the TLS
+                    // failure of the IPv4 address before it.
+                    let sep = if last_err.is_empty() { "" } else { "; " };
+                    let more = format!("{sep}{t}: {e}");
+                    if last_err.len() + more.len() <= MAX_ERROR_TEXT {
+                        last_err.push_str(&more);
+                    }
+                }
             }
         }
         let Some((target, mut client)) = connected else {
