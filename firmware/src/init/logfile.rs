@@ -388,6 +388,47 @@ mod tests {
     }
 
     #[test]
+    fn a_write_error_is_reported_and_the_lines_survive_until_it_clears() {
+        // The only test that uses the global FILE.
+        let dir = std::env::temp_dir().join(format!("pocobelle-logflush-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("pocobelle.log");
+        enable(path.clone(), P, &["init: boot line".to_string()]);
+        record("dns: later line");
+        assert!(
+            matches!(flush(false, false), Flushed::Nothing),
+            "not due yet"
+        );
+        // The directory does not exist: the write fails, nothing is lost.
+        match flush(true, false) {
+            Flushed::Failed { kept, .. } => assert!(kept > 0),
+            _ => panic!("expected a failure"),
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        record("init: after the error");
+        match flush(true, true) {
+            Flushed::Wrote { bytes, .. } => assert!(bytes > 0),
+            _ => panic!("expected a write"),
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // (Other tests running meanwhile may add their own lines.)
+        let pos = |suffix: &str| {
+            text.lines()
+                .position(|l| l.ends_with(suffix) && l.contains("Z "))
+                .unwrap_or_else(|| panic!("{suffix:?} missing in {text}"))
+        };
+        assert!(pos("init: boot line") < pos("dns: later line"), "{text}");
+        assert!(
+            pos("dns: later line") < pos("init: after the error"),
+            "{text}"
+        );
+        // Disabled at shutdown: later lines are not kept.
+        record("init: Poweroff now");
+        assert!(matches!(flush(true, false), Flushed::Nothing));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn utc_stamps() {
         assert_eq!(utc_stamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc_stamp(951_782_400), "2000-02-29T00:00:00Z");
