@@ -45,6 +45,14 @@ impl Batch {
     /// oldest lines to make room, and counts them.
     pub fn push(&mut self, line: &str, now_ms: u64) {
         let line = line.trim_end_matches('\n');
+        // One record, one line in the file (a panic message has several).
+        let joined;
+        let line = if line.contains('\n') {
+            joined = line.replace('\n', " ");
+            joined.as_str()
+        } else {
+            line
+        };
         let need = line.len() + 1;
         if need > MAX_PENDING_BYTES {
             self.dropped += 1;
@@ -291,6 +299,23 @@ pub fn flush(force: bool, disable: bool) -> Flushed {
     out
 }
 
+/// From PID 1's panic hook, before it re-executes init: writes what is
+/// pending and `message`, so that the file shows what led to the panic.
+/// It never waits for the lock (the panic may have happened while it was
+/// held) and ignores errors.
+pub fn flush_on_panic(message: &str) {
+    let Ok(mut g) = FILE.try_lock() else {
+        return;
+    };
+    let Some(f) = g.as_mut() else {
+        return;
+    };
+    let stamped = format!("{} {message}", utc_stamp(crate::init::clock::now_secs()));
+    f.batch.push(&stamped, mono_ms());
+    let data = f.batch.take();
+    let _ = append(&f.path, &data, f.policy.max_file_bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +351,8 @@ mod tests {
         assert!(b.due(&P, 5_000 + P.interval_ms));
         assert_eq!(b.take(), b"init: one line\n");
         assert!(!b.due(&P, 10 * P.interval_ms));
+        b.push("init: PANIC: panicked at x.rs:1:\nthe reason\n", 0);
+        assert_eq!(b.take(), b"init: PANIC: panicked at x.rs:1: the reason\n");
     }
 
     #[test]
@@ -425,6 +452,16 @@ mod tests {
         // Disabled at shutdown: later lines are not kept.
         record("init: Poweroff now");
         assert!(matches!(flush(true, false), Flushed::Nothing));
+        // A panic writes what is pending at once.
+        enable(path.clone(), P, &[]);
+        record("init: just before the panic");
+        flush_on_panic("init: PANIC: test");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("Poweroff now"), "{text}");
+        let tail: Vec<&str> = text.lines().rev().take(2).collect();
+        assert!(tail[0].ends_with("Z init: PANIC: test"), "{text}");
+        assert!(text.contains("Z init: just before the panic"), "{text}");
+        *FILE.lock().unwrap() = None;
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -35,8 +35,10 @@ pub const ENV_RECOVERY: &str = "POCOBELLE_RECOVERY";
 pub const MAX_RECOVERIES: u32 = 3;
 /// Kernel command-line flag for a rescue shell before the services.
 pub const CMDLINE_RESCUE: &str = "pocobelle.rescue";
-/// Kernel command-line flag for a recovery drill: init panics once, right
-/// after the early mounts, to show that the panic hook brings it back.
+/// Kernel command-line flag for a recovery drill: init panics once, once
+/// the data partition is mounted and the log file started (where a real
+/// panic would most likely happen), to show that the panic hook writes
+/// the log file and brings init back.
 pub const CMDLINE_DRILL_PANIC: &str = "pocobelle.drill-panic";
 /// Kernel command-line flag for a watchdog drill: init opens the watchdog
 /// and then never feeds it, so the board must reset by itself.
@@ -108,9 +110,6 @@ pub fn run() -> ! {
         std::process::id()
     );
     let flags = BootFlags::parse(&kernel_cmdline());
-    if recovery == 0 && flags.drill_panic {
-        panic!("{CMDLINE_DRILL_PANIC} on the kernel command line: recovery drill");
-    }
     if recovery > 0 {
         log::error!("init: RECOVERY boot #{recovery} after a panic; stopping leftover processes");
         let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
@@ -137,6 +136,9 @@ fn install_panic_hook() {
             std::io::stderr(),
             "init: PANIC: {info}; re-executing in recovery mode"
         );
+        crate::init::logfile::flush_on_panic(&format!(
+            "init: PANIC: {info}; re-executing in recovery mode"
+        ));
         let n: u32 = std::env::var(ENV_RECOVERY)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -427,6 +429,9 @@ fn boot(loaded: Loaded, flags: &BootFlags, mut sys: RealSys, recovery: u32) -> I
         }
     }
     start_log_file(&cfg, &data);
+    if recovery == 0 && flags.drill_panic {
+        panic!("{CMDLINE_DRILL_PANIC} on the kernel command line: recovery drill");
+    }
     let clock_restored = clock::restore(&data_dir).is_some();
     let swap_on = storage::bring_up_swap(&mut sys, &cfg, &data);
     let ram_kib = sys
