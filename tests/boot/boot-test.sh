@@ -214,6 +214,7 @@ expect 3 'init: PANIC: ' "drill: init panicked"
 expect 3 'recovery drill; re-executing in recovery mode' "drill: the panic hook re-executes init"
 expect 3 'RECOVERY boot #1' "drill: re-executed in recovery mode, not a kernel panic"
 expect 3 'boot recovery #1' "drill: status shows the recovery boot"
+expect 3 'checker: uptime .*boot recovery #1 +last shutdown clean' "drill: the last shutdown still reported clean after the panic"
 # Boot 4: rescue shell, then safe mode.
 expect 4 'starting /bin/sh on the console' "rescue: shell started"
 expect 4 '^rescue-sum=42 data-mounts=1' "rescue: a typed command ran, with /data mounted"

@@ -31,6 +31,13 @@ use crate::sys::{MsFlags, RealSys, Sys};
 
 /// Environment variable counting re-executions after a panic.
 pub const ENV_RECOVERY: &str = "POCOBELLE_RECOVERY";
+/// Environment variable handing the first init's view of the last
+/// shutdown (`clean`, `unclean`, `unknown`) to the re-executed one: the
+/// marker it consumed is gone by then.
+pub const ENV_LAST_SHUTDOWN: &str = "POCOBELLE_LAST_SHUTDOWN";
+/// What this boot learned about the last shutdown (0: not yet, 1: clean,
+/// 2: unclean, 3: unknown), for the panic hook.
+static LAST_SHUTDOWN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 /// After this many panics in a row, init only reaps and serves status.
 pub const MAX_RECOVERIES: u32 = 3;
 /// Kernel command-line flag for a rescue shell before the services.
@@ -145,7 +152,16 @@ fn install_panic_hook() {
             .unwrap_or(0);
         let argv = [c"init"];
         let env_s = std::ffi::CString::new(format!("{ENV_RECOVERY}={}", n + 1)).unwrap_or_default();
-        let env = [env_s.as_c_str(), c"PATH=/sbin:/bin:/usr/sbin:/usr/bin"];
+        let last = match LAST_SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => c"POCOBELLE_LAST_SHUTDOWN=clean",
+            2 => c"POCOBELLE_LAST_SHUTDOWN=unclean",
+            _ => c"POCOBELLE_LAST_SHUTDOWN=unknown",
+        };
+        let env = [
+            env_s.as_c_str(),
+            c"PATH=/sbin:/bin:/usr/sbin:/usr/bin",
+            last,
+        ];
         let _ = nix::unistd::execve(c"/proc/self/exe", &argv, &env);
         // exec failed: never return into the panicking code, never exit.
         loop {
@@ -417,10 +433,36 @@ fn boot(loaded: Loaded, flags: &BootFlags, mut sys: RealSys, recovery: u32) -> I
     {
         crate::init::net::configure(&n.interface, cidr, n.gateway.parse().ok());
     }
-    let data = match early_data {
+    let mut data = match early_data {
         Some(d) => d,
         None => storage::bring_up_data(&mut sys, &cfg),
     };
+    if recovery > 0 {
+        // The first init consumed the marker; it said how it found it.
+        let before = match std::env::var(ENV_LAST_SHUTDOWN).as_deref() {
+            Ok("clean") => Some(storage::LastShutdown::Clean),
+            Ok("unclean") => Some(storage::LastShutdown::Unclean),
+            _ => None,
+        };
+        if let Some(b) = before {
+            log::info!(
+                "boot: recovery: before this boot's panic, the first init found the last shutdown {}",
+                if b == storage::LastShutdown::Clean {
+                    "clean"
+                } else {
+                    "NOT clean"
+                }
+            );
+            data.last_shutdown = b;
+        }
+    } else {
+        let code = match data.last_shutdown {
+            storage::LastShutdown::Clean => 1,
+            storage::LastShutdown::Unclean => 2,
+            storage::LastShutdown::Unknown => 3,
+        };
+        LAST_SHUTDOWN.store(code, std::sync::atomic::Ordering::Relaxed);
+    }
     let data_dir = cfg.system.data_dir.clone();
     if !safe {
         save_last_good(&path, Path::new(LAST_GOOD_CONFIG));
