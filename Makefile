@@ -70,7 +70,7 @@ test-armv7: $(OUT)/armv7/pocobelle
 	POCOBELLE_TEST_RUNNER="$(ARMV7_QEMU)" bash scripts/cross.sh test $(ARMV7_TRIPLE)
 
 # The ARMv7 binary as PID 1 in qemu-system-arm -M virt -m 64 with Debian's
-# armmp kernel, booted twice (tests/boot/boot-test.sh says what it checks).
+# armmp kernel, booted five times (tests/boot/boot-test.sh says what it checks).
 test-boot: $(OUT)/armv7/pocobelle
 	bash tests/boot/boot-test.sh $<
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/boot/boot-test.sh ARMV7_BINARY: boots the ARMv7 `pocobelle` as PID 1
 # in `qemu-system-arm -M virt -m 64` with Debian bookworm's armmp kernel and
-# an initramfs built here, three times, on a scratch ext4 disk image (a file).
+# an initramfs built here, six times, on a scratch ext4 disk image (a file).
 #
 # Boot 1 (fresh disk, no clean-shutdown marker): init loads the virtio and
 # ext4 modules, runs e2fsck, mounts /data, writes the swap file, applies
@@ -12,10 +12,22 @@
 # output reaches the log ring), then runs `pocobelle poweroff`.
 # Boot 2: the last shutdown must be reported clean, fsck skipped, the swap
 # file reused. Boot 3 (kernel flag pocobelle.drill-panic): init panics
-# on purpose, its panic hook re-executes it in recovery mode, and the boot
+# on purpose once /data is mounted and swap is on, its panic hook writes
+# the log file and re-executes it in recovery mode, and the boot
 # completes as the others. Each boot must end with the kernel's power-off and QEMU
-# exiting by itself. The guest's only network is QEMU's user network with
-# restrict=on (no packet leaves the host); init configures eth0 statically.
+# exiting by itself.
+# Boot 4 (pocobelle.rescue, and pocobelle.config= naming a configuration
+# with a typo): the test types a command into the rescue shell on the
+# serial console and sees its output, exits the shell, and the boot goes
+# on in safe mode from the last good copy kept on /data (dns, not mail).
+# Boot 5 (pocobelle.drill-watchdog): init stops feeding softdog and the
+# board must reset by itself. Every boot but 5 checks the watchdog in
+# status and its magic close at shutdown, and after boot 4 the log file
+# on the disk image must hold boots 1-4 (one batch per boot).
+# Boots 1-3 also check static IPv4/IPv6 addresses and routes
+# (tests/boot/check-net.sh); boot 6 (tests/boot/net-boot.sh) gets eth0's
+# address by DHCP through udhcpc. The guest's only network is QEMU's user
+# network with restrict=on (no packet leaves the host).
 set -euo pipefail
 bin=$(realpath "${1:?usage: boot-test.sh ARMV7_BINARY}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,13 +56,13 @@ cp "$bin" "$ird/bin/pocobelle"
 ln -s /bin/pocobelle "$ird/init"
 ln -s /bin/pocobelle "$ird/sbin/init"
 cp "$root/bin/busybox" "$ird/bin/busybox"
-for a in sh sleep cat grep awk kill stat ls echo mkdir ip; do ln -s busybox "$ird/bin/$a"; done
+for a in sh sleep cat grep awk kill stat ls echo mkdir ip nslookup tail head; do ln -s busybox "$ird/bin/$a"; done
 ln -s /bin/busybox "$ird/sbin/udhcpc"
 cp "$root/sbin/e2fsck.static" "$ird/sbin/e2fsck"
 # The modules the test config names, with every dependency modules.dep lists.
 moddir="$root/lib/modules/$kver"
 cp "$moddir/modules.dep" "$moddir/modules.builtin" "$ird/lib/modules/$kver/"
-for m in virtio_mmio virtio_blk crc32c_generic ext4 virtio_net; do
+for m in virtio_mmio virtio_blk crc32c_generic ext4 virtio_net softdog; do
   line=$(grep -E "(^|/)$m\.ko(\.[a-z]+)?:" "$moddir/modules.dep" || true)
   [ -n "$line" ] || { echo "boot-test: module $m not in modules.dep" >&2; exit 1; }
   for f in ${line/:/}; do
@@ -59,10 +71,11 @@ for m in virtio_mmio virtio_blk crc32c_generic ext4 virtio_net; do
   done
 done
 cp "$here/pocobelle.toml" "$ird/etc/pocobelle.toml"
+cp "$here/broken.toml" "$ird/etc/broken.toml"
 cp "$here/check.sh" "$ird/test/check.sh"
 cp "$here/check-net.sh" "$ird/test/check-net.sh"
-printf 'root:x:0:0:root:/:/bin/sh\nboottest:x:1000:1000:boot test:/:/bin/sh\n' >"$ird/etc/passwd"
-printf 'root:x:0:\nboottest:x:1000:\n' >"$ird/etc/group"
+printf 'root:x:0:0:root:/:/bin/sh\nboottest:x:1000:1000:boot test:/:/bin/sh\npocobelle-dns:x:101:101::/:/bin/false\npocobelle-mail:x:102:102::/:/bin/false\n' >"$ird/etc/passwd"
+printf 'root:x:0:\nboottest:x:1000:\npocobelle-dns:x:101:\npocobelle-mail:x:102:\npocobelle:x:100:pocobelle-dns,pocobelle-mail\n' >"$ird/etc/group"
 (cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
 # The data partition: an ext4 file system in a file (never a device).
@@ -80,6 +93,48 @@ boot() { # N [EXTRA KERNEL ARGS]: boots once, console to $work/bootN.log
     -drive file="$work/disk.img",if=none,format=raw,id=data \
     -device virtio-blk-device,drive=data \
     </dev/null >"$log" 2>&1 || rc=$?
+  tr -d '\r' <"$log" >"$log.txt"
+  if [ "$rc" = 124 ]; then
+    tail -n 40 "$log.txt"
+    echo "boot-test: boot $n did not power off within ${timeout_s}s" >&2
+    exit 1
+  fi
+}
+
+# --- boot 4: the serial console driven through a FIFO -----------------
+wait_log() { # LOG PATTERN SECONDS QEMU_PID: until PATTERN is in LOG
+  local i=0
+  while [ "$i" -lt "$3" ]; do
+    if tr -d '\r' <"$1" | grep -qE "$2"; then return 0; fi
+    kill -0 "$4" 2>/dev/null || return 1
+    sleep 1; i=$((i + 1))
+  done
+  return 1
+}
+boot_rescue() { # N KERNEL ARGS: boots with console input from a FIFO and
+  # uses the rescue shell: one command, its output checked later, exit.
+  local n=$1 log="$work/boot$1.log" rc=0 extra=$2 fifo="$work/console$1.in" qpid
+  echo "boot-test: boot $n (log $log; console input from $fifo)"
+  rm -f "$fifo"; mkfifo "$fifo"
+  timeout --foreground "$timeout_s" qemu-system-arm -M virt -m 64 \
+    -netdev user,id=net0,restrict=on -device virtio-net-device,netdev=net0 \
+    -nographic -no-reboot -monitor none -serial stdio \
+    -kernel "$kernel" -initrd "$work/initrd.gz" \
+    -append "console=ttyAMA0 panic=-1 quiet loglevel=4 $extra" \
+    -drive file="$work/disk.img",if=none,format=raw,id=data \
+    -device virtio-blk-device,drive=data \
+    <"$fifo" >"$log" 2>&1 &
+  qpid=$!
+  exec 3>"$fifo"
+  if wait_log "$log" 'rescue# ' "$timeout_s" "$qpid"; then
+    # The shell must run this (the typed line echoes "$((6*7))", only the
+    # shell prints 42) and see /data mounted.
+    printf '%s\n' 'echo rescue-sum=$((6*7)) data-mounts=$(grep -c " /data " /proc/mounts)' >&3
+    wait_log "$log" 'rescue-sum=42' 60 "$qpid" || true
+    printf 'exit\n' >&3
+  fi
+  wait "$qpid" || rc=$?
+  exec 3>&-
   tr -d '\r' <"$log" >"$log.txt"
   if [ "$rc" = 124 ]; then
     tail -n 40 "$log.txt"
@@ -106,8 +161,14 @@ refuse() { # N PATTERN DESCRIPTION
   fi
 }
 
-for n in 1 2 3; do
-  if [ "$n" = 3 ]; then boot 3 pocobelle.drill-panic; else boot "$n"; fi
+safe_args="pocobelle.rescue pocobelle.config=/etc/broken.toml pocobelle.data=/dev/vda"
+safe_args="$safe_args pocobelle.modules=virtio_mmio,virtio_blk,crc32c_generic,ext4"
+for n in 1 2 3 4; do
+  case $n in
+    3) boot 3 pocobelle.drill-panic ;;
+    4) boot_rescue 4 "$safe_args" ;;
+    *) boot "$n" ;;
+  esac
   if [ "$n" = 3 ]; then
     refuse "$n" 'Kernel panic|CHECK-FAIL' "no kernel panic or failed check"
   else
@@ -128,6 +189,25 @@ for n in 1 2 3; do
   expect "$n" 'swap: /data/swapfile off' "swapoff at shutdown"
   expect "$n" 'clean-shutdown marker written' "marker written"
   expect "$n" 'reboot: Power down' "clean power-off"
+  # init log file, watchdog, real services
+  for c in "watchdog active in status" "dns service answers" "dns running and primed"; do
+    expect "$n" "^checker: CHECK: $c.* ok" "$c"
+  done
+  expect "$n" 'watchdog: /dev/watchdog, timeout 15 s, fed every 5 s armed' "watchdog armed with its timeout"
+  expect "$n" 'watchdog: /dev/watchdog disarmed \(magic close\)' "watchdog disarmed at shutdown"
+  refuse "$n" 'watchdog did not stop|Unexpected close|softdog: Initiating' "no watchdog reset after the power-off"
+  writes=$(grep -cE 'logfile: [0-9]+ bytes appended to /data/pocobelle.log' "$work/boot$n.log.txt" || true)
+  if [ "$writes" = 1 ]; then
+    echo "  ok: boot $n: log file written in one batch (at shutdown)"
+  else
+    echo "  FAIL: boot $n: log file written $writes times (expected one batch)"; fails=$((fails + 1))
+  fi
+  if [ "$n" -ge 2 ]; then
+    expect "$n" '^checker: CHECK: logfile holds the last boot up to its shutdown ok' "log file holds the previous boot"
+  fi
+  if [ "$n" != 4 ]; then
+    expect "$n" '^checker: CHECK: mail running ok' "mail running"
+  fi
 done
 expect 1 'last shutdown was NOT clean' "fresh disk reported as unclean"
 expect 1 'fsck: checking /dev/vda' "fsck after an unclean shutdown"
@@ -139,12 +219,45 @@ expect 3 'init: PANIC: ' "drill: init panicked"
 expect 3 'recovery drill; re-executing in recovery mode' "drill: the panic hook re-executes init"
 expect 3 'RECOVERY boot #1' "drill: re-executed in recovery mode, not a kernel panic"
 expect 3 'boot recovery #1' "drill: status shows the recovery boot"
+expect 3 'checker: uptime .*boot recovery #1 +last shutdown clean' "drill: the last shutdown still reported clean after the panic"
+# Boot 4: rescue shell, then safe mode.
+expect 4 'starting /bin/sh on the console' "rescue: shell started"
+expect 4 '^rescue-sum=42 data-mounts=1' "rescue: a typed command ran, with /data mounted"
+expect 4 'rescue shell ended' "rescue: the boot continues after exit"
+expect 4 'init: ERROR: init: /etc/broken.toml:8: .*comit_secs' "safe: the config error is logged"
+expect 4 'SAFE MODE: using the last good configuration /data/pocobelle.toml.last-good' "safe: last good copy from /data"
+expect 4 'SAFE MODE: not starting mail' "safe: mail held"
+refuse 4 'supervisor: mail started' "safe: mail never started"
+expect 4 'supervisor: dns is primed' "safe: dns started and primed"
+for c in "safe: status says safe mode" "safe: status says why" "safe: mail not started" \
+         "safe: services use the copy on /data" "safe: the error is in the log"; do
+  expect 4 "^checker: CHECK: $c ok" "$c"
+done
+# The log file on the image (read with debugfs, the guest is off): boots
+# 1-4 each up to their shutdown, and the panic drill's first init up to
+# its panic (written by the panic hook): five inits.
+debugfs -R "cat /pocobelle.log" "$work/disk.img" 2>/dev/null >"$work/pocobelle.log"
+starts=$(grep -cE '^[0-9TZ:-]+ init: INFO: init: pocobelle .* starting as pid 1$' "$work/pocobelle.log" || true)
+offs=$(grep -cE '^[0-9TZ:-]+ init: INFO: swap: /data/swapfile off$' "$work/pocobelle.log" || true)
+panics=$(grep -cE '^[0-9TZ:-]+ init: PANIC: .*recovery drill; re-executing in recovery mode$' "$work/pocobelle.log" || true)
+if [ "$starts" = 5 ] && [ "$offs" = 4 ] && [ "$panics" = 1 ] &&
+   grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z init: INFO: ' "$work/pocobelle.log"; then
+  echo "  ok: log file on the disk: 5 inits, 4 shutdowns and the drill's panic, time-stamped"
+else
+  echo "  FAIL: log file on the disk: $starts starts, $offs shutdowns, $panics panics (expected 5, 4, 1)"; fails=$((fails + 1))
+fi
 
-# Network: static IPv4/IPv6 checks of boots 1-3, and boot 4 with DHCP.
+# Boot 5: the watchdog drill ends in a reset by softdog, not a power-off.
+boot 5 pocobelle.drill-watchdog
+expect 5 'watchdog: DRILL' "drill: init stops feeding the watchdog"
+expect 5 'softdog: Initiating system reboot' "drill: the watchdog reset the board"
+refuse 5 'reboot: Power down|Kernel panic|CHECK-FAIL' "drill: no power-off, panic or failed check"
+
+# Network: static IPv4/IPv6 checks of boots 1-3, and boot 6 with DHCP.
 . "$here/net-boot.sh"
 
 if [ "$fails" -ne 0 ]; then
   echo "boot-test: $fails check(s) failed; logs in $work" >&2
   exit 1
 fi
-echo "boot-test: 4 boots passed"
+echo "boot-test: 6 boots passed"

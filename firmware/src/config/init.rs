@@ -45,14 +45,20 @@ pub struct InitConfig {
     /// The hardware watchdog, kept alive when it exists. Empty: none.
     /// Default `/dev/watchdog`.
     pub watchdog_device: PathBuf,
-    /// Seconds between watchdog keep-alives. Default 10, 1 to 60.
+    /// Seconds between watchdog keep-alives. Default 10, 1 to 60; used
+    /// as at most half the timeout the driver accepted.
     pub watchdog_interval_secs: u32,
+    /// Watchdog timeout asked of the driver (WDIOC_SETTIMEOUT): the board
+    /// resets this long after init's last keep-alive. 0: the driver's own.
+    /// Default 60, else 2 to 3600.
+    pub watchdog_timeout_secs: u32,
     /// Shell started on the console when the kernel command line has
     /// `pocobelle.rescue`. Default `/bin/sh`.
     pub rescue_shell: PathBuf,
     /// Seconds between saves of the clock to the data partition.
     /// Default 3600, 60 to 86400.
     pub clock_save_secs: u32,
+    pub logfile: LogFileConfig,
     pub swap: SwapConfig,
     pub sysctl: SysctlConfig,
     pub network: NetworkConfig,
@@ -74,13 +80,45 @@ impl Default for InitConfig {
             stop_grace_secs: 10,
             watchdog_device: PathBuf::from("/dev/watchdog"),
             watchdog_interval_secs: 10,
+            watchdog_timeout_secs: 60,
             rescue_shell: PathBuf::from("/bin/sh"),
             clock_save_secs: 3600,
+            logfile: LogFileConfig::default(),
             swap: SwapConfig::default(),
             sysctl: SysctlConfig::default(),
             network: NetworkConfig::default(),
             sntp: SntpConfig::default(),
             service: Vec::new(),
+        }
+    }
+}
+
+/// `[init.logfile]`: the log ring also kept in a file on the data
+/// partition, written in large batches (flash wears with small writes).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFileConfig {
+    /// Log file, relative to `system.data_dir`, e.g. `pocobelle.log`.
+    /// Empty (default): no log file. Written only when the data partition
+    /// is mounted read-write.
+    pub file: PathBuf,
+    /// Pending text that triggers a write, in KiB. Default 64, 4 to 128.
+    pub batch_kib: u32,
+    /// Longest time a line waits in memory, in seconds. Default 600,
+    /// 10 to 86400. Pending lines are also written at shutdown.
+    pub flush_secs: u32,
+    /// Size at which the file is renamed to `<file>.1` (the one old file
+    /// kept) and a new one started, in KiB. Default 1024, 64 to 65536.
+    pub max_kib: u32,
+}
+
+impl Default for LogFileConfig {
+    fn default() -> Self {
+        LogFileConfig {
+            file: PathBuf::new(),
+            batch_kib: 64,
+            flush_secs: 600,
+            max_kib: 1024,
         }
     }
 }
@@ -448,6 +486,31 @@ impl InitConfig {
             60,
         )?;
         check_range("init.clock_save_secs", self.clock_save_secs, 60, 86400)?;
+        if self.watchdog_timeout_secs != 0 {
+            check_range(
+                "init.watchdog_timeout_secs",
+                self.watchdog_timeout_secs,
+                2,
+                3600,
+            )?;
+        }
+        let l = &self.logfile;
+        check_range("init.logfile.batch_kib", l.batch_kib, 4, 128)?;
+        check_range("init.logfile.flush_secs", l.flush_secs, 10, 86400)?;
+        check_range("init.logfile.max_kib", l.max_kib, 64, 65536)?;
+        if l.file.is_absolute()
+            || l.file
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(invalid(
+                "init.logfile.file",
+                format!(
+                    "expected a path relative to system.data_dir without '..', or \"\", found {:?}",
+                    l.file
+                ),
+            ));
+        }
         if !self.data_device.is_empty() && !self.data_device.starts_with('/') {
             return Err(invalid(
                 "init.data_device",
@@ -627,6 +690,13 @@ mod tests {
             e.contains(":3:") && e.contains("init.network.address"),
             "{e}"
         );
+        let e = parse("[init.logfile]\nfile = \"/var/log/x\"\n").unwrap_err();
+        assert!(e.contains(":2:") && e.contains("init.logfile.file"), "{e}");
+        let e = parse("[init.logfile]\nbatch_kib = 1024\n").unwrap_err();
+        assert!(e.contains("init.logfile.batch_kib"), "{e}");
+        let e = parse("[init]\nwatchdog_timeout_secs = 1\n").unwrap_err();
+        assert!(e.contains("init.watchdog_timeout_secs"), "{e}");
+        assert!(parse("[init]\nwatchdog_timeout_secs = 0\n").is_ok());
         let e = parse("[init]\nswap_size = 3\n").unwrap_err();
         assert!(e.contains("swap_size"), "{e}");
     }

@@ -64,6 +64,9 @@ pub struct ServiceReport {
     pub crash_loop: bool,
     pub ready: bool,
     pub last_exit: Option<String>,
+    /// Why it is not running, when init chose not to start it.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// The last successful SNTP synchronisation.
@@ -93,7 +96,42 @@ pub struct StatusReport {
     pub mem_available_kib: u64,
     pub swap_total_kib: u64,
     pub swap_free_kib: u64,
+    /// In safe mode: why the configuration was not used (its error).
+    #[serde(default)]
+    pub safe_reason: Option<String>,
+    /// The watchdog kept alive, as `/dev/watchdog, timeout 60 s, fed
+    /// every 10 s`; `None`: no watchdog.
+    #[serde(default)]
+    pub watchdog: Option<String>,
     pub services: Vec<ServiceReport>,
+}
+
+/// Splits `text` at spaces into lines of at most `width` bytes (a longer
+/// word is cut), each prefixed with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::from(indent);
+    for word in text.split_whitespace() {
+        if line.len() > indent.len() && line.len() + 1 + word.len() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from(indent);
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        if line.len() > width {
+            out.push_str(truncate(&line, width));
+            out.push('\n');
+            line = String::from(indent);
+        }
+    }
+    if line.len() > indent.len() {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 fn dur(secs: u64) -> String {
@@ -156,6 +194,14 @@ pub fn render(r: &StatusReport) -> String {
         "not synced".into()
     };
     out.push_str(&format!("clock  {clock}{unix}\n"));
+    match &r.watchdog {
+        Some(w) => out.push_str(&wrap(&format!("watchdog active: {w}"), "", STATUS_COLUMNS)),
+        None => out.push_str("watchdog none\n"),
+    }
+    if let Some(why) = &r.safe_reason {
+        out.push_str("SAFE MODE: the configuration did not parse; only safe-mode services run\n");
+        out.push_str(&wrap(why, "  ", STATUS_COLUMNS));
+    }
     out.push_str(&format!(
         "\n{:<12} {:<9} {:>6} {:>10} {:>9} {:>8}  {}\n",
         "SERVICE", "STATE", "PID", "UP", "RSS", "RESTARTS", "NOTE"
@@ -167,6 +213,10 @@ pub fn render(r: &StatusReport) -> String {
         }
         if s.ready {
             note.push_str("primed ");
+        }
+        if let Some(n) = &s.note {
+            note.push_str(n);
+            note.push(' ');
         }
         if let Some(e) = &s.last_exit {
             note.push_str("last: ");
@@ -252,6 +302,8 @@ mod tests {
             mem_available_kib: 30_000,
             swap_total_kib: 131_068,
             swap_free_kib: 120_000,
+            safe_reason: None,
+            watchdog: None,
             services: vec![
                 ServiceReport {
                     name: "dns".into(),
@@ -263,6 +315,7 @@ mod tests {
                     crash_loop: false,
                     ready: true,
                     last_exit: None,
+                    note: None,
                 },
                 ServiceReport {
                     name: "a-service-with-a-long-name".into(),
@@ -276,6 +329,7 @@ mod tests {
                     last_exit: Some(
                         "exited with status 1 after a very long and wordy explanation".into(),
                     ),
+                    note: None,
                 },
             ],
         }
@@ -316,6 +370,49 @@ mod tests {
         r.clock_sync = None;
         r.clock_restored = false;
         assert!(render(&r).contains("clock  not synced"));
+    }
+
+    #[test]
+    fn safe_mode_and_watchdog_are_shown_within_80_columns() {
+        let mut r = report();
+        assert!(render(&r).contains("watchdog none"));
+        r.boot_mode = "safe".into();
+        r.safe_reason = Some(format!(
+            "/etc/pocobelle.toml:7: key `mail.listen`: {}",
+            "expected an address such as 0.0.0.0:25, found something else entirely ".repeat(3)
+        ));
+        r.watchdog = Some("/dev/watchdog, timeout 60 s, fed every 10 s".into());
+        r.services.push(ServiceReport {
+            name: "mail".into(),
+            state: "off".into(),
+            pid: None,
+            up_secs: None,
+            rss_kib: None,
+            restarts: 0,
+            crash_loop: false,
+            ready: false,
+            last_exit: None,
+            note: Some("safe mode".into()),
+        });
+        let text = render(&r);
+        for line in text.lines() {
+            assert!(line.len() <= STATUS_COLUMNS, "{line:?}");
+        }
+        assert!(text.contains("SAFE MODE"), "{text}");
+        assert!(
+            text.contains("  /etc/pocobelle.toml:7: key `mail.listen`:"),
+            "{text}"
+        );
+        assert!(text.contains("found something else entirely"), "{text}");
+        assert!(
+            text.contains("watchdog active: /dev/watchdog, timeout 60 s"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("mail ") && l.contains(" off ") && l.ends_with("safe mode")),
+            "{text}"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! records and every line the services write to stdout/stderr (which init
 //! reads from a pipe per service and also copies to the console). Bounded
 //! by [`RING_LINES`] and [`RING_BYTES`]; the oldest lines go first. It
-//! never writes to flash.
+//! never writes to flash itself: each line is also handed to
+//! `init::logfile`, which batches it for the optional log file.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -58,8 +59,11 @@ pub static RING: Mutex<LogRing> = Mutex::new(LogRing::new());
 /// Adds a line to [`RING`] (a poisoned lock is taken over: logging must
 /// never panic PID 1).
 pub fn record(line: &str) {
-    let mut r = RING.lock().unwrap_or_else(|p| p.into_inner());
-    r.push(line);
+    {
+        let mut r = RING.lock().unwrap_or_else(|p| p.into_inner());
+        r.push(line);
+    }
+    crate::init::logfile::record(line);
 }
 
 /// Splits service output into lines: bytes come in as read from the pipe,

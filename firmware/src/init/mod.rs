@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod control;
+pub mod logfile;
 pub mod logring;
 pub mod modules;
 pub mod mount;
@@ -22,3 +23,4 @@ pub mod supervisor;
 pub mod swap;
 pub mod sysctl;
 pub mod users;
+pub mod watchdog;

@@ -25,18 +25,46 @@ use crate::config::{Config, ServiceConfig};
 use crate::init::control::{self, Halt, Request, Response, ServiceReport, StatusReport};
 use crate::init::storage::{self, DataState};
 use crate::init::supervisor::{State, Supervisor};
-use crate::init::{clock, modules, mount, sysctl};
+use crate::init::watchdog::Watchdog;
+use crate::init::{clock, logfile, modules, mount, sysctl};
 use crate::sys::{MsFlags, RealSys, Sys};
 
 /// Environment variable counting re-executions after a panic.
 pub const ENV_RECOVERY: &str = "POCOBELLE_RECOVERY";
+/// Environment variable handing the first init's view of the last
+/// shutdown (`clean`, `unclean`, `unknown`) to the re-executed one: the
+/// marker it consumed is gone by then.
+pub const ENV_LAST_SHUTDOWN: &str = "POCOBELLE_LAST_SHUTDOWN";
+/// What this boot learned about the last shutdown (0: not yet, 1: clean,
+/// 2: unclean, 3: unknown), for the panic hook.
+static LAST_SHUTDOWN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 /// After this many panics in a row, init only reaps and serves status.
 pub const MAX_RECOVERIES: u32 = 3;
 /// Kernel command-line flag for a rescue shell before the services.
 pub const CMDLINE_RESCUE: &str = "pocobelle.rescue";
-/// Kernel command-line flag for a recovery drill: init panics once, right
-/// after the early mounts, to show that the panic hook brings it back.
+/// Kernel command-line flag for a recovery drill: init panics once, once
+/// the data partition is mounted and the log file started (where a real
+/// panic would most likely happen), to show that the panic hook writes
+/// the log file and brings init back.
 pub const CMDLINE_DRILL_PANIC: &str = "pocobelle.drill-panic";
+/// Kernel command-line flag for a watchdog drill: init opens the watchdog
+/// and then never feeds it, so the board must reset by itself.
+pub const CMDLINE_DRILL_WATCHDOG: &str = "pocobelle.drill-watchdog";
+/// `pocobelle.config=FILE` on the kernel command line: the configuration
+/// to use instead of /etc/pocobelle.toml (an absolute path).
+pub const CMDLINE_CONFIG: &str = "pocobelle.config=";
+/// `pocobelle.data=DEVICE`: the data partition, for safe mode when the
+/// root holds no last good configuration (the data partition does).
+pub const CMDLINE_DATA: &str = "pocobelle.data=";
+/// `pocobelle.modules=a,b,c`: the modules that device needs, likewise.
+pub const CMDLINE_MODULES: &str = "pocobelle.modules=";
+/// Copy of the last configuration that parsed, on the data partition
+/// (relative to `system.data_dir`): it survives a root file system that
+/// is read-only or rebuilt.
+pub const DATA_LAST_GOOD: &str = "pocobelle.toml.last-good";
+/// An empty configuration (the built-in defaults) written under
+/// `system.run_dir` for the services when safe mode found no copy at all.
+pub const DEFAULTS_FILE: &str = "pocobelle-defaults.toml";
 /// The loop wakes at least this often (ms): readiness files, timers.
 pub const MAX_SLEEP_MS: u64 = 1000;
 /// At shutdown, processes that are not services get this long after
@@ -57,7 +85,13 @@ struct Init {
     sup: Supervisor,
     sfd: Option<SignalFd>,
     listener: Option<UnixListener>,
-    watchdog: Option<std::fs::File>,
+    watchdog: Option<Watchdog>,
+    /// `pocobelle.drill-watchdog`: the watchdog is never fed.
+    watchdog_drill: bool,
+    /// Why the boot is in safe mode (the configuration's error).
+    safe_reason: Option<String>,
+    /// Services not started because of safe mode.
+    held: Vec<String>,
     next_watchdog: Instant,
     next_clock_save: Instant,
     shutdown: Option<(Halt, Instant)>,
@@ -67,6 +101,9 @@ struct Init {
 pub fn run() -> ! {
     block_all_signals();
     install_panic_hook();
+    // From the first line on, so that the log ring (and the log file) hold
+    // the whole boot.
+    crate::logging::set_sink(crate::init::logring::record);
     let recovery: u32 = std::env::var(ENV_RECOVERY)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -79,22 +116,18 @@ pub fn run() -> ! {
         crate::applet::version_line(),
         std::process::id()
     );
-    if recovery == 0
-        && kernel_cmdline()
-            .split_whitespace()
-            .any(|w| w == CMDLINE_DRILL_PANIC)
-    {
-        panic!("{CMDLINE_DRILL_PANIC} on the kernel command line: recovery drill");
-    }
+    let flags = BootFlags::parse(&kernel_cmdline());
     if recovery > 0 {
         log::error!("init: RECOVERY boot #{recovery} after a panic; stopping leftover processes");
         let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
         reap_all(&mut |_, _| {});
     }
-    crate::logging::set_sink(crate::init::logring::record);
-    let (cfg, safe) = load_config();
-    crate::logging::init("init", cfg.log.level.to_filter());
-    let mut init = boot(cfg, sys, recovery, safe);
+    for w in &flags.rejected {
+        log::warn!("init: kernel command line: {w:?} ignored (not a valid value)");
+    }
+    let loaded = load_config(&flags);
+    crate::logging::init("init", loaded.cfg.log.level.to_filter());
+    let mut init = boot(loaded, &flags, sys, recovery);
     init.main_loop()
 }
 
@@ -110,13 +143,25 @@ fn install_panic_hook() {
             std::io::stderr(),
             "init: PANIC: {info}; re-executing in recovery mode"
         );
+        crate::init::logfile::flush_on_panic(&format!(
+            "init: PANIC: {info}; re-executing in recovery mode"
+        ));
         let n: u32 = std::env::var(ENV_RECOVERY)
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let argv = [c"init"];
         let env_s = std::ffi::CString::new(format!("{ENV_RECOVERY}={}", n + 1)).unwrap_or_default();
-        let env = [env_s.as_c_str(), c"PATH=/sbin:/bin:/usr/sbin:/usr/bin"];
+        let last = match LAST_SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => c"POCOBELLE_LAST_SHUTDOWN=clean",
+            2 => c"POCOBELLE_LAST_SHUTDOWN=unclean",
+            _ => c"POCOBELLE_LAST_SHUTDOWN=unknown",
+        };
+        let env = [
+            env_s.as_c_str(),
+            c"PATH=/sbin:/bin:/usr/sbin:/usr/bin",
+            last,
+        ];
         let _ = nix::unistd::execve(c"/proc/self/exe", &argv, &env);
         // exec failed: never return into the panicking code, never exit.
         loop {
@@ -157,26 +202,122 @@ fn open_console() {
     }
 }
 
-fn load_config() -> (Config, bool) {
-    let path = Path::new(crate::config::DEFAULT_PATH);
-    match Config::load(path) {
-        Ok(c) => (c, false),
-        Err(e) => {
-            log::error!("init: {e}");
-            let last_good = Path::new(LAST_GOOD_CONFIG);
-            match Config::load(last_good) {
-                Ok(c) => {
-                    log::error!(
-                        "init: SAFE MODE: using the last good configuration {LAST_GOOD_CONFIG}; only safe-mode services start"
-                    );
-                    (c, true)
+/// What the kernel command line asks of init (`pocobelle.*` words).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BootFlags {
+    pub rescue: bool,
+    pub drill_panic: bool,
+    pub drill_watchdog: bool,
+    pub config: Option<PathBuf>,
+    pub data_device: Option<String>,
+    pub modules: Vec<String>,
+    /// `pocobelle.*` words with a value that is not valid (ignored).
+    pub rejected: Vec<String>,
+}
+
+impl BootFlags {
+    pub fn parse(cmdline: &str) -> BootFlags {
+        let mut f = BootFlags::default();
+        let module_ok = |m: &str| {
+            !m.is_empty()
+                && m.len() <= crate::config::init::MAX_WORD_BYTES
+                && m.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        for w in cmdline.split_whitespace() {
+            if w == CMDLINE_RESCUE {
+                f.rescue = true;
+            } else if w == CMDLINE_DRILL_PANIC {
+                f.drill_panic = true;
+            } else if w == CMDLINE_DRILL_WATCHDOG {
+                f.drill_watchdog = true;
+            } else if let Some(v) = w.strip_prefix(CMDLINE_CONFIG) {
+                if v.starts_with('/') && !v.contains("/../") {
+                    f.config = Some(PathBuf::from(v));
+                } else {
+                    f.rejected.push(w.to_string());
                 }
-                Err(_) => {
-                    log::error!(
-                        "init: SAFE MODE: built-in defaults; only safe-mode services start"
-                    );
-                    (Config::default(), true)
+            } else if let Some(v) = w.strip_prefix(CMDLINE_DATA) {
+                if v.starts_with('/') && v.len() > 1 {
+                    f.data_device = Some(v.to_string());
+                } else {
+                    f.rejected.push(w.to_string());
                 }
+            } else if let Some(v) = w.strip_prefix(CMDLINE_MODULES) {
+                let m: Vec<String> = v.split(',').map(str::to_string).collect();
+                if m.len() <= crate::config::init::MAX_MODULES && m.iter().all(|m| module_ok(m)) {
+                    f.modules = m;
+                } else {
+                    f.rejected.push(w.to_string());
+                }
+            }
+        }
+        f
+    }
+}
+
+/// The configuration init boots with.
+struct Loaded {
+    cfg: Config,
+    /// The file it came from (given to the services).
+    path: PathBuf,
+    /// Safe mode: the error of the configuration that did not parse.
+    safe: Option<String>,
+    /// Safe mode without a copy on the root: `cfg` is only enough to
+    /// mount the data partition, where the last good copy is read.
+    bootstrap: bool,
+}
+
+fn load_config(flags: &BootFlags) -> Loaded {
+    let path = flags
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH));
+    let e = match Config::load(&path) {
+        Ok(cfg) => {
+            return Loaded {
+                cfg,
+                path,
+                safe: None,
+                bootstrap: false,
+            };
+        }
+        Err(e) => e,
+    };
+    log::error!("init: {e}");
+    let reason = e.to_string();
+    let last_good = PathBuf::from(LAST_GOOD_CONFIG);
+    match Config::load(&last_good) {
+        Ok(cfg) => {
+            log::error!(
+                "init: SAFE MODE: using the last good configuration {LAST_GOOD_CONFIG}; only safe-mode services start"
+            );
+            Loaded {
+                cfg,
+                path: last_good,
+                safe: Some(reason),
+                bootstrap: false,
+            }
+        }
+        Err(_) => {
+            let mut cfg = Config::default();
+            if let Some(d) = &flags.data_device {
+                cfg.init.data_device = d.clone();
+            }
+            cfg.init.modules = flags.modules.clone();
+            log::error!(
+                "init: SAFE MODE: no last good configuration on the root; looking for {DATA_LAST_GOOD} on the data partition ({})",
+                if cfg.init.data_device.is_empty() {
+                    "none: pocobelle.data= is not on the kernel command line"
+                } else {
+                    &cfg.init.data_device
+                }
+            );
+            Loaded {
+                path: cfg.system.data_dir.join(DATA_LAST_GOOD),
+                cfg,
+                safe: Some(reason),
+                bootstrap: true,
             }
         }
     }
@@ -184,11 +325,10 @@ fn load_config() -> (Config, bool) {
 
 /// Keeps a copy of a configuration that parsed, for safe mode (written
 /// only when it changed: write, fsync, rename).
-fn save_last_good() {
-    let Ok(text) = std::fs::read(crate::config::DEFAULT_PATH) else {
+fn save_last_good(src: &Path, dest: &Path) {
+    let Ok(text) = std::fs::read(src) else {
         return;
     };
-    let dest = Path::new(LAST_GOOD_CONFIG);
     if std::fs::read(dest).ok().as_deref() == Some(&text[..]) {
         return;
     }
@@ -197,8 +337,11 @@ fn save_last_good() {
         .and_then(|mut f| f.write_all(&text).and_then(|_| f.sync_all()))
         .and_then(|_| std::fs::rename(&tmp, dest));
     match r {
-        Ok(()) => log::info!("init: configuration copied to {LAST_GOOD_CONFIG}"),
-        Err(e) => log::info!("init: no copy of the configuration kept ({LAST_GOOD_CONFIG}: {e})"),
+        Ok(()) => log::info!("init: configuration copied to {}", dest.display()),
+        Err(e) => log::info!(
+            "init: no copy of the configuration kept ({}: {e})",
+            dest.display()
+        ),
     }
 }
 
@@ -206,7 +349,76 @@ fn kernel_cmdline() -> String {
     std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
 }
 
-fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
+fn boot(loaded: Loaded, flags: &BootFlags, mut sys: RealSys, recovery: u32) -> Init {
+    let Loaded {
+        mut cfg,
+        mut path,
+        safe: safe_reason,
+        bootstrap,
+    } = loaded;
+    let safe = safe_reason.is_some();
+    // Safe mode with no copy on the root: mount the data partition with
+    // what the kernel command line says, then use the copy kept there.
+    let mut early_data = None;
+    if bootstrap {
+        modules::load(&mut sys, &modules::release_dir(), &cfg.init.modules);
+        let data = storage::bring_up_data(&mut sys, &cfg);
+        match Config::load(&path) {
+            Ok(c) => {
+                log::error!(
+                    "init: SAFE MODE: using the last good configuration {}; only safe-mode services start",
+                    path.display()
+                );
+                if c.system.data_dir != cfg.system.data_dir {
+                    log::warn!(
+                        "init: the last good configuration has data_dir {}; {} stays the data partition for this boot",
+                        c.system.data_dir.display(),
+                        cfg.system.data_dir.display()
+                    );
+                }
+                let boot_cfg = std::mem::replace(&mut cfg, c);
+                // The partition stays as mounted; its options follow the
+                // last good configuration.
+                cfg.system.data_dir = boot_cfg.system.data_dir.clone();
+                cfg.init.data_device = boot_cfg.init.data_device.clone();
+                cfg.init.data_fstype = boot_cfg.init.data_fstype.clone();
+                if data.mounted_rw
+                    && !cfg.init.data_device.is_empty()
+                    && cfg.init.commit_secs != boot_cfg.init.commit_secs
+                {
+                    let opts =
+                        storage::data_mount_options(&cfg.init.data_fstype, cfg.init.commit_secs);
+                    let flags = MsFlags::MS_REMOUNT
+                        | MsFlags::MS_NOATIME
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOSUID;
+                    match sys.mount(
+                        &cfg.init.data_device,
+                        &cfg.system.data_dir,
+                        &cfg.init.data_fstype,
+                        flags,
+                        &opts,
+                    ) {
+                        Ok(()) => log::info!(
+                            "data: {} remounted with {opts} (last good configuration)",
+                            cfg.system.data_dir.display()
+                        ),
+                        Err(e) => log::warn!(
+                            "data: cannot remount {} with {opts}: {e}",
+                            cfg.system.data_dir.display()
+                        ),
+                    }
+                }
+            }
+            Err(e) => {
+                log::error!("init: SAFE MODE: {e}; built-in defaults");
+                let _ = std::fs::create_dir_all(&cfg.system.run_dir);
+                path = cfg.system.run_dir.join(DEFAULTS_FILE);
+                let _ = std::fs::write(&path, "# built-in defaults (safe mode)\n");
+            }
+        }
+        early_data = Some(data);
+    }
     let modules_failed = modules::load(&mut sys, &modules::release_dir(), &cfg.init.modules);
     if modules_failed > 0 {
         log::warn!("init: {modules_failed} module(s) did not load");
@@ -215,10 +427,46 @@ fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
         log::warn!("init: sethostname: {e}");
     }
     bring_up_network(&mut sys, &cfg);
-    let data = storage::bring_up_data(&mut sys, &cfg);
+    let mut data = match early_data {
+        Some(d) => d,
+        None => storage::bring_up_data(&mut sys, &cfg),
+    };
+    if recovery > 0 {
+        // The first init consumed the marker; it said how it found it.
+        let before = match std::env::var(ENV_LAST_SHUTDOWN).as_deref() {
+            Ok("clean") => Some(storage::LastShutdown::Clean),
+            Ok("unclean") => Some(storage::LastShutdown::Unclean),
+            _ => None,
+        };
+        if let Some(b) = before {
+            log::info!(
+                "boot: recovery: before this boot's panic, the first init found the last shutdown {}",
+                if b == storage::LastShutdown::Clean {
+                    "clean"
+                } else {
+                    "NOT clean"
+                }
+            );
+            data.last_shutdown = b;
+        }
+    } else {
+        let code = match data.last_shutdown {
+            storage::LastShutdown::Clean => 1,
+            storage::LastShutdown::Unclean => 2,
+            storage::LastShutdown::Unknown => 3,
+        };
+        LAST_SHUTDOWN.store(code, std::sync::atomic::Ordering::Relaxed);
+    }
     let data_dir = cfg.system.data_dir.clone();
     if !safe {
-        save_last_good();
+        save_last_good(&path, Path::new(LAST_GOOD_CONFIG));
+        if data.mounted_rw {
+            save_last_good(&path, &data_dir.join(DATA_LAST_GOOD));
+        }
+    }
+    start_log_file(&cfg, &data);
+    if recovery == 0 && flags.drill_panic {
+        panic!("{CMDLINE_DRILL_PANIC} on the kernel command line: recovery drill");
     }
     let clock_restored = clock::restore(&data_dir).is_some();
     let swap_on = storage::bring_up_swap(&mut sys, &cfg, &data);
@@ -232,13 +480,29 @@ fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
     sysctl::apply(&mut sys, &vm);
 
     let _ = std::fs::create_dir_all(&cfg.system.run_dir);
-    if kernel_cmdline()
-        .split_whitespace()
-        .any(|w| w == CMDLINE_RESCUE)
-    {
-        rescue_shell(&cfg.init.rescue_shell);
+    let mut shared = vec![cfg.system.run_dir.as_path()];
+    if data.mounted_rw {
+        shared.push(&data_dir);
     }
-    let watchdog = open_watchdog(&cfg.init.watchdog_device);
+    let shared_group = share_dirs(&shared);
+    if flags.rescue && recovery == 0 {
+        rescue_shell(&cfg.init.rescue_shell);
+    } else if flags.rescue {
+        // A watchdog left armed by the panicked init may be running.
+        log::warn!("init: {CMDLINE_RESCUE} ignored in a recovery boot");
+    }
+    let watchdog = Watchdog::open(
+        &cfg.init.watchdog_device,
+        cfg.init.watchdog_timeout_secs,
+        cfg.init.watchdog_interval_secs,
+    );
+    let watchdog_drill = flags.drill_watchdog && watchdog.is_some();
+    if let Some(w) = watchdog.as_ref().filter(|_| watchdog_drill) {
+        log::warn!(
+            "watchdog: DRILL ({CMDLINE_DRILL_WATCHDOG}): init stops feeding {}; the board must reset by itself",
+            w.describe()
+        );
+    }
     let listener = open_control_socket(&cfg.system.run_dir);
     let sfd = SignalFd::with_flags(
         &SigSet::all(),
@@ -254,9 +518,21 @@ fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
     };
     add_network_services(&cfg, &mut services);
     let mut boot_mode = "normal".to_string();
+    let mut held = Vec::new();
     if safe {
+        held = services
+            .iter()
+            .filter(|s| !s.safe_mode)
+            .map(|s| s.name.clone())
+            .collect();
         services.retain(|s| s.safe_mode);
         boot_mode = "safe (config did not parse)".into();
+        if !held.is_empty() {
+            log::warn!(
+                "init: SAFE MODE: not starting {} (safe_mode = false)",
+                held.join(", ")
+            );
+        }
     }
     if recovery > 0 {
         boot_mode = format!("recovery #{recovery}");
@@ -271,6 +547,12 @@ fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
         cfg.init.primed_budget_secs as u64 * 1000,
     );
     sup.set_stop_grace_ms(cfg.init.stop_grace_secs as u64 * 1000);
+    if path != Path::new(crate::config::DEFAULT_PATH) {
+        sup.set_config(&path);
+    }
+    if let Some(g) = shared_group {
+        sup.set_shared_group(g);
+    }
     let now = Instant::now();
     let clock_every = Duration::from_secs(cfg.init.clock_save_secs as u64);
     Init {
@@ -285,9 +567,104 @@ fn boot(cfg: Config, mut sys: RealSys, recovery: u32, safe: bool) -> Init {
         sfd,
         listener,
         watchdog,
+        watchdog_drill,
+        safe_reason,
+        held,
         next_watchdog: now,
         next_clock_save: now + clock_every,
         shutdown: None,
+    }
+}
+
+/// Makes `dirs` (the run and data directories) `root:pocobelle`, mode
+/// 1770, so that the service users, members of that group, can keep their
+/// sockets, snapshot and spool there; the sticky bit keeps anyone from
+/// removing or replacing another's files (init's marker, clock, swap).
+fn share_dirs(dirs: &[&Path]) -> Option<crate::init::users::Group> {
+    use crate::init::users::{SERVICE_GROUP, lookup_group_system};
+    use std::os::unix::fs::PermissionsExt;
+    let Some(g) = lookup_group_system(SERVICE_GROUP) else {
+        log::warn!(
+            "init: no group {SERVICE_GROUP:?} in /etc/group: services that drop to their user cannot write to the run and data directories"
+        );
+        return None;
+    };
+    for d in dirs {
+        let r = std::os::unix::fs::chown(d, Some(0), Some(g.gid))
+            .and_then(|_| std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o1770)));
+        match r {
+            Ok(()) => log::info!(
+                "init: {} is root:{SERVICE_GROUP} 1770 (for {})",
+                d.display(),
+                g.members.join(", ")
+            ),
+            Err(e) => log::warn!("init: {}: {e}", d.display()),
+        }
+    }
+    Some(g)
+}
+
+/// Enables the log file when it is configured and the data partition is
+/// writable (the ring's lines so far, the boot messages, go first).
+fn start_log_file(cfg: &Config, data: &DataState) {
+    let l = &cfg.init.logfile;
+    if l.file.as_os_str().is_empty() {
+        return;
+    }
+    let path = cfg.system.data_dir.join(&l.file);
+    if !data.mounted_rw {
+        log::warn!(
+            "logfile: {} not written: the data partition is not mounted read-write",
+            path.display()
+        );
+        return;
+    }
+    let policy = logfile::Policy {
+        batch_bytes: l.batch_kib as usize * 1024,
+        interval_ms: l.flush_secs as u64 * 1000,
+        max_file_bytes: l.max_kib as u64 * 1024,
+    };
+    log::info!(
+        "logfile: {} (written per {} KiB or every {} s, rotated at {} KiB)",
+        path.display(),
+        l.batch_kib,
+        l.flush_secs,
+        l.max_kib
+    );
+    let earlier = crate::init::logring::RING
+        .lock()
+        .map(|r| r.lines())
+        .unwrap_or_default();
+    logfile::enable(path, policy, &earlier);
+}
+
+/// Writes the log file's batch when due (`force`: whatever is pending);
+/// failures go to the console and never stop init.
+fn flush_log_file(force: bool, disable: bool, retry_secs: u32) {
+    match logfile::flush(force, disable) {
+        logfile::Flushed::Nothing => {}
+        logfile::Flushed::Wrote {
+            path,
+            bytes,
+            rotated,
+        } => log::info!(
+            "logfile: {bytes} bytes appended to {}{}",
+            path.display(),
+            if rotated {
+                " (the previous file is now .1)"
+            } else {
+                ""
+            }
+        ),
+        logfile::Flushed::Failed { path, error, kept } => log::error!(
+            "logfile: cannot write {}: {error}; {kept} bytes kept in memory{}",
+            path.display(),
+            if disable {
+                String::new()
+            } else {
+                format!(", retried in {retry_secs} s")
+            }
+        ),
     }
 }
 
@@ -297,27 +674,27 @@ fn rescue_shell(shell: &Path) {
         shell.display()
     );
     let mut cmd = std::process::Command::new(shell);
+    cmd.env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin")
+        .env("HOME", "/")
+        .env("TERM", "vt100")
+        .env("PS1", "rescue# ");
     crate::sys::reset_signal_mask(&mut cmd);
+    // SAFETY: setsid and ioctl are async-signal-safe; nothing allocated.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            // Its own session with the console as controlling terminal,
+            // so that Ctrl-C reaches what the shell runs.
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY as _, 1);
+            Ok(())
+        });
+    }
+    // The boot continues when the shell exits (the boot's remaining
+    // steps, then the services); init waits for it alone, so orphans
+    // made meanwhile are reaped by the main loop afterwards.
     match cmd.status() {
         Ok(st) => log::info!("init: rescue shell ended ({st}); continuing the boot"),
         Err(e) => log::error!("init: rescue shell {}: {e}", shell.display()),
-    }
-}
-
-fn open_watchdog(dev: &Path) -> Option<std::fs::File> {
-    if dev.as_os_str().is_empty() || !dev.exists() {
-        log::info!("watchdog: none");
-        return None;
-    }
-    match OpenOptions::new().write(true).open(dev) {
-        Ok(f) => {
-            log::info!("watchdog: {} opened; kept alive by init", dev.display());
-            Some(f)
-        }
-        Err(e) => {
-            log::warn!("watchdog: {}: {e}", dev.display());
-            None
-        }
     }
 }
 
@@ -421,6 +798,7 @@ impl Init {
             next = next.min(now + MAX_SLEEP_MS);
             self.kick_watchdog();
             self.periodic_clock_save();
+            flush_log_file(false, false, self.cfg.init.logfile.flush_secs);
             if let Some((how, deadline)) = self.shutdown
                 && (self.sup.all_stopped() || Instant::now() >= deadline)
             {
@@ -571,6 +949,14 @@ impl Init {
             mem_available_kib: f("MemAvailable"),
             swap_total_kib: f("SwapTotal"),
             swap_free_kib: f("SwapFree"),
+            safe_reason: self.safe_reason.clone(),
+            watchdog: self.watchdog.as_ref().map(|w| {
+                if self.watchdog_drill {
+                    format!("{} (DRILL: not fed)", w.describe())
+                } else {
+                    w.describe()
+                }
+            }),
             services: self
                 .sup
                 .services
@@ -596,22 +982,34 @@ impl Init {
                         crash_loop: s.crash_loop,
                         ready: s.ready,
                         last_exit: s.last_exit.clone(),
+                        note: None,
                     }
                 })
+                .chain(self.held.iter().map(|name| ServiceReport {
+                    name: name.clone(),
+                    state: "off".into(),
+                    pid: None,
+                    up_secs: None,
+                    rss_kib: None,
+                    restarts: 0,
+                    crash_loop: false,
+                    ready: false,
+                    last_exit: None,
+                    note: Some("safe mode".into()),
+                }))
                 .collect(),
         }
     }
 
     fn kick_watchdog(&mut self) {
         let Some(w) = &mut self.watchdog else { return };
-        if Instant::now() < self.next_watchdog {
+        if self.watchdog_drill || Instant::now() < self.next_watchdog {
             return;
         }
-        if let Err(e) = w.write_all(b"\0") {
+        if let Err(e) = w.keep_alive() {
             log::warn!("watchdog: keep-alive failed: {e}");
         }
-        self.next_watchdog =
-            Instant::now() + Duration::from_secs(self.cfg.init.watchdog_interval_secs as u64);
+        self.next_watchdog = Instant::now() + Duration::from_secs(w.interval_secs as u64);
     }
 
     fn periodic_clock_save(&mut self) {
@@ -670,6 +1068,8 @@ impl Init {
                 Err(e) => log::warn!("swap: swapoff {}: {e}", path.display()),
             }
         }
+        // The log file's last batch, before the marker and the unmount.
+        flush_log_file(true, true, 0);
         if self.data.mounted_rw {
             match storage::write_clean_marker(&data) {
                 Ok(()) => log::info!("data: clean-shutdown marker written"),
@@ -699,6 +1099,10 @@ impl Init {
             Halt::Reboot => RebootMode::RB_AUTOBOOT,
             Halt::Halt => RebootMode::RB_HALT_SYSTEM,
         };
+        // Last: a clean shutdown must not be followed by a watchdog reset.
+        if let Some(w) = self.watchdog.take() {
+            w.disarm();
+        }
         log::info!("init: {how:?} now");
         let err = nix::sys::reboot::reboot(mode);
         log::error!("init: reboot({how:?}) failed: {err:?}; idling");
@@ -767,5 +1171,28 @@ mod tests {
         assert_eq!(halt_for_signal(Signal::SIGUSR1), Some(Halt::Halt));
         assert_eq!(halt_for_signal(Signal::SIGINT), Some(Halt::Reboot));
         assert_eq!(halt_for_signal(Signal::SIGHUP), None);
+    }
+
+    #[test]
+    fn kernel_command_line_flags() {
+        let f = BootFlags::parse(
+            "console=ttyAMA0 pocobelle.rescue quiet pocobelle.config=/etc/broken.toml \
+             pocobelle.data=/dev/vda pocobelle.modules=virtio_mmio,virtio_blk,ext4 pocobelle.drill-watchdog",
+        );
+        assert!(f.rescue && f.drill_watchdog && !f.drill_panic);
+        assert_eq!(f.config.as_deref(), Some(Path::new("/etc/broken.toml")));
+        assert_eq!(f.data_device.as_deref(), Some("/dev/vda"));
+        assert_eq!(f.modules, ["virtio_mmio", "virtio_blk", "ext4"]);
+        assert!(f.rejected.is_empty());
+        assert_eq!(
+            BootFlags::parse("root=/dev/sda1 rescue"),
+            BootFlags::default()
+        );
+        let f = BootFlags::parse(
+            "pocobelle.config=etc/x pocobelle.data= pocobelle.modules=ext4,../evil pocobelle.rescue=1",
+        );
+        assert_eq!(f.rejected.len(), 3, "{f:?}");
+        assert!(f.config.is_none() && f.data_device.is_none() && f.modules.is_empty());
+        assert!(!f.rescue, "only the exact word asks for a shell");
     }
 }

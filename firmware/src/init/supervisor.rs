@@ -77,6 +77,14 @@ pub struct Supervisor {
     /// Whether services are dropped to their configured users (false only
     /// in host tests that are not root).
     pub drop_privileges: bool,
+    /// The configuration file init runs with, when it is not the default
+    /// (safe mode's last good copy, or `pocobelle.config=`): given to the
+    /// applet services as `--config FILE` and to every service as
+    /// `POCOBELLE_CONFIG`.
+    config: Option<PathBuf>,
+    /// The shared group (`users::SERVICE_GROUP`): its id is added to the
+    /// supplementary groups of the service users that are its members.
+    shared_group: Option<users::Group>,
 }
 
 impl Supervisor {
@@ -106,7 +114,19 @@ impl Supervisor {
             shutting_down: false,
             stop_grace_ms: 10_000,
             drop_privileges: true,
+            config: None,
+            shared_group: None,
         }
+    }
+
+    /// Services whose user is a member of `g` also get its gid.
+    pub fn set_shared_group(&mut self, g: users::Group) {
+        self.shared_group = Some(g);
+    }
+
+    /// Makes the services use `path` instead of the default configuration.
+    pub fn set_config(&mut self, path: &Path) {
+        self.config = Some(path.to_path_buf());
     }
 
     /// Starts what the start order allows and restarts what is due.
@@ -184,7 +204,12 @@ impl Supervisor {
 
     fn argv(&self, cfg: &ServiceConfig) -> Vec<String> {
         if cfg.argv.is_empty() {
-            vec![self.exe.to_string_lossy().into_owned(), cfg.name.clone()]
+            let mut v = vec![self.exe.to_string_lossy().into_owned(), cfg.name.clone()];
+            if let Some(c) = &self.config {
+                v.push("--config".into());
+                v.push(c.to_string_lossy().into_owned());
+            }
+            v
         } else {
             cfg.argv.clone()
         }
@@ -217,8 +242,8 @@ impl Supervisor {
         let cgroup = self.setup_cgroup(i);
         let s = &self.services[i];
         let name = s.cfg.name.clone();
+        let user = s.cfg.user_name();
         let ids = if self.drop_privileges {
-            let user = s.cfg.user_name();
             Some(
                 users::lookup_system(&user)
                     .ok_or_else(|| format!("user {user:?} is not in /etc/passwd"))?,
@@ -226,6 +251,11 @@ impl Supervisor {
         } else {
             None
         };
+        let extra_gid = self
+            .shared_group
+            .as_ref()
+            .filter(|g| g.members.contains(&user))
+            .map(|g| g.gid);
         let primed_file = self.run_dir.join(format!("{name}.primed"));
         let _ = std::fs::remove_file(&primed_file);
         let mut cmd = Command::new(&argv[0]);
@@ -233,6 +263,9 @@ impl Supervisor {
             .stdin(Stdio::null())
             .env("POCOBELLE_SERVICE", &name)
             .env("POCOBELLE_RUN_DIR", &self.run_dir);
+        if let Some(c) = &self.config {
+            cmd.env("POCOBELLE_CONFIG", c);
+        }
         let mut pipe_w: Option<OwnedFd> = None;
         let mut pipe_r: Option<OwnedFd> = None;
         if s.cfg.ready == Readiness::Primed {
@@ -259,7 +292,7 @@ impl Supervisor {
         // SAFETY: the closure runs between fork and exec; it only makes
         // async-signal-safe system calls on data prepared above.
         unsafe {
-            cmd.pre_exec(move || child_setup(ready_w, &oom, cg_procs.as_deref(), ids));
+            cmd.pre_exec(move || child_setup(ready_w, &oom, cg_procs.as_deref(), ids, extra_gid));
         }
         let child = cmd.spawn().map_err(|e| format!("{}: {e}", argv[0]))?;
         drop(cmd);
@@ -491,6 +524,7 @@ fn child_setup(
     oom: &CString,
     cg_procs: Option<&std::ffi::CStr>,
     ids: Option<users::Ids>,
+    extra_gid: Option<u32>,
 ) -> std::io::Result<()> {
     // SAFETY: plain system calls on valid pointers; no allocation.
     unsafe {
@@ -511,8 +545,9 @@ fn child_setup(
         }
         if let Some(ids) = ids {
             libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
-            let groups = [ids.gid];
-            if libc::setgroups(1, groups.as_ptr()) != 0
+            let groups = [ids.gid, extra_gid.unwrap_or(ids.gid)];
+            let n = if extra_gid.is_some() { 2 } else { 1 };
+            if libc::setgroups(n, groups.as_ptr()) != 0
                 || libc::setgid(ids.gid) != 0
                 || libc::setuid(ids.uid) != 0
             {

@@ -1,6 +1,6 @@
-//! Looks up a service's user in /etc/passwd (name -> uid, gid). The
-//! parser is bounded and strict about field counts; it never consults NSS
-//! or any other database.
+//! Looks up a service's user in /etc/passwd (name -> uid, gid) and a
+//! group in /etc/group (name -> gid, members). The parsers are bounded and
+//! strict about field counts; they never consult NSS or any other database.
 
 /// /etc/passwd larger than this is not read (a board has a dozen users).
 pub const MAX_PASSWD_BYTES: usize = 64 * 1024;
@@ -38,11 +38,76 @@ pub fn lookup_system(name: &str) -> Option<Ids> {
     lookup(&text, name)
 }
 
+/// The group whose members (the service users) may create files in
+/// `system.data_dir` and `system.run_dir` (init makes both `root:GROUP`,
+/// mode 1770: group-writable, sticky, so no one removes another's files).
+pub const SERVICE_GROUP: &str = "pocobelle";
+/// /etc/group larger than this is not read.
+pub const MAX_GROUP_BYTES: usize = 64 * 1024;
+/// At most this many members of one group are taken.
+pub const MAX_GROUP_MEMBERS: usize = 32;
+
+/// A group's id and member list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+/// Finds `name` in a group text (`name:x:gid:member,member`).
+pub fn lookup_group(group: &str, name: &str) -> Option<Group> {
+    if group.len() > MAX_GROUP_BYTES {
+        return None;
+    }
+    group.lines().find_map(|line| {
+        let f: Vec<&str> = line.splitn(5, ':').collect();
+        if f.len() != 4 || f[0] != name {
+            return None;
+        }
+        Some(Group {
+            gid: f[2].parse().ok()?,
+            members: f[3]
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .take(MAX_GROUP_MEMBERS)
+                .map(str::to_string)
+                .collect(),
+        })
+    })
+}
+
+/// Looks `name` up in /etc/group.
+pub fn lookup_group_system(name: &str) -> Option<Group> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    lookup_group(&text, name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\npocobelle-dns:x:101:101:DNS:/nonexistent:/bin/false\nbad:x:1\npocobelle-mail:x:102:102::/data/spool:/bin/false\n";
+
+    #[test]
+    fn finds_groups_and_members() {
+        let g = "root:x:0:\npocobelle:x:100:pocobelle-dns,pocobelle-mail\nshort:x:3\n";
+        assert_eq!(
+            lookup_group(g, "pocobelle"),
+            Some(Group {
+                gid: 100,
+                members: vec!["pocobelle-dns".into(), "pocobelle-mail".into()]
+            })
+        );
+        assert_eq!(
+            lookup_group(g, "root").unwrap().members,
+            Vec::<String>::new()
+        );
+        assert_eq!(lookup_group(g, "short"), None);
+        let shipped = include_str!("../../../rootfs-overlay/etc/group");
+        let p = lookup_group(shipped, SERVICE_GROUP).expect("service group shipped");
+        assert!(p.members.iter().any(|m| m == "pocobelle-dns"));
+        assert!(p.members.iter().any(|m| m == "pocobelle-mail"));
+    }
 
     #[test]
     fn finds_users() {
