@@ -88,6 +88,7 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
 /// get a task that waits for the upstream answer.
 pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpSocket>) {
     let mut buf = vec![0u8; wire::MAX_QUERY_BYTES + 1];
+    let mut out = Vec::with_capacity(wire::EDNS_PAYLOAD as usize);
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(v) => v,
@@ -101,10 +102,10 @@ pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpSocket>) {
         if !svc.rate_ok(peer.ip()) {
             continue;
         }
-        match svc.begin(&buf[..n], peer.ip(), true) {
+        match svc.begin(&buf[..n], peer.ip(), true, &mut out) {
             Step::Drop => {}
-            Step::Reply(r) => {
-                let _ = sock.send_to(&r, peer).await;
+            Step::Reply => {
+                let _ = sock.send_to(&out, peer).await;
             }
             Step::Wait { query, key, stale } => {
                 let (svc, sock) = (svc.clone(), sock.clone());
@@ -177,10 +178,11 @@ async fn serve_conn(svc: Arc<Service>, stream: TcpStream, peer: SocketAddr) {
         if !svc.rate_ok(peer.ip()) {
             break;
         }
-        match svc.begin(&buf, peer.ip(), false) {
+        let mut out = Vec::new();
+        match svc.begin(&buf, peer.ip(), false, &mut out) {
             Step::Drop => break,
-            Step::Reply(r) => {
-                if tx.send(r).await.is_err() {
+            Step::Reply => {
+                if tx.send(out).await.is_err() {
                     break;
                 }
             }
