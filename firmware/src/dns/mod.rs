@@ -8,6 +8,7 @@
 //! - `upstream`: forwarders, RTTs, backoff, racing, TCP retry;
 //! - `service`: the query path, coalescing, serve-stale;
 //! - `server`: UDP/TCP listeners, rate limit, control socket;
+//! - `udpbatch`: recvmmsg/sendmmsg batches for the UDP listeners;
 //! - `snapshot`: the warm-start file; `prime`: priming and readiness;
 //! - `stats`, `ratelimit`.
 //!
@@ -21,6 +22,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod stats;
+pub mod udpbatch;
 pub mod upstream;
 pub mod wire;
 
