@@ -288,64 +288,64 @@ impl Stored {
 pub struct Entry<'a>(&'a [u8]);
 
 impl<'a> Entry<'a> {
-    fn u16_at(&self, at: usize) -> u16 {
+    fn u16_at(self, at: usize) -> u16 {
         u16::from_ne_bytes([self.0[at], self.0[at + 1]])
     }
-    fn u32_at(&self, at: usize) -> u32 {
+    fn u32_at(self, at: usize) -> u32 {
         let mut b = [0u8; 4];
         b.copy_from_slice(&self.0[at..at + 4]);
         u32::from_ne_bytes(b)
     }
-    fn i64_at(&self, at: usize) -> i64 {
+    fn i64_at(self, at: usize) -> i64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[at..at + 8]);
         i64::from_ne_bytes(b)
     }
     /// When it was stored, on the service's clock.
-    pub fn stored_at(&self) -> Millis {
+    pub fn stored_at(self) -> Millis {
         self.i64_at(AT_STORED)
     }
     /// Seconds it is fresh for.
-    pub fn ttl(&self) -> u32 {
+    pub fn ttl(self) -> u32 {
         self.u32_at(AT_TTL)
     }
-    pub fn hits(&self) -> u32 {
+    pub fn hits(self) -> u32 {
         self.u32_at(AT_HITS)
     }
-    pub fn expires_at(&self) -> Millis {
+    pub fn expires_at(self) -> Millis {
         self.stored_at() + self.ttl() as Millis * 1000
     }
-    fn failed_at(&self) -> Option<Millis> {
+    fn failed_at(self) -> Option<Millis> {
         Some(self.i64_at(AT_FAILED)).filter(|&t| t != NO_FAILURE)
     }
     #[cfg(test)]
-    fn referenced(&self) -> bool {
+    fn referenced(self) -> bool {
         self.0[AT_FLAGS] & FLAG_REFERENCED != 0
     }
-    fn n_ttl(&self) -> usize {
+    fn n_ttl(self) -> usize {
         self.u16_at(AT_N_TTL) as usize
     }
-    fn ttl_offsets(&self) -> impl Iterator<Item = usize> + 'a {
+    fn ttl_offsets(self) -> impl Iterator<Item = usize> + 'a {
         let n = self.n_ttl();
         self.0[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + 2 * n]
             .chunks_exact(2)
             .map(|c| u16::from_ne_bytes([c[0], c[1]]) as usize)
     }
     /// The stored answer (ID 0, lower-cased question, TTLs as stored).
-    pub fn wire(&self) -> &'a [u8] {
+    pub fn wire(self) -> &'a [u8] {
         &self.0[ENTRY_HEADER_BYTES + 2 * self.n_ttl()..]
     }
     /// The key: the stored answer's question section.
-    pub fn key_bytes(&self) -> &'a [u8] {
+    pub fn key_bytes(self) -> &'a [u8] {
         let k = self.u16_at(AT_KEY_LEN) as usize;
         &self.wire()[wire::HEADER_LEN..wire::HEADER_LEN + k]
     }
     /// Bytes charged against the cache bound for this entry.
-    pub fn cost(&self) -> usize {
+    pub fn cost(self) -> usize {
         charge(self.0.len())
     }
     /// Writes the reply to `q` into `out` (see [`render_parts`]).
-    pub fn render_into(&self, q: &Query, now: Millis, stale: bool, out: &mut Vec<u8>) {
+    pub fn render_into(self, q: &Query, now: Millis, stale: bool, out: &mut Vec<u8>) {
         render_parts(
             self.wire(),
             self.ttl_offsets(),
@@ -357,7 +357,7 @@ impl<'a> Entry<'a> {
         );
     }
     /// An unpacked copy (for a client that waits on a refresh).
-    pub fn to_stored(&self) -> Stored {
+    pub fn to_stored(self) -> Stored {
         Stored {
             wire: self.wire().into(),
             ttl_offsets: self.ttl_offsets().map(|o| o as u16).collect(),
