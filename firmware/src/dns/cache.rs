@@ -832,9 +832,11 @@ pub(crate) mod tests {
     #[test]
     fn bound_holds_exactly_and_slots_are_reused() {
         let mut c = Cache::new(limits());
+        let mut peak = 0;
         for i in 0..20_000 {
             a_entry(&mut c, &format!("host{i}.example.org."), 600, 0);
             assert!(c.bytes() <= limits().max_bytes);
+            peak = peak.max(c.len());
         }
         let sum: usize = c.entries().map(|e| e.cost()).sum();
         assert_eq!(sum, c.bytes());
@@ -842,13 +844,9 @@ pub(crate) mod tests {
         // Full: within one entry's charge of the bound.
         assert!(c.bytes() + 160 > limits().max_bytes);
         // Evicted slots are reused: the slot vector never grew past the
-        // most entries ever held at once (+1 for the one being inserted).
-        assert!(
-            c.slots.len() <= c.len() + 1,
-            "{} {}",
-            c.slots.len(),
-            c.len()
-        );
+        // most entries ever held at once (+1 for the one being inserted;
+        // on 32-bit, longer names cost more, so fewer fit later on).
+        assert!(c.slots.len() <= peak + 1, "{} {}", c.slots.len(), peak);
         assert_eq!(c.index.len(), c.len());
     }
 
