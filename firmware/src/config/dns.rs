@@ -132,9 +132,9 @@ pub struct DnsConfig {
     /// A TCP client idle this long is closed, ms. Default 10000
     /// (500..=120000).
     pub tcp_idle_ms: u32,
-    /// Queries per second per client address. Default 200 (1..=100000).
+    /// Queries per second per client address. Default 200 (1..=1000000).
     pub rate_limit_qps: u32,
-    /// Burst allowed per client. Default 400 (1..=100000).
+    /// Burst allowed per client. Default 400 (1..=1000000).
     pub rate_limit_burst: u32,
     /// Client addresses tracked by the rate limiter. Default 1024
     /// (16..=65536).
@@ -242,8 +242,8 @@ impl DnsConfig {
         check_range("dns.max_waiters", self.max_waiters, 1, 1024)?;
         check_range("dns.tcp_max_connections", self.tcp_max_connections, 1, 1024)?;
         check_range("dns.tcp_idle_ms", self.tcp_idle_ms, 500, 120_000)?;
-        check_range("dns.rate_limit_qps", self.rate_limit_qps, 1, 100_000)?;
-        check_range("dns.rate_limit_burst", self.rate_limit_burst, 1, 100_000)?;
+        check_range("dns.rate_limit_qps", self.rate_limit_qps, 1, 1_000_000)?;
+        check_range("dns.rate_limit_burst", self.rate_limit_burst, 1, 1_000_000)?;
         check_range(
             "dns.rate_limit_clients",
             self.rate_limit_clients,

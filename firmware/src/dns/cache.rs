@@ -4,14 +4,22 @@
 //! entries kept as serve-stale candidates (RFC 8767) up to a maximum age,
 //! and a hit count per entry for the hot set.
 //!
+//! Memory: each entry is ONE allocation (header, TTL offsets, wire
+//! answer; the key is the answer's own question), found through a
+//! compact hash index of slot numbers keyed with a per-process random
+//! seed. What an entry is charged against `cache_bytes` is what it
+//! really takes: its allocation as malloc sizes it plus its share of the
+//! slot vector, index and free list ([`SLOT_OVERHEAD_BYTES`]).
+//!
 //! Replies are made from the stored bytes by patching ID, flags, question
 //! case and TTLs; nothing is decoded or re-encoded on a hit. This module
 //! does no I/O and reads no clock: `now` (milliseconds on the service's
 //! monotonic clock, possibly negative for entries loaded from a snapshot)
 //! is always passed in.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 
 use super::wire::{self, Key, Query, Walked};
 
@@ -26,14 +34,43 @@ pub const NEGATIVE_TTL_WITHOUT_SOA: u32 = 10;
 /// waiting for the client timeout) for this long (RFC 8767's
 /// "failure recheck" timer).
 pub const FAILED_REFRESH_HOLD_MS: Millis = 30_000;
-/// Bytes counted per entry on top of its wire bytes and key (counted
-/// twice, for the map and the question): the slot,
-/// the map entry, the `Arc`, the boxes and allocator headers. Measured:
-/// about 500 bytes of resident memory per cached name in all (2026-11-29,
-/// x86-64), of which ~60 are wire bytes and ~50 the two key copies.
-pub const ENTRY_OVERHEAD_BYTES: usize = 320;
+/// Bytes charged per entry on top of its own allocation: its slot in the
+/// slot vector (one boxed-slice pointer, counted twice for the vector's
+/// growth), its place in the hash index (a `u32` and a control byte at a
+/// load of at most 7/8, counted twice for the table's growth) and its
+/// place in the free list (a `u32`). 48 bytes on 64-bit, 32 on 32-bit.
+pub const SLOT_OVERHEAD_BYTES: usize = 2 * size_of::<Option<Box<[u8]>>>() + 2 * 6 + 4;
 /// One entry may take at most this fraction (1/N) of the cache.
 pub const MAX_ENTRY_SHARE: usize = 8;
+
+// Layout of an entry's single allocation: a fixed header, then the TTL
+// offsets (u16 each), then the stored wire answer, whose question (at
+// [`wire::HEADER_LEN`], `key_len` bytes) is the entry's key.
+const AT_STORED: usize = 0; // i64, service clock
+const AT_FAILED: usize = 8; // i64, i64::MIN when no refresh failed
+const AT_TTL: usize = 16; // u32
+const AT_HITS: usize = 20; // u32
+const AT_N_TTL: usize = 24; // u16
+const AT_KEY_LEN: usize = 26; // u16
+const AT_FLAGS: usize = 28; // u8
+const FLAG_REFERENCED: u8 = 1;
+/// Bytes of an entry's header.
+pub const ENTRY_HEADER_BYTES: usize = 29;
+const NO_FAILURE: Millis = Millis::MIN;
+
+/// What the allocator really takes for `len` bytes (glibc malloc: a
+/// `size_t` header, rounded up to two `size_t`, at least four).
+pub const fn alloc_bytes(len: usize) -> usize {
+    const W: usize = size_of::<usize>();
+    let n = (len + W + 2 * W - 1) & !(2 * W - 1);
+    if n < 4 * W { 4 * W } else { n }
+}
+
+/// Bytes charged against the cache bound for an entry allocation of
+/// `len` bytes.
+pub const fn charge(len: usize) -> usize {
+    alloc_bytes(len) + SLOT_OVERHEAD_BYTES
+}
 
 /// The cache's bounds and clamps, from `[dns]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +100,10 @@ pub enum CacheError {
     TooLarge(usize),
 }
 
-/// One cached answer: the response as sent upstream, without OPT, with
-/// ID 0, the question lower-cased and every TTL clamped.
+/// One answer on its way into (or out of) the cache: the response as
+/// sent upstream, without OPT, with ID 0, the question lower-cased and
+/// every TTL clamped. In the cache it is packed into one allocation
+/// ([`Entry`]); this unpacked form is what waiters of a resolution share.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Stored {
     pub wire: Box<[u8]>,
@@ -74,6 +113,49 @@ pub struct Stored {
     pub stored_at: Millis,
     /// Seconds it is fresh for (the smallest TTL of its records).
     pub ttl: u32,
+}
+
+/// Writes the reply to `q` from stored bytes into `out` (cleared first):
+/// ID, flags and question case patched, TTLs counted down (or
+/// [`STALE_TTL`] when `stale`), OPT appended when the client sent one.
+fn render_parts(
+    wire_bytes: &[u8],
+    ttl_offsets: impl Iterator<Item = usize>,
+    stored_at: Millis,
+    q: &Query,
+    now: Millis,
+    stale: bool,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(wire_bytes);
+    wire::patch_header(out, q);
+    let age = ((now - stored_at).max(0) / 1000) as u32;
+    for at in ttl_offsets {
+        let ttl = if stale {
+            STALE_TTL
+        } else {
+            wire::ttl_at(out, at).saturating_sub(age)
+        };
+        wire::set_ttl(out, at, ttl);
+    }
+    if q.edns.is_some() {
+        wire::append_opt(out);
+    }
+}
+
+/// The question section (lower-cased name, type, class) of a stored
+/// answer, or an empty slice when it has none.
+fn question_of(w: &[u8]) -> &[u8] {
+    let mut at = wire::HEADER_LEN;
+    while let Some(&len) = w.get(at) {
+        if len == 0 || len & 0xC0 != 0 {
+            break;
+        }
+        at += 1 + len as usize;
+    }
+    let end = (at + 5).min(w.len());
+    &w[wire::HEADER_LEN.min(end)..end]
 }
 
 impl Stored {
@@ -139,7 +221,7 @@ impl Stored {
             stored_at: now,
             ttl,
         };
-        if stored.cost(w.qname.len() + 4) > lim.max_bytes / MAX_ENTRY_SHARE {
+        if stored.cost() > lim.max_bytes / MAX_ENTRY_SHARE {
             return Err(CacheError::TooLarge(stored.wire.len()));
         }
         Ok(stored)
@@ -148,19 +230,7 @@ impl Stored {
     /// The cache key this answer is stored under: its question section
     /// (lower-cased name, type, class) read in place, without a copy.
     pub fn key_bytes(&self) -> &[u8] {
-        let mut at = wire::HEADER_LEN;
-        while let Some(&len) = self.wire.get(at) {
-            if len == 0 || len & 0xC0 != 0 {
-                break;
-            }
-            at += 1 + len as usize;
-        }
-        let end = (at + 5).min(self.wire.len());
-        &self.wire[wire::HEADER_LEN.min(end)..end]
-    }
-
-    pub fn expires_at(&self) -> Millis {
-        self.stored_at + self.ttl as Millis * 1000
+        question_of(&self.wire)
     }
 
     #[cfg(test)]
@@ -171,55 +241,147 @@ impl Stored {
             .unwrap_or(wire::RCODE_SERVFAIL)
     }
 
-    /// Bytes this entry is charged against the cache bound.
-    pub fn cost(&self, key_len: usize) -> usize {
-        self.wire.len() + self.ttl_offsets.len() * 2 + 2 * key_len + ENTRY_OVERHEAD_BYTES
+    /// Bytes of this answer packed as one cache entry.
+    fn packed_len(&self) -> usize {
+        ENTRY_HEADER_BYTES + 2 * self.ttl_offsets.len() + self.wire.len()
     }
 
-    /// The reply to `q` made from the stored bytes: ID, flags and question
-    /// case patched, TTLs counted down (or [`STALE_TTL`] when `stale`),
-    /// OPT appended when the client sent one. Not yet cut to a UDP size.
+    /// Bytes this answer is charged against the cache bound once stored:
+    /// its one allocation as the allocator sizes it, plus
+    /// [`SLOT_OVERHEAD_BYTES`].
+    pub fn cost(&self) -> usize {
+        charge(self.packed_len())
+    }
+
+    /// The reply to `q` made from the stored bytes (see [`render_parts`]).
+    /// Not yet cut to a UDP size.
     pub fn render(&self, q: &Query, now: Millis, stale: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.wire.len() + 11);
-        out.extend_from_slice(&self.wire);
-        wire::patch_header(&mut out, q);
-        let age = ((now - self.stored_at).max(0) / 1000) as u32;
-        for &at in self.ttl_offsets.iter() {
-            let at = at as usize;
-            let ttl = if stale {
-                STALE_TTL
-            } else {
-                wire::ttl_at(&out, at).saturating_sub(age)
-            };
-            wire::set_ttl(&mut out, at, ttl);
-        }
-        if q.edns.is_some() {
-            wire::append_opt(&mut out);
-        }
+        let offsets = self.ttl_offsets.iter().map(|&a| a as usize);
+        render_parts(&self.wire, offsets, self.stored_at, q, now, stale, &mut out);
         out
     }
+
+    /// This answer packed as one cache entry with `hits`.
+    fn pack(&self, hits: u32) -> Box<[u8]> {
+        let mut v = Vec::with_capacity(self.packed_len());
+        v.extend_from_slice(&self.stored_at.to_ne_bytes());
+        v.extend_from_slice(&NO_FAILURE.to_ne_bytes());
+        v.extend_from_slice(&self.ttl.to_ne_bytes());
+        v.extend_from_slice(&hits.to_ne_bytes());
+        v.extend_from_slice(&(self.ttl_offsets.len() as u16).to_ne_bytes());
+        v.extend_from_slice(&(self.key_bytes().len() as u16).to_ne_bytes());
+        v.push(0);
+        for &o in self.ttl_offsets.iter() {
+            v.extend_from_slice(&o.to_ne_bytes());
+        }
+        v.extend_from_slice(&self.wire);
+        v.into_boxed_slice()
+    }
+}
+
+/// A read-only view of one packed cache entry (header, TTL offsets, wire
+/// answer in one allocation). Entries are only made by [`Stored::pack`]
+/// from an answer whose question is its key, so the accessors cannot
+/// go out of bounds.
+#[derive(Clone, Copy)]
+pub struct Entry<'a>(&'a [u8]);
+
+impl<'a> Entry<'a> {
+    fn u16_at(self, at: usize) -> u16 {
+        u16::from_ne_bytes([self.0[at], self.0[at + 1]])
+    }
+    fn u32_at(self, at: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.0[at..at + 4]);
+        u32::from_ne_bytes(b)
+    }
+    fn i64_at(self, at: usize) -> i64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[at..at + 8]);
+        i64::from_ne_bytes(b)
+    }
+    /// When it was stored, on the service's clock.
+    pub fn stored_at(self) -> Millis {
+        self.i64_at(AT_STORED)
+    }
+    /// Seconds it is fresh for.
+    pub fn ttl(self) -> u32 {
+        self.u32_at(AT_TTL)
+    }
+    pub fn hits(self) -> u32 {
+        self.u32_at(AT_HITS)
+    }
+    pub fn expires_at(self) -> Millis {
+        self.stored_at() + self.ttl() as Millis * 1000
+    }
+    fn failed_at(self) -> Option<Millis> {
+        Some(self.i64_at(AT_FAILED)).filter(|&t| t != NO_FAILURE)
+    }
+    #[cfg(test)]
+    fn referenced(self) -> bool {
+        self.0[AT_FLAGS] & FLAG_REFERENCED != 0
+    }
+    fn n_ttl(self) -> usize {
+        self.u16_at(AT_N_TTL) as usize
+    }
+    fn ttl_offsets(self) -> impl Iterator<Item = usize> + 'a {
+        let n = self.n_ttl();
+        self.0[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + 2 * n]
+            .chunks_exact(2)
+            .map(|c| u16::from_ne_bytes([c[0], c[1]]) as usize)
+    }
+    /// The stored answer (ID 0, lower-cased question, TTLs as stored).
+    pub fn wire(self) -> &'a [u8] {
+        &self.0[ENTRY_HEADER_BYTES + 2 * self.n_ttl()..]
+    }
+    /// The key: the stored answer's question section.
+    pub fn key_bytes(self) -> &'a [u8] {
+        let k = self.u16_at(AT_KEY_LEN) as usize;
+        &self.wire()[wire::HEADER_LEN..wire::HEADER_LEN + k]
+    }
+    /// Bytes charged against the cache bound for this entry.
+    pub fn cost(self) -> usize {
+        charge(self.0.len())
+    }
+    /// Writes the reply to `q` into `out` (see [`render_parts`]).
+    pub fn render_into(self, q: &Query, now: Millis, stale: bool, out: &mut Vec<u8>) {
+        render_parts(
+            self.wire(),
+            self.ttl_offsets(),
+            self.stored_at(),
+            q,
+            now,
+            stale,
+            out,
+        );
+    }
+    /// An unpacked copy (for a client that waits on a refresh).
+    pub fn to_stored(self) -> Stored {
+        Stored {
+            wire: self.wire().into(),
+            ttl_offsets: self.ttl_offsets().map(|o| o as u16).collect(),
+            stored_at: self.stored_at(),
+            ttl: self.ttl(),
+        }
+    }
+}
+
+fn set_hits(e: &mut [u8], hits: u32) {
+    e[AT_HITS..AT_HITS + 4].copy_from_slice(&hits.to_ne_bytes());
 }
 
 /// What the cache has for a key.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    Fresh(Arc<Stored>),
+#[derive(Clone, Copy)]
+pub enum Lookup<'a> {
+    Fresh(Entry<'a>),
     /// Expired but within the stale age; `failed_recently` when a refresh
     /// failed less than [`FAILED_REFRESH_HOLD_MS`] ago.
     Stale {
-        stored: Arc<Stored>,
+        entry: Entry<'a>,
         failed_recently: bool,
     },
     Miss,
-}
-
-/// One cache slot. The key is not kept here: it is the stored answer's
-/// question ([`Stored::key_bytes`]), which saves a copy per entry.
-struct Slot {
-    stored: Arc<Stored>,
-    referenced: bool,
-    hits: u32,
-    failed_at: Option<Millis>,
 }
 
 /// Counters the cache keeps about itself.
@@ -233,12 +395,15 @@ pub struct CacheCounters {
     pub rejected: u64,
 }
 
-/// The cache itself. See the module header.
+/// The cache itself. See the module header. Each entry is one allocation
+/// in `slots`; `index` maps the hash of a key (keyed with a random seed
+/// per process: keys are chosen by clients) to slot numbers.
 pub struct Cache {
     lim: CacheLimits,
-    map: HashMap<Key, usize>,
-    slots: Vec<Option<Slot>>,
-    free: Vec<usize>,
+    index: HashTable<u32>,
+    hasher: RandomState,
+    slots: Vec<Option<Box<[u8]>>>,
+    free: Vec<u32>,
     hand: usize,
     bytes: usize,
     pub counters: CacheCounters,
@@ -248,7 +413,8 @@ impl Cache {
     pub fn new(lim: CacheLimits) -> Cache {
         Cache {
             lim,
-            map: HashMap::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
             slots: Vec::new(),
             free: Vec::new(),
             hand: 0,
@@ -267,35 +433,53 @@ impl Cache {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
-    /// Looks `key` up; a hit counts towards the entry's hit count.
-    pub fn get(&mut self, key: &Key, now: Millis) -> Lookup {
-        let Some(&i) = self.map.get(key) else {
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hasher.hash_one(key), |&i| {
+                slots[i as usize]
+                    .as_deref()
+                    .is_some_and(|e| Entry(e).key_bytes() == key)
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// Looks `key` (as made by [`wire::Key`]) up; a hit counts towards the
+    /// entry's hit count.
+    pub fn get(&mut self, key: &[u8], now: Millis) -> Lookup<'_> {
+        let Some(i) = self.find(key) else {
             self.counters.misses += 1;
             return Lookup::Miss;
+        };
+        let (expires, failed) = match self.slots[i].as_deref_mut() {
+            Some(e) => {
+                let hits = Entry(e).hits().saturating_add(1);
+                set_hits(e, hits);
+                e[AT_FLAGS] |= FLAG_REFERENCED;
+                (Entry(e).expires_at(), Entry(e).failed_at())
+            }
+            None => (Millis::MIN, None),
         };
         let stale_limit = self.lim.stale_max_age as Millis * 1000;
-        let Some(slot) = self.slots[i].as_mut() else {
-            self.counters.misses += 1;
-            return Lookup::Miss;
-        };
-        slot.referenced = true;
-        slot.hits = slot.hits.saturating_add(1);
-        let exp = slot.stored.expires_at();
-        if now < exp {
+        if now < expires {
             self.counters.hits += 1;
-            return Lookup::Fresh(slot.stored.clone());
+            return match self.slots[i].as_deref() {
+                Some(e) => Lookup::Fresh(Entry(e)),
+                None => Lookup::Miss,
+            };
         }
-        if now < exp + stale_limit {
+        if now < expires.saturating_add(stale_limit) {
             self.counters.stale_candidates += 1;
-            let failed_recently = slot
-                .failed_at
-                .is_some_and(|t| now - t < FAILED_REFRESH_HOLD_MS);
-            return Lookup::Stale {
-                stored: slot.stored.clone(),
-                failed_recently,
+            let failed_recently = failed.is_some_and(|t| now - t < FAILED_REFRESH_HOLD_MS);
+            return match self.slots[i].as_deref() {
+                Some(e) => Lookup::Stale {
+                    entry: Entry(e),
+                    failed_recently,
+                },
+                None => Lookup::Miss,
             };
         }
         self.counters.misses += 1;
@@ -304,40 +488,40 @@ impl Cache {
     }
 
     /// Notes that a refresh of `key` failed at `now`.
-    pub fn mark_refresh_failed(&mut self, key: &Key, now: Millis) {
-        if let Some(&i) = self.map.get(key)
-            && let Some(s) = self.slots[i].as_mut()
+    pub fn mark_refresh_failed(&mut self, key: &[u8], now: Millis) {
+        if let Some(i) = self.find(key)
+            && let Some(e) = self.slots[i].as_deref_mut()
         {
-            s.failed_at = Some(now);
+            e[AT_FAILED..AT_FAILED + 8].copy_from_slice(&now.to_ne_bytes());
         }
     }
 
     /// Stores `stored` under `key`, evicting cold entries to stay within
     /// the byte bound. Keeps the hit count of an entry it replaces.
-    pub fn insert(&mut self, key: Key, stored: Arc<Stored>) -> Result<(), CacheError> {
+    pub fn insert(&mut self, key: &[u8], stored: &Stored) -> Result<(), CacheError> {
         self.insert_with_hits(key, stored, 0)
     }
 
     /// As [`Cache::insert`], with a starting hit count (snapshot load).
     pub fn insert_with_hits(
         &mut self,
-        key: Key,
-        stored: Arc<Stored>,
+        key: &[u8],
+        stored: &Stored,
         hits: u32,
     ) -> Result<(), CacheError> {
-        if stored.key_bytes() != &key.0[..] {
+        if stored.key_bytes() != key {
             self.counters.rejected += 1;
             return Err(CacheError::KeyMismatch);
         }
-        let cost = stored.cost(key.0.len());
+        let cost = stored.cost();
         if cost > self.lim.max_bytes / MAX_ENTRY_SHARE {
             self.counters.rejected += 1;
             return Err(CacheError::TooLarge(cost));
         }
         let mut hits = hits;
-        if let Some(&i) = self.map.get(&key) {
-            if let Some(old) = self.slots[i].as_ref() {
-                hits = hits.max(old.hits);
+        if let Some(i) = self.find(key) {
+            if let Some(old) = self.slots[i].as_deref() {
+                hits = hits.max(Entry(old).hits());
             }
             self.remove_slot(i);
         }
@@ -346,50 +530,60 @@ impl Cache {
                 break;
             }
         }
-        let slot = Slot {
-            stored,
-            referenced: false,
-            hits,
-            failed_at: None,
-        };
+        let packed = stored.pack(hits);
+        debug_assert_eq!(charge(packed.len()), cost);
         let i = match self.free.pop() {
             Some(i) => {
-                self.slots[i] = Some(slot);
+                self.slots[i as usize] = Some(packed);
                 i
             }
             None => {
-                self.slots.push(Some(slot));
-                self.slots.len() - 1
+                self.slots.push(Some(packed));
+                (self.slots.len() - 1) as u32
             }
         };
-        self.map.insert(key, i);
+        let Cache {
+            index,
+            hasher,
+            slots,
+            ..
+        } = self;
+        index.insert_unique(hasher.hash_one(key), i, |&j| {
+            slots[j as usize]
+                .as_deref()
+                .map_or(0, |e| hasher.hash_one(Entry(e).key_bytes()))
+        });
         self.bytes += cost;
         self.counters.inserts += 1;
         Ok(())
     }
 
     fn remove_slot(&mut self, i: usize) {
-        if let Some(s) = self.slots[i].take() {
-            let key = s.stored.key_bytes();
-            self.bytes -= s.stored.cost(key.len());
-            self.map.remove(key);
-            self.free.push(i);
+        let Some(e) = self.slots[i].take() else {
+            return;
+        };
+        let view = Entry(&e);
+        self.bytes -= view.cost();
+        let hash = self.hasher.hash_one(view.key_bytes());
+        if let Ok(found) = self.index.find_entry(hash, |&j| j as usize == i) {
+            found.remove();
         }
+        self.free.push(i as u32);
     }
 
     /// One step of CLOCK: the first unreferenced entry from the hand is
     /// evicted; referenced ones get their bit cleared and a second chance.
     fn evict_one(&mut self) -> bool {
         let n = self.slots.len();
-        if n == 0 || self.map.is_empty() {
+        if n == 0 || self.index.is_empty() {
             return false;
         }
         for _ in 0..2 * n + 1 {
             let i = self.hand % n;
             self.hand = (i + 1) % n;
-            if let Some(s) = self.slots[i].as_mut() {
-                if s.referenced {
-                    s.referenced = false;
+            if let Some(e) = self.slots[i].as_deref_mut() {
+                if e[AT_FLAGS] & FLAG_REFERENCED != 0 {
+                    e[AT_FLAGS] &= !FLAG_REFERENCED;
                 } else {
                     self.remove_slot(i);
                     self.counters.evictions += 1;
@@ -400,23 +594,39 @@ impl Cache {
         false
     }
 
-    /// The `n` entries with the most hits, most first.
+    /// The `n` entries with the most hits, most first (ties by key).
     pub fn hot(&self, n: usize) -> Vec<(Key, u32)> {
-        let mut v: Vec<(Key, u32)> = self
+        // Rank slot numbers first, so only the `n` winners are copied.
+        let mut ranked: Vec<(u32, u32)> = self
             .slots
             .iter()
-            .flatten()
-            .filter(|s| s.hits > 0)
-            .map(|s| (Key(s.stored.key_bytes().into()), s.hits))
+            .enumerate()
+            .filter_map(|(i, s)| s.as_deref().map(|e| (i as u32, Entry(e).hits())))
+            .filter(|&(_, hits)| hits > 0)
             .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(n);
-        v
+        let key_of = |i: u32| {
+            self.slots[i as usize]
+                .as_deref()
+                .map_or(&[][..], |e| Entry(e).key_bytes())
+        };
+        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| key_of(a.0).cmp(key_of(b.0))));
+        ranked.truncate(n);
+        ranked
+            .into_iter()
+            .map(|(i, hits)| (Key(key_of(i).into()), hits))
+            .collect()
     }
 
-    /// Every entry with its hit count (for the snapshot).
-    pub fn entries(&self) -> impl Iterator<Item = (&Arc<Stored>, u32)> {
-        self.slots.iter().flatten().map(|s| (&s.stored, s.hits))
+    /// Every entry (for the snapshot).
+    pub fn entries(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.slots.iter().flatten().map(|e| Entry(e))
+    }
+
+    /// Whether the entry for `key` has its CLOCK reference bit set.
+    #[cfg(test)]
+    fn referenced(&self, key: &[u8]) -> Option<bool> {
+        let i = self.find(key)?;
+        self.slots[i].as_deref().map(|e| Entry(e).referenced())
     }
 }
 
@@ -466,9 +676,16 @@ pub(crate) mod tests {
         }
     }
 
-    fn store(resp: &[u8], now: Millis) -> Arc<Stored> {
+    fn store(resp: &[u8], now: Millis) -> Stored {
         let w = wire::walk(resp).unwrap();
-        Arc::new(Stored::from_response(resp, &w, now, &limits()).unwrap())
+        Stored::from_response(resp, &w, now, &limits()).unwrap()
+    }
+
+    fn a_entry(c: &mut Cache, name: &str, ttl: u32, now: Millis) -> Key {
+        let k = q(name).key();
+        c.insert(&k.0, &store(&answer(name, ttl, Ipv4Addr::LOCALHOST), now))
+            .unwrap();
+        k
     }
 
     #[test]
@@ -507,29 +724,24 @@ pub(crate) mod tests {
     #[test]
     fn fresh_then_stale_then_gone() {
         let mut c = Cache::new(limits());
-        let k = q("www.example.").key();
-        c.insert(
-            k.clone(),
-            store(&answer("www.example.", 60, Ipv4Addr::LOCALHOST), 0),
-        )
-        .unwrap();
-        assert!(matches!(c.get(&k, 59_000), Lookup::Fresh(_)));
+        let k = a_entry(&mut c, "www.example.", 60, 0);
+        assert!(matches!(c.get(&k.0, 59_000), Lookup::Fresh(_)));
         assert!(matches!(
-            c.get(&k, 61_000),
+            c.get(&k.0, 61_000),
             Lookup::Stale {
                 failed_recently: false,
                 ..
             }
         ));
-        c.mark_refresh_failed(&k, 61_000);
+        c.mark_refresh_failed(&k.0, 61_000);
         assert!(matches!(
-            c.get(&k, 62_000),
+            c.get(&k.0, 62_000),
             Lookup::Stale {
                 failed_recently: true,
                 ..
             }
         ));
-        assert!(matches!(c.get(&k, 60_000 + 86_400_000 + 1), Lookup::Miss));
+        assert!(matches!(c.get(&k.0, 60_000 + 86_400_000 + 1), Lookup::Miss));
         assert_eq!(c.len(), 0);
         assert_eq!(c.bytes(), 0);
     }
@@ -537,28 +749,151 @@ pub(crate) mod tests {
     #[test]
     fn byte_bound_holds_and_hot_entries_survive() {
         let mut c = Cache::new(limits());
-        let hot = q("hot.example.").key();
-        c.insert(
-            hot.clone(),
-            store(&answer("hot.example.", 600, Ipv4Addr::LOCALHOST), 0),
-        )
-        .unwrap();
+        let hot = a_entry(&mut c, "hot.example.", 600, 0);
         for i in 0..5000 {
-            let name = format!("n{i}.example.");
-            c.insert(
-                q(&name).key(),
-                store(&answer(&name, 600, Ipv4Addr::LOCALHOST), 0),
-            )
-            .unwrap();
+            a_entry(&mut c, &format!("n{i}.example."), 600, 0);
             assert!(c.bytes() <= limits().max_bytes);
             // The household keeps asking for the hot name.
             assert!(
-                matches!(c.get(&hot, 1000), Lookup::Fresh(_)),
+                matches!(c.get(&hot.0, 1000), Lookup::Fresh(_)),
                 "evicted at {i}"
             );
         }
         assert!(c.counters.evictions > 4000);
         assert_eq!(c.hot(1)[0].0, hot);
         assert!(c.len() < 5000);
+    }
+
+    #[test]
+    fn a_hit_renders_from_the_packed_entry_like_the_unpacked_answer() {
+        let mut c = Cache::new(limits());
+        let s = store(
+            &answer("www.example.", 300, Ipv4Addr::new(192, 0, 2, 7)),
+            1000,
+        );
+        let k = q("www.example.").key();
+        c.insert(&k.0, &s).unwrap();
+        let query = q("wWw.Example.");
+        let mut out = vec![0xAA; 3]; // rendering clears what was there
+        match c.get(&k.0, 61_000) {
+            Lookup::Fresh(e) => {
+                assert_eq!(e.key_bytes(), &k.0[..]);
+                assert_eq!(e.to_stored(), s);
+                e.render_into(&query, 61_000, false, &mut out);
+            }
+            _ => panic!("expected a hit"),
+        }
+        assert_eq!(out, s.render(&query, 61_000, false));
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.queries[0].name().to_ascii(), "wWw.Example.");
+        assert_eq!(m.answers[0].ttl, 240);
+    }
+
+    #[test]
+    fn accounting_charges_the_real_allocation_and_returns_to_zero() {
+        let mut c = Cache::new(limits());
+        let s = store(&answer("acct.example.", 300, Ipv4Addr::LOCALHOST), 0);
+        let len = ENTRY_HEADER_BYTES + 2 * s.ttl_offsets.len() + s.wire.len();
+        // A header, one TTL offset, the answer: charged as malloc sizes
+        // it, rounded to two words, plus the slot's share.
+        assert_eq!(s.cost(), alloc_bytes(len) + SLOT_OVERHEAD_BYTES);
+        assert!(alloc_bytes(len) >= len + size_of::<usize>());
+        assert_eq!(alloc_bytes(len) % (2 * size_of::<usize>()), 0);
+        let k = q("acct.example.").key();
+        c.insert(&k.0, &s).unwrap();
+        assert_eq!(c.bytes(), s.cost());
+        // Replacing keeps one entry and its charge.
+        c.insert(&k.0, &s).unwrap();
+        assert_eq!((c.len(), c.bytes()), (1, s.cost()));
+        let sum: usize = c.entries().map(|e| e.cost()).sum();
+        assert_eq!(sum, c.bytes());
+        // An A answer costs about a tenth of what it did (~430 bytes).
+        assert!(s.cost() <= 160, "{}", s.cost());
+        assert!(matches!(c.get(&k.0, 1_000_000_000), Lookup::Miss));
+        assert_eq!((c.len(), c.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn key_mismatch_and_oversized_entries_are_refused() {
+        let mut c = Cache::new(limits());
+        let s = store(&answer("one.example.", 300, Ipv4Addr::LOCALHOST), 0);
+        let other = q("two.example.").key();
+        assert_eq!(c.insert(&other.0, &s), Err(CacheError::KeyMismatch));
+        let small = CacheLimits {
+            max_bytes: 8 * (s.cost() - 1),
+            ..limits()
+        };
+        let mut c = Cache::new(small);
+        let k = q("one.example.").key();
+        assert!(matches!(c.insert(&k.0, &s), Err(CacheError::TooLarge(_))));
+        assert_eq!((c.len(), c.bytes(), c.counters.rejected), (0, 0, 1));
+    }
+
+    #[test]
+    fn bound_holds_exactly_and_slots_are_reused() {
+        let mut c = Cache::new(limits());
+        let mut peak = 0;
+        for i in 0..20_000 {
+            a_entry(&mut c, &format!("host{i}.example.org."), 600, 0);
+            assert!(c.bytes() <= limits().max_bytes);
+            peak = peak.max(c.len());
+        }
+        let sum: usize = c.entries().map(|e| e.cost()).sum();
+        assert_eq!(sum, c.bytes());
+        assert_eq!(c.entries().count(), c.len());
+        // Full: within one entry's charge of the bound.
+        assert!(c.bytes() + 160 > limits().max_bytes);
+        // Evicted slots are reused: the slot vector never grew past the
+        // most entries ever held at once (+1 for the one being inserted;
+        // on 32-bit, longer names cost more, so fewer fit later on).
+        assert!(c.slots.len() <= peak + 1, "{} {}", c.slots.len(), peak);
+        assert_eq!(c.index.len(), c.len());
+    }
+
+    #[test]
+    fn clock_clears_reference_bits_and_evicts_unreferenced_first() {
+        let lim = limits();
+        let mut c = Cache::new(lim);
+        let first = a_entry(&mut c, "first.example.", 600, 0);
+        let hot = a_entry(&mut c, "hot.example.", 600, 0);
+        assert_eq!(c.referenced(&hot.0), Some(false));
+        assert!(matches!(c.get(&hot.0, 1), Lookup::Fresh(_)));
+        assert_eq!(c.referenced(&hot.0), Some(true));
+        let mut i = 0;
+        while c.counters.evictions < 2 {
+            a_entry(&mut c, &format!("fill{i}.example."), 600, 0);
+            i += 1;
+        }
+        // The unreferenced oldest went first; the hand then passed the
+        // hot one (clearing its bit: a second chance) and took the next.
+        assert_eq!(c.referenced(&hot.0), Some(false));
+        assert!(matches!(c.get(&first.0, 2), Lookup::Miss));
+        let fill0 = q("fill0.example.").key();
+        assert!(matches!(c.get(&fill0.0, 2), Lookup::Miss));
+        assert!(matches!(c.get(&hot.0, 2), Lookup::Fresh(_)));
+    }
+
+    #[test]
+    fn hot_ranks_by_hits_then_key_and_survives_replacement() {
+        let mut c = Cache::new(limits());
+        let a = a_entry(&mut c, "a.example.", 600, 0);
+        let b = a_entry(&mut c, "b.example.", 600, 0);
+        let z = a_entry(&mut c, "z.example.", 600, 0);
+        a_entry(&mut c, "cold.example.", 600, 0);
+        for _ in 0..3 {
+            let _ = c.get(&z.0, 1);
+        }
+        let _ = c.get(&b.0, 1);
+        let _ = c.get(&a.0, 1);
+        let hot = c.hot(10);
+        assert_eq!(
+            hot,
+            vec![(z.clone(), 3), (a.clone(), 1), (b.clone(), 1)],
+            "cold names are not hot"
+        );
+        assert_eq!(c.hot(1), vec![(z.clone(), 3)]);
+        // A refreshed answer keeps the hit count.
+        a_entry(&mut c, "z.example.", 600, 5);
+        assert_eq!(c.hot(1), vec![(z, 3)]);
     }
 }

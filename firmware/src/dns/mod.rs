@@ -9,6 +9,7 @@
 //! - `dot`: DNS-over-TLS connection pools for TLS forwarders;
 //! - `service`: the query path, coalescing, serve-stale;
 //! - `server`: UDP/TCP listeners, rate limit, control socket;
+//! - `udpbatch`: recvmmsg/sendmmsg batches for the UDP listeners;
 //! - `snapshot`: the warm-start file; `prime`: priming and readiness;
 //! - `stats`, `ratelimit`.
 //!
@@ -23,6 +24,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod stats;
+pub mod udpbatch;
 pub mod upstream;
 pub mod wire;
 

@@ -13,12 +13,13 @@ use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
     sockopt,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::service::{Service, Step};
 use super::stats::{Counters, Request, Response};
+use super::udpbatch::Batch;
 use super::wire;
 
 /// Queries of one TCP connection being answered at once (pipelining);
@@ -84,35 +85,78 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError::Io { addr, source })
 }
 
-/// Serves one UDP socket forever. Cache hits are answered inline; misses
-/// get a task that waits for the upstream answer.
+/// Serves one UDP socket forever. After each readiness wakeup, up to
+/// [`super::udpbatch::UDP_BATCH`] queries are read at once; cache hits are answered in
+/// the same batch, misses get a task that waits for the upstream answer.
 pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; wire::MAX_QUERY_BYTES + 1];
+    let fd = sock.as_raw_fd();
+    let mut batch = Batch::new();
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(v) => v,
+        if let Err(e) = sock.readable().await {
+            log::debug!("udp readiness: {e}");
+            tokio::time::sleep(RECV_ERROR_PAUSE).await;
+            continue;
+        }
+        match sock.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 log::debug!("udp recv: {e}");
                 tokio::time::sleep(RECV_ERROR_PAUSE).await;
                 continue;
             }
-        };
-        Counters::bump(&svc.counters.queries_udp);
-        if !svc.rate_ok(peer.ip()) {
-            continue;
         }
-        match svc.begin(&buf[..n], peer.ip(), true) {
-            Step::Drop => {}
-            Step::Reply(r) => {
+        for i in 0..batch.count {
+            let mut reply = std::mem::take(&mut batch.replies[i]);
+            reply.clear();
+            Counters::bump(&svc.counters.queries_udp);
+            match (batch.datagram(i), batch.peer(i)) {
+                (Some(packet), Some(peer)) => {
+                    if svc.rate_ok(peer.ip()) {
+                        answer_udp(&svc, &sock, packet, peer, &mut reply);
+                    }
+                }
+                _ => Counters::bump(&svc.counters.dropped),
+            }
+            batch.replies[i] = reply;
+        }
+        let mut from = 0;
+        while from < batch.count {
+            match sock.try_io(Interest::WRITABLE, || batch.send(fd, from)) {
+                Ok(next) => from = next,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if sock.writable().await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    log::debug!("udp send: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Answers one UDP query: the reply goes into `reply` (left empty when
+/// there is none now); a miss is finished by a task of its own.
+fn answer_udp(
+    svc: &Arc<Service>,
+    sock: &Arc<UdpSocket>,
+    packet: &[u8],
+    peer: SocketAddr,
+    reply: &mut Vec<u8>,
+) {
+    match svc.begin(packet, peer.ip(), true, reply) {
+        Step::Reply => {}
+        Step::Drop => reply.clear(),
+        Step::Wait { query, key, stale } => {
+            reply.clear();
+            let (svc, sock) = (svc.clone(), sock.clone());
+            tokio::spawn(async move {
+                let r = svc.finish(query, key, stale, true).await;
                 let _ = sock.send_to(&r, peer).await;
-            }
-            Step::Wait { query, key, stale } => {
-                let (svc, sock) = (svc.clone(), sock.clone());
-                tokio::spawn(async move {
-                    let r = svc.finish(query, key, stale, true).await;
-                    let _ = sock.send_to(&r, peer).await;
-                });
-            }
+            });
         }
     }
 }
@@ -177,10 +221,11 @@ async fn serve_conn(svc: Arc<Service>, stream: TcpStream, peer: SocketAddr) {
         if !svc.rate_ok(peer.ip()) {
             break;
         }
-        match svc.begin(&buf, peer.ip(), false) {
+        let mut out = Vec::new();
+        match svc.begin(&buf, peer.ip(), false, &mut out) {
             Step::Drop => break,
-            Step::Reply(r) => {
-                if tx.send(r).await.is_err() {
+            Step::Reply => {
+                if tx.send(out).await.is_err() {
                     break;
                 }
             }

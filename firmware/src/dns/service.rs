@@ -38,13 +38,14 @@ pub enum Busy {
 
 /// The first, synchronous step of answering a packet.
 pub enum Step {
-    Reply(Vec<u8>),
+    /// The reply is in the buffer given to [`Service::begin`].
+    Reply,
     Drop,
     /// Needs an upstream answer: continue with [`Service::finish`].
     Wait {
         query: Box<Query>,
         key: Key,
-        stale: Option<Arc<Stored>>,
+        stale: Option<Stored>,
     },
 }
 
@@ -122,8 +123,15 @@ impl Service {
         ok
     }
 
-    /// Everything that can be answered without waiting.
-    pub fn begin(&self, packet: &[u8], client: IpAddr, udp: bool) -> Step {
+    /// Everything that can be answered without waiting. A reply is
+    /// written into `out` (cleared first; reused from query to query, so
+    /// a cache hit allocates nothing).
+    pub fn begin(&self, packet: &[u8], client: IpAddr, udp: bool, out: &mut Vec<u8>) -> Step {
+        let reply = |out: &mut Vec<u8>, r: Vec<u8>| {
+            out.clear();
+            out.extend_from_slice(&r);
+            Step::Reply
+        };
         let q = match wire::parse_query(packet) {
             Parsed::Drop => {
                 Counters::bump(&self.counters.dropped);
@@ -132,42 +140,52 @@ impl Service {
             Parsed::Reject(r) => {
                 log::debug!("rejected query from {client}: {}", r.reason);
                 Counters::bump(&self.counters.formerr);
-                return Step::Reply(wire::reject_reply(&r));
+                return reply(out, wire::reject_reply(&r));
             }
             Parsed::Query(q) => q,
         };
         if !self.allowed(client) {
             Counters::bump(&self.counters.refused);
-            return Step::Reply(wire::empty_reply(&q, wire::RCODE_REFUSED, false));
+            return reply(out, wire::empty_reply(&q, wire::RCODE_REFUSED, false));
         }
         if let Some(r) = self.local.answer(&q) {
             Counters::bump(&self.counters.local_answers);
-            return Step::Reply(self.fit(&q, r, udp));
+            return reply(out, self.fit(&q, r, udp));
         }
-        let key = q.key();
+        let key = q.key_buf();
         let now = self.now();
-        let found = self.cache().get(&key, now);
-        match found {
-            Lookup::Fresh(s) => {
-                Counters::bump(&self.counters.cache_answers);
-                Step::Reply(self.fit(&q, s.render(&q, now, false), udp))
+        let stale = {
+            let mut cache = self.cache();
+            match cache.get(&key, now) {
+                Lookup::Fresh(e) => {
+                    Counters::bump(&self.counters.cache_answers);
+                    e.render_into(&q, now, false, out);
+                    None
+                }
+                Lookup::Stale {
+                    entry,
+                    failed_recently: true,
+                } => {
+                    Counters::bump(&self.counters.stale_answers);
+                    entry.render_into(&q, now, true, out);
+                    None
+                }
+                Lookup::Stale { entry, .. } => Some(Some(entry.to_stored())),
+                Lookup::Miss => Some(None),
             }
-            Lookup::Stale {
-                stored,
-                failed_recently: true,
-            } => {
-                Counters::bump(&self.counters.stale_answers);
-                Step::Reply(self.fit(&q, stored.render(&q, now, true), udp))
+        };
+        match stale {
+            None => {
+                if udp && out.len() > q.udp_limit() {
+                    let r = self.fit(&q, std::mem::take(out), udp);
+                    *out = r;
+                }
+                Step::Reply
             }
-            Lookup::Stale { stored, .. } => Step::Wait {
+            Some(stale) => Step::Wait {
+                key: q.key(),
                 query: Box::new(q),
-                key,
-                stale: Some(stored),
-            },
-            Lookup::Miss => Step::Wait {
-                query: Box::new(q),
-                key,
-                stale: None,
+                stale,
             },
         }
     }
@@ -179,7 +197,7 @@ impl Service {
         self: &Arc<Self>,
         query: Box<Query>,
         key: Key,
-        stale: Option<Arc<Stored>>,
+        stale: Option<Stored>,
         udp: bool,
     ) -> Vec<u8> {
         let rx = match self.join(key) {
@@ -275,11 +293,10 @@ impl Service {
                 let limits = *self.cache().limits();
                 match Stored::from_response(&bytes, &walked, now, &limits) {
                     Ok(stored) => {
-                        let stored = Arc::new(stored);
-                        if let Err(e) = self.cache().insert(key.clone(), stored.clone()) {
+                        if let Err(e) = self.cache().insert(&key.0, &stored) {
                             log::debug!("not cached: {}: {e}", key.text());
                         }
-                        Ok(stored)
+                        Ok(Arc::new(stored))
                     }
                     Err(e) => {
                         // Too large to cache: still answer the waiters.
@@ -294,7 +311,7 @@ impl Service {
             }
             Err(e) => {
                 log::info!("{}: {e}", key.text());
-                self.cache().mark_refresh_failed(&key, now);
+                self.cache().mark_refresh_failed(&key.0, now);
                 Err(e)
             }
         };
@@ -366,12 +383,13 @@ mod tests {
     fn outside_clients_are_refused_and_garbage_dropped() {
         let s = svc(&["127.0.0.1/32"]);
         let q = crate::dns::wire::tests::query_bytes("www.example.org.", RecordType::A, false);
-        match s.begin(&q, "127.0.0.2".parse().unwrap(), true) {
-            Step::Reply(r) => assert_eq!(r[3] & 0xF, wire::RCODE_REFUSED),
+        let mut out = Vec::new();
+        match s.begin(&q, "127.0.0.2".parse().unwrap(), true, &mut out) {
+            Step::Reply => assert_eq!(out[3] & 0xF, wire::RCODE_REFUSED),
             _ => panic!("expected REFUSED"),
         }
         assert!(matches!(
-            s.begin(&[0u8; 5], "127.0.0.1".parse().unwrap(), true),
+            s.begin(&[0u8; 5], "127.0.0.1".parse().unwrap(), true, &mut out),
             Step::Drop
         ));
     }
@@ -380,7 +398,8 @@ mod tests {
     async fn without_upstreams_a_miss_is_servfail_never_nxdomain() {
         let s = svc(&["127.0.0.0/8"]);
         let q = crate::dns::wire::tests::query_bytes("www.example.org.", RecordType::A, false);
-        let Step::Wait { query, key, stale } = s.begin(&q, "127.0.0.1".parse().unwrap(), true)
+        let Step::Wait { query, key, stale } =
+            s.begin(&q, "127.0.0.1".parse().unwrap(), true, &mut Vec::new())
         else {
             panic!("expected a miss")
         };

@@ -13,7 +13,6 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -100,12 +99,12 @@ pub fn unix_now() -> u64 {
 pub fn collect(cache: &Cache, now: Millis, hot_names: usize, saved_unix: u64) -> Body {
     let entries = cache
         .entries()
-        .map(|(s, hits)| SnapEntry {
-            key: s.key_bytes().to_vec(),
-            wire: s.wire.to_vec(),
-            age_ms: (now - s.stored_at).max(0) as u64,
-            ttl: s.ttl,
-            hits,
+        .map(|e| SnapEntry {
+            key: e.key_bytes().to_vec(),
+            wire: e.wire().to_vec(),
+            age_ms: (now - e.stored_at()).max(0) as u64,
+            ttl: e.ttl(),
+            hits: e.hits(),
         })
         .collect();
     let hot = cache
@@ -200,7 +199,7 @@ pub fn restore(
             stored_at: now - age,
             ttl: e.ttl,
         };
-        match cache.insert_with_hits(key, Arc::new(stored), e.hits) {
+        match cache.insert_with_hits(&key.0, &stored, e.hits) {
             Ok(()) => loaded += 1,
             Err(_) => skipped += 1,
         }
@@ -266,17 +265,17 @@ mod tests {
             let r = answer(name, 60, Ipv4Addr::new(192, 0, 2, i as u8));
             let w = wire::walk(&r).unwrap();
             let s = Stored::from_response(&r, &w, 0, &limits()).unwrap();
-            c.insert(Key::new(&w.qname, w.qtype, w.qclass), Arc::new(s))
+            c.insert(&Key::new(&w.qname, w.qtype, w.qclass).0, &s)
                 .unwrap();
         }
         let r = nxdomain("gone.example.", 300, 300);
         let w = wire::walk(&r).unwrap();
         let s = Stored::from_response(&r, &w, 0, &limits()).unwrap();
-        c.insert(Key::new(&w.qname, w.qtype, w.qclass), Arc::new(s))
+        c.insert(&Key::new(&w.qname, w.qtype, w.qclass).0, &s)
             .unwrap();
         let k = Key::new(&wire::name_from_text("b.example").unwrap(), 1, 1);
         for _ in 0..3 {
-            c.get(&k, 1000);
+            c.get(&k.0, 1000);
         }
         c
     }
@@ -295,9 +294,9 @@ mod tests {
         assert_eq!(hot[0].text(), "b.example. A");
         let k = Key::new(&wire::name_from_text("a.example").unwrap(), 1, 1);
         // Stored at 0, saved at 10 s, restored 100 s later: 110 s old, TTL 60.
-        assert!(matches!(c2.get(&k, 0), Lookup::Stale { .. }));
+        assert!(matches!(c2.get(&k.0, 0), Lookup::Stale { .. }));
         let k = Key::new(&wire::name_from_text("gone.example").unwrap(), 1, 1);
-        assert!(matches!(c2.get(&k, 0), Lookup::Fresh(_)));
+        assert!(matches!(c2.get(&k.0, 0), Lookup::Fresh(_)));
     }
 
     #[test]

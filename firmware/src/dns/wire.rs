@@ -53,6 +53,11 @@ const FLAG_CD: u16 = 0x0010;
 
 /// An encoded domain name, bounded by [`MAX_NAME_BYTES`].
 pub type NameBuf = HVec<u8, MAX_NAME_BYTES>;
+/// Longest cache key: a name, then type and class.
+pub const MAX_KEY_BYTES: usize = MAX_NAME_BYTES + 4;
+/// A cache key built on the stack (the lookup of a cache hit allocates
+/// nothing).
+pub type KeyBuf = HVec<u8, MAX_KEY_BYTES>;
 
 /// Why a packet could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +122,18 @@ impl Query {
     /// The cache and coalescing key: lower-cased name, type, class.
     pub fn key(&self) -> Key {
         Key::new(&self.qname, self.qtype, self.qclass)
+    }
+
+    /// The same bytes as [`Query::key`], without an allocation.
+    pub fn key_buf(&self) -> KeyBuf {
+        let mut k = KeyBuf::new();
+        // A NameBuf holds at most MAX_NAME_BYTES, so this always fits.
+        for &b in self.qname.iter() {
+            let _ = k.push(b.to_ascii_lowercase());
+        }
+        let _ = k.extend_from_slice(&self.qtype.to_be_bytes());
+        let _ = k.extend_from_slice(&self.qclass.to_be_bytes());
+        k
     }
 
     /// Largest reply this client can take over UDP.
