@@ -474,4 +474,70 @@ mod tests {
         drop(h);
         let _ = std::fs::remove_dir_all(&d);
     }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn outcomes_wait_for_a_batch_but_not_longer_than_the_bound() {
+        let d = std::env::temp_dir().join(format!("pocobelle-writer-o-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let spool = Spool::open(
+            &d,
+            Limits {
+                max_bytes: 64 << 20,
+                min_free_bytes: 0,
+                segment_bytes: 4 << 20,
+            },
+        )
+        .unwrap();
+        let h = SpoolHandle::start(spool, Duration::from_millis(2));
+        let mut ids = vec![];
+        for i in 0..3 {
+            let id = h
+                .begin("a@b.test".into(), vec![format!("u{i}@home.arpa")], 1)
+                .await
+                .unwrap();
+            h.body(id, b"x\r\n".to_vec()).await.unwrap();
+            h.end(id).await.unwrap();
+            ids.push(id);
+        }
+        let size = |d: &std::path::Path| -> u64 {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        };
+        let acked = size(&d);
+        let started = std::time::Instant::now();
+        h.outcome(ids[0], 0, Outcome::Delivered).await.unwrap();
+        // A snapshot is answered after the outcome was applied.
+        assert_eq!(h.snapshot().await.unwrap().len(), 2);
+        assert_eq!(size(&d), acked, "an outcome alone is not written at once");
+        // The next message's commit carries it.
+        let id = h
+            .begin("a@b.test".into(), vec!["v@home.arpa".into()], 1)
+            .await
+            .unwrap();
+        h.end(id).await.unwrap();
+        let with_msg = size(&d);
+        // Recovery (a second reader of the same files) sees the outcome.
+        let again = Spool::open(
+            &d,
+            Limits {
+                max_bytes: 64 << 20,
+                min_free_bytes: 0,
+                segment_bytes: 4 << 20,
+            },
+        )
+        .unwrap();
+        assert_eq!(again.messages().count(), 3, "the delivered one is finished");
+        drop(again);
+        // With no more mail, an outcome is committed within the bound.
+        h.outcome(ids[1], 0, Outcome::Delivered).await.unwrap();
+        assert_eq!(h.snapshot().await.unwrap().len(), 2);
+        tokio::time::sleep(OUTCOME_COMMIT_DELAY + Duration::from_millis(300)).await;
+        assert!(size(&d) > with_msg, "outcome committed within the bound");
+        assert!(started.elapsed() >= OUTCOME_COMMIT_DELAY);
+        drop(h);
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
