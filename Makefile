@@ -19,7 +19,7 @@ ARMV7_QEMU   := qemu-arm-static -cpu cortex-a7
 MAX_BINARY_BYTES := 4194304
 
 .PHONY: all firmware setup test test-host lint test-arm test-armv5 test-armv7 \
-        test-boot armv5 armv7 clean bench-dns
+        test-boot armv5 armv7 clean bench-dns bench-smtp
 
 all: firmware
 
@@ -79,6 +79,10 @@ test-boot: $(OUT)/armv7/pocobelle
 bench-dns:
 	bash scripts/setup.sh bench
 	bash bench/dns.sh
+
+bench-smtp:
+	bash scripts/setup.sh bench
+	bash bench/smtp.sh
 
 clean:
 	$(CARGO) clean

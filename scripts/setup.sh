@@ -25,10 +25,14 @@ TEST_PKGS=(
   swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3
 )
 
-# Benchmark peers, for `make bench-dns` only (`setup.sh bench`): the load
-# generator, the two resolvers compared, and the authoritative fixture.
+# Benchmark peers, for `make bench-dns` and `make bench-smtp` only
+# (`setup.sh bench`): the DNS load generator, the two resolvers compared,
+# and the authoritative fixture; strace counts fsyncs and spool writes in
+# the SMTP benchmark (Postfix, smtp-source/sink and taskset come from
+# TEST_PKGS).
 BENCH_PKGS=(
   dnsperf unbound dnsmasq nsd
+  strace
 )
 
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")

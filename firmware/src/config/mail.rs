@@ -51,8 +51,9 @@ pub struct MailConfig {
     /// A spool segment is closed and a new one started past this size.
     /// Default 4 MiB (64 KiB .. 256 MiB).
     pub segment_bytes: u64,
-    /// Group commit: how long the spool writer waits to gather more
-    /// messages into one fsync, milliseconds. Default 2 (0 .. 100).
+    /// Group commit: the longest the spool writer holds a commit open
+    /// for messages still being received (and as many as recent batches
+    /// had) to share its fsync, milliseconds. Default 2 (0 .. 100).
     pub commit_delay_ms: u64,
     /// PEM certificate chain for STARTTLS. Default none: a self-signed
     /// pair is generated and kept under `<data_dir>/mail/`.

@@ -228,6 +228,11 @@ impl Scheduler {
                 if let Some(n) = st.per_hop.get_mut(&hop) {
                     *n = n.saturating_sub(1);
                 }
+                drop(st);
+                // A batch may have waited for this connection's slot (or
+                // more mail came while it ran): look again now, not at the
+                // next tick.
+                me.kick.notify_one();
             });
         }
         Ok(())

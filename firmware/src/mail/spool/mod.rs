@@ -80,6 +80,10 @@ pub struct Message {
     /// The sender got its "delayed" DSN.
     pub warned: bool,
     segs: BTreeSet<u64>,
+    /// False from its End until the commit that makes it durable: until
+    /// then its body may still be in the write buffer, and it is not
+    /// handed to delivery.
+    pub durable: bool,
 }
 
 impl Message {
@@ -147,6 +151,9 @@ pub struct Spool {
     /// body streamed in; their End gets `Full` (452), not a local error.
     /// Bounded by [`MAX_OPEN_MESSAGES`].
     refused: BTreeSet<u64>,
+    /// Messages ended since the last successful commit, which marks them
+    /// durable; a subset of `msgs` (bounded by [`MAX_MESSAGES`]).
+    fresh: Vec<u64>,
     pub stats: Stats,
 }
 
@@ -281,6 +288,7 @@ impl Spool {
             msgs,
             last_id,
             refused: BTreeSet::new(),
+            fresh: Vec::new(),
             stats,
         };
         spool.collect_garbage()?;
@@ -314,6 +322,11 @@ impl Spool {
     /// Bytes the spool occupies on disk, counting unwritten buffer.
     pub fn used_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.bytes).sum::<u64>() + self.buf.len() as u64
+    }
+
+    /// Messages begun and not yet ended or aborted.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
     }
 
     pub fn segment_count(&self) -> usize {
@@ -396,6 +409,11 @@ impl Spool {
         let path = self.segment_path(self.active.seq);
         self.active.file.sync_data().map_err(io_err(&path))?;
         self.stats.fsyncs += 1;
+        for id in self.fresh.drain(..) {
+            if let Some(m) = self.msgs.get_mut(&id) {
+                m.durable = true;
+            }
+        }
         Ok(())
     }
 
@@ -517,8 +535,10 @@ impl Spool {
                 last_error: String::new(),
                 warned: false,
                 segs: o.segs,
+                durable: false,
             },
         );
+        self.fresh.push(id);
         Ok(())
     }
 
@@ -754,6 +774,7 @@ fn replay(
                         last_error: String::new(),
                         warned: false,
                         segs: o.segs,
+                        durable: true,
                     },
                 );
             }
@@ -859,6 +880,19 @@ mod tests {
         let s = Spool::open(&d, limits()).unwrap();
         assert!(s.message(a).unwrap().warned);
         assert!(!s.message(b).unwrap().warned);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_message_is_durable_only_after_the_commit() {
+        let d = tmp("durable");
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let id = store(&mut s, b"body\r\n", 1);
+        // Ended but not committed: its body is still in the write buffer.
+        assert!(!s.message(id).unwrap().durable);
+        s.commit().unwrap();
+        assert!(s.message(id).unwrap().durable);
+        assert_eq!(s.read_body(id).unwrap(), b"body\r\n");
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -6,7 +6,7 @@
 //! ones that wait for durability: a 250 reply always follows the fsync
 //! that holds its message.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -191,51 +191,181 @@ impl SpoolHandle {
     }
 }
 
+/// Delivery outcomes and retry records need no fsync of their own: they
+/// ride on the next fsync that a message batch needs anyway, or, when no
+/// mail arrives, are committed at most this long after the first of them.
+/// One lost in a crash means the recipient gets the message again (at
+/// least once), never that a message is lost.
+pub const OUTCOME_COMMIT_DELAY: Duration = Duration::from_millis(500);
+
+/// What the writer loop is waiting for.
+enum Wait {
+    /// The next request, however long it takes.
+    Forever,
+    /// The next request, or this instant (then commit).
+    Until(Instant),
+}
+
+/// The writer thread's loop. A commit happens when a request waits for
+/// durability (a message's End, a Delete): first the writer keeps taking
+/// requests for up to `commit_delay` while other messages are still being
+/// received, so that their Ends share the fsync (group commit), and
+/// outcomes appended meanwhile are folded in. Outcomes alone are
+/// committed after [`OUTCOME_COMMIT_DELAY`].
 fn run(
     mut spool: Spool,
     mut rx: mpsc::Receiver<Op>,
     commit_delay: Duration,
     full: Arc<AtomicBool>,
 ) {
+    // Only for timed receives on this thread; it runs no tasks.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("spool writer: no timer: {e}");
+            return;
+        }
+    };
+    let recv = |rx: &mut mpsc::Receiver<Op>, wait: &Wait| -> Received {
+        match wait {
+            Wait::Forever => rx.blocking_recv().map_or(Received::Closed, Received::Op),
+            Wait::Until(at) => rt.block_on(async {
+                match tokio::time::timeout_at((*at).into(), rx.recv()).await {
+                    Ok(Some(op)) => Received::Op(op),
+                    Ok(None) => Received::Closed,
+                    Err(_) => Received::Timeout,
+                }
+            }),
+        }
+    };
     let mut waiting: Vec<Pending> = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        let mut dirty = apply(&mut spool, first, &mut waiting);
-        if !commit_delay.is_zero() && !waiting.is_empty() {
-            std::thread::sleep(commit_delay);
+    let mut batch = BatchSize::default();
+    // Set while outcomes are appended but not yet durable.
+    let mut lazy_until: Option<Instant> = None;
+    loop {
+        let wait = lazy_until.map_or(Wait::Forever, Wait::Until);
+        match recv(&mut rx, &wait) {
+            Received::Closed => break,
+            Received::Timeout => {}
+            Received::Op(op) => {
+                if apply(&mut spool, op, &mut waiting) && lazy_until.is_none() {
+                    lazy_until = Some(Instant::now() + OUTCOME_COMMIT_DELAY);
+                }
+            }
         }
+        // Take everything already queued.
         while let Ok(op) = rx.try_recv() {
-            dirty |= apply(&mut spool, op, &mut waiting);
-        }
-        if dirty || !waiting.is_empty() {
-            let committed = spool.commit();
-            if let Err(e) = &committed {
-                log::error!("spool commit failed: {e}");
-            }
-            for p in waiting.drain(..) {
-                let Pending::Unit(reply, result) = p;
-                let result = match (&committed, result) {
-                    (Err(e), Ok(())) => Err(SpoolError::Io {
-                        path: spool.dir().to_path_buf(),
-                        source: std::io::Error::other(e.to_string()),
-                    }),
-                    (_, r) => r,
-                };
-                let _ = reply.send(result);
-            }
-            if committed.is_ok()
-                && let Err(e) = spool.collect_garbage()
-            {
-                log::warn!("spool: removing finished segments: {e}");
+            if apply(&mut spool, op, &mut waiting) && lazy_until.is_none() {
+                lazy_until = Some(Instant::now() + OUTCOME_COMMIT_DELAY);
             }
         }
+        if !waiting.is_empty() {
+            // Group commit window: wait for messages still streaming in,
+            // and for as many as the last batches had.
+            let until = Instant::now() + commit_delay;
+            let mut timed_out = false;
+            while (spool.open_count() > 0 || waiting.len() < batch.target) && !timed_out {
+                match recv(&mut rx, &Wait::Until(until)) {
+                    Received::Op(op) => {
+                        if apply(&mut spool, op, &mut waiting) && lazy_until.is_none() {
+                            lazy_until = Some(Instant::now() + OUTCOME_COMMIT_DELAY);
+                        }
+                    }
+                    Received::Timeout | Received::Closed => timed_out = true,
+                }
+            }
+            batch.learn(waiting.len(), timed_out);
+        } else if lazy_until.is_none_or(|t| Instant::now() < t) {
+            continue;
+        }
+        lazy_until = None;
+        commit(&mut spool, &mut waiting);
         full.store(spool.admit(0).is_err(), Ordering::Relaxed);
     }
     // All handles are gone: make what was appended durable.
-    let _ = spool.commit();
+    commit(&mut spool, &mut waiting);
 }
 
-/// Applies one request; returns true when it appended something that
-/// needs a commit.
+/// Most messages one commit waits for: at most this many sessions can be
+/// waiting at once in practice (the inbound limit's bound).
+pub const MAX_BATCH_TARGET: usize = 64;
+
+/// After this many commits in a row that filled up before the window
+/// closed, the next one waits for one message more.
+pub const BATCH_GROWTH_AFTER: u32 = 8;
+
+/// How many messages a commit waits for (within `commit_delay`): the
+/// batch size that recent commits reached. It grows by one after
+/// [`BATCH_GROWTH_AFTER`] full batches in a row and drops to what arrived
+/// when the window closes first, so that a steady set of senders shares
+/// each fsync and a lone sender waits the window rarely.
+struct BatchSize {
+    target: usize,
+    full_in_a_row: u32,
+}
+
+impl Default for BatchSize {
+    fn default() -> Self {
+        BatchSize {
+            target: 1,
+            full_in_a_row: 0,
+        }
+    }
+}
+
+impl BatchSize {
+    fn learn(&mut self, got: usize, timed_out: bool) {
+        if timed_out {
+            self.target = got.clamp(1, MAX_BATCH_TARGET);
+            self.full_in_a_row = 0;
+            return;
+        }
+        self.target = self.target.max(got).min(MAX_BATCH_TARGET);
+        self.full_in_a_row += 1;
+        if self.full_in_a_row >= BATCH_GROWTH_AFTER {
+            self.target = (self.target + 1).min(MAX_BATCH_TARGET);
+            self.full_in_a_row = 0;
+        }
+    }
+}
+
+enum Received {
+    Op(Op),
+    Timeout,
+    Closed,
+}
+
+/// One write and one fsync for everything appended; then the answers
+/// that waited for it, and the removal of finished segments.
+fn commit(spool: &mut Spool, waiting: &mut Vec<Pending>) {
+    let committed = spool.commit();
+    if let Err(e) = &committed {
+        log::error!("spool commit failed: {e}");
+    }
+    for p in waiting.drain(..) {
+        let Pending::Unit(reply, result) = p;
+        let result = match (&committed, result) {
+            (Err(e), Ok(())) => Err(SpoolError::Io {
+                path: spool.dir().to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+            (_, r) => r,
+        };
+        let _ = reply.send(result);
+    }
+    if committed.is_ok()
+        && let Err(e) = spool.collect_garbage()
+    {
+        log::warn!("spool: removing finished segments: {e}");
+    }
+}
+
+/// Applies one request; returns true when it appended a record that no
+/// one waits for (an outcome, a retry time): it needs a commit, but not
+/// at once. Requests that wait for durability go to `waiting`.
 fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
     match op {
         // A message's beginning and body need no commit of their own:
@@ -257,7 +387,7 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
         }
         Op::End { id, reply } => {
             waiting.push(Pending::Unit(reply, spool.end(id)));
-            true
+            false
         }
         Op::Abort { id } => {
             spool.abort(id);
@@ -277,7 +407,7 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
         }
         Op::Delete { id, reply } => {
             waiting.push(Pending::Unit(reply, spool.delete(id)));
-            true
+            false
         }
         Op::Warned { id } => {
             if let Err(e) = spool.warned(id) {
@@ -290,8 +420,11 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
             false
         }
         Op::Snapshot { reply } => {
+            // Only durable messages: a body not yet committed may not be
+            // in the segment file yet.
             let list = spool
                 .messages()
+                .filter(|m| m.durable)
                 .map(|m| QueueEntry {
                     id: m.env.id,
                     from: m.env.from.clone(),
@@ -357,6 +490,72 @@ mod tests {
             let body = crate::mail::spool::read_extents(&d, &e.extents).unwrap();
             assert!(body.starts_with(b"message "));
         }
+        drop(h);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn outcomes_wait_for_a_batch_but_not_longer_than_the_bound() {
+        let d = std::env::temp_dir().join(format!("pocobelle-writer-o-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let spool = Spool::open(
+            &d,
+            Limits {
+                max_bytes: 64 << 20,
+                min_free_bytes: 0,
+                segment_bytes: 4 << 20,
+            },
+        )
+        .unwrap();
+        let h = SpoolHandle::start(spool, Duration::from_millis(2));
+        let mut ids = vec![];
+        for i in 0..3 {
+            let id = h
+                .begin("a@b.test".into(), vec![format!("u{i}@home.arpa")], 1)
+                .await
+                .unwrap();
+            h.body(id, b"x\r\n".to_vec()).await.unwrap();
+            h.end(id).await.unwrap();
+            ids.push(id);
+        }
+        let size = |d: &std::path::Path| -> u64 {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        };
+        let acked = size(&d);
+        let started = std::time::Instant::now();
+        h.outcome(ids[0], 0, Outcome::Delivered).await.unwrap();
+        // A snapshot is answered after the outcome was applied.
+        assert_eq!(h.snapshot().await.unwrap().len(), 2);
+        assert_eq!(size(&d), acked, "an outcome alone is not written at once");
+        // The next message's commit carries it.
+        let id = h
+            .begin("a@b.test".into(), vec!["v@home.arpa".into()], 1)
+            .await
+            .unwrap();
+        h.end(id).await.unwrap();
+        let with_msg = size(&d);
+        // Recovery (a second reader of the same files) sees the outcome.
+        let again = Spool::open(
+            &d,
+            Limits {
+                max_bytes: 64 << 20,
+                min_free_bytes: 0,
+                segment_bytes: 4 << 20,
+            },
+        )
+        .unwrap();
+        assert_eq!(again.messages().count(), 3, "the delivered one is finished");
+        drop(again);
+        // With no more mail, an outcome is committed within the bound.
+        h.outcome(ids[1], 0, Outcome::Delivered).await.unwrap();
+        assert_eq!(h.snapshot().await.unwrap().len(), 2);
+        tokio::time::sleep(OUTCOME_COMMIT_DELAY + Duration::from_millis(300)).await;
+        assert!(size(&d) > with_msg, "outcome committed within the bound");
+        assert!(started.elapsed() >= OUTCOME_COMMIT_DELAY);
         drop(h);
         let _ = std::fs::remove_dir_all(&d);
     }
