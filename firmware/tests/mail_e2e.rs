@@ -137,6 +137,25 @@ impl Router {
         self.child = None;
     }
 
+    /// SIGTERM, as init stops the service; the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(c.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.0.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit after SIGTERM\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for `f`, failing with the router's log.
     fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -1079,4 +1098,46 @@ fn route_host_names_are_resolved_by_our_resolver() {
     });
     assert_eq!(sunk(&sink_dir).len(), 1);
     assert!(sunk(&senders_dir).is_empty(), "no DSN");
+}
+
+#[test]
+fn sigterm_commits_outcomes_so_a_restart_redelivers_nothing() {
+    if !peers_present() {
+        return;
+    }
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-term");
+    let _sink = sink(&sink_dir, sink_port);
+    let mut r = Router::new(
+        "term",
+        &format!("[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{sink_port}\"\n"),
+    );
+    for n in 0..3 {
+        let body = format!("term marker {n}");
+        let (ok, out) = r.swaks(&["--to", "u@home.arpa", "--from", "a@b.test", "--body", &body]);
+        assert!(ok, "{out}");
+    }
+    r.wait("three deliveries", 30, || sunk(&sink_dir).len() == 3);
+    // At once, while the delivery outcomes may still wait for a batch.
+    let st = r.terminate();
+    assert!(st.success(), "exit after SIGTERM: {st:?}\n{}", r.log());
+    assert!(
+        r.log().contains("mail: spool committed; stopped"),
+        "{}",
+        r.log()
+    );
+    r.start();
+    let q = r.tool("mailq", &[]).1;
+    assert!(
+        !q.contains("<u@home.arpa>"),
+        "still queued after a clean stop:\n{q}"
+    );
+    // Retries are 1 s apart here: nothing may go out again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        sunk(&sink_dir).len(),
+        3,
+        "redelivered after a clean stop\n{}",
+        r.log()
+    );
 }

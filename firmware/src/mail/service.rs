@@ -56,6 +56,9 @@ pub enum StartError {
     /// The control socket could not be created.
     #[error("control socket {0}: {1}")]
     Control(PathBuf, std::io::Error),
+    /// The SIGTERM/SIGINT handlers could not be installed.
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
 }
 
 pub fn spool_dir(config: &Config) -> PathBuf {
@@ -127,8 +130,13 @@ fn generate_pair(dir: &Path, cert: &Path, key: &Path, host: &str) -> Result<(), 
     Ok(())
 }
 
-/// Runs the service until the process is stopped.
+/// Runs the service until SIGTERM or SIGINT; then makes every record
+/// appended so far durable (delivery outcomes included, so a clean stop
+/// redelivers nothing) and returns.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
     let m = config.mail.clone();
     let spool = Spool::open(
         &spool_dir(&config),
@@ -193,7 +201,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let control =
         tokio::net::UnixListener::bind(&sock).map_err(|e| StartError::Control(sock.clone(), e))?;
     loop {
-        let Ok((mut stream, _)) = control.accept().await else {
+        let accepted = tokio::select! {
+            a = control.accept() => a,
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        };
+        let Ok((mut stream, _)) = accepted else {
             continue;
         };
         let spool = spool.clone();
@@ -225,4 +238,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             }
         });
     }
+    log::info!("mail: stopping; committing the spool");
+    match spool.commit().await {
+        Ok(()) => log::info!("mail: spool committed; stopped"),
+        Err(e) => log::error!("mail: spool commit at stop: {e}"),
+    }
+    Ok(())
 }

@@ -77,6 +77,10 @@ enum Op {
         id: u64,
     },
     Flush,
+    /// Make everything appended so far durable now (at shutdown).
+    Commit {
+        reply: Reply<()>,
+    },
     Snapshot {
         reply: oneshot::Sender<Vec<QueueEntry>>,
     },
@@ -180,6 +184,15 @@ impl SpoolHandle {
     }
 
     /// Makes every queued message due now.
+    /// Returns once everything appended so far is durable: outcomes and
+    /// retry records that would otherwise wait for the next batch. Called
+    /// when the service stops, so a clean stop redelivers nothing.
+    pub async fn commit(&self) -> Result<(), SpoolError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Commit { reply }).await?;
+        rx.await.map_err(|_| SpoolError::WriterGone)?
+    }
+
     pub async fn flush(&self) -> Result<(), SpoolError> {
         self.send(Op::Flush).await
     }
@@ -417,6 +430,10 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
         }
         Op::Flush => {
             spool.flush_all();
+            false
+        }
+        Op::Commit { reply } => {
+            waiting.push(Pending::Unit(reply, Ok(())));
             false
         }
         Op::Snapshot { reply } => {
