@@ -115,7 +115,7 @@ boot_rescue() { # N KERNEL ARGS: boots with console input from a FIFO and
   # uses the rescue shell: one command, its output checked later, exit.
   local n=$1 log="$work/boot$1.log" rc=0 extra=$2 fifo="$work/console$1.in" qpid
   echo "boot-test: boot $n (log $log; console input from $fifo)"
-  rm -f "$fifo"; mkfifo "$fifo"
+  rm -f "$fifo"; mkfifo "$fifo"; : >"$log"
   timeout --foreground "$timeout_s" qemu-system-arm -M virt -m 64 \
     -netdev user,id=net0,restrict=on -device virtio-net-device,netdev=net0 \
     -nographic -no-reboot -monitor none -serial stdio \
@@ -190,7 +190,7 @@ for n in 1 2 3 4; do
   expect "$n" 'clean-shutdown marker written' "marker written"
   expect "$n" 'reboot: Power down' "clean power-off"
   # init log file, watchdog, real services
-  for c in "watchdog active in status" "dns service answers" "dns running and primed"; do
+  for c in "watchdog active in status" "dns service answers" "dns running and primed" "status shows the dns cache"; do
     expect "$n" "^checker: CHECK: $c.* ok" "$c"
   done
   expect "$n" 'watchdog: /dev/watchdog, timeout 15 s, fed every 5 s armed' "watchdog armed with its timeout"
@@ -207,6 +207,7 @@ for n in 1 2 3 4; do
   fi
   if [ "$n" != 4 ]; then
     expect "$n" '^checker: CHECK: mail running ok' "mail running"
+    expect "$n" '^checker: CHECK: status shows the mail queue ok' "status shows the mail queue"
   fi
 done
 expect 1 'last shutdown was NOT clean' "fresh disk reported as unclean"

@@ -95,6 +95,9 @@ else
   bad "dns: $(nslookup boottest.home.arpa 127.0.0.1 2>&1 | tail -n 3)"
 fi
 grep -q '^dns  *running .*primed' /tmp/status && ok "dns running and primed" || bad "dns: $(grep '^dns' /tmp/status)"
+# status adds the services' own figures, asked over their sockets.
+/bin/pocobelle status > /tmp/status2 2>&1
+grep -qE '^dns +[0-9]+ names cached, hit rate [0-9.]+%$' /tmp/status2 && ok "status shows the dns cache" || bad "status dns figures: $(tail -n 3 /tmp/status2)"
 # The log file holds the previous boot, up to its last batch at shutdown
 # (none on the first boot of a fresh disk).
 if [ -f /data/pocobelle.log ]; then
@@ -114,6 +117,7 @@ if grep -q 'pocobelle.config=' /proc/cmdline; then
   grep -q 'init: ERROR: .*broken.toml:8: .*comit_secs' /tmp/log && ok "safe: the error is in the log" || bad "safe: error not in the log"
 else
   grep -q '^mail  *running' /tmp/status && ok "mail running" || bad "mail: $(grep '^mail' /tmp/status)"
+  grep -qE '^mail +queue [0-9]+ messages?, [0-9.]+ KiB$' /tmp/status2 && ok "status shows the mail queue" || bad "status mail figures: $(tail -n 3 /tmp/status2)"
 fi
 
 echo "CHECK: done"

@@ -58,6 +58,10 @@ pub fn run_status(args: Vec<OsString>) -> ExitCode {
     match control::call(&run_dir, &Request::Status) {
         Ok(Response::Status(r)) => {
             print!("{}", control::render(&r));
+            let figures = service_figures(&run_dir);
+            if figures != control::ServiceFigures::default() {
+                print!("\n{}", control::render_figures(&figures));
+            }
             ExitCode::SUCCESS
         }
         Ok(other) => {
@@ -69,6 +73,46 @@ pub fn run_status(args: Vec<OsString>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// How long `status` waits for each service's own socket.
+const FIGURES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Asks dns and mail over their control sockets in `run_dir` for their
+/// figures; a service that is not running or does not answer within
+/// [`FIGURES_TIMEOUT`] is left out.
+fn service_figures(run_dir: &std::path::Path) -> control::ServiceFigures {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return control::ServiceFigures::default();
+    };
+    rt.block_on(async {
+        use crate::dns::stats as d;
+        use crate::mail::service as m;
+        let dns_sock = run_dir.join(crate::dns::SOCKET_NAME);
+        let mail_sock = run_dir.join(m::SOCKET_NAME);
+        let dns = tokio::time::timeout(
+            FIGURES_TIMEOUT,
+            crate::control::call::<d::Request, d::Response>(&dns_sock, &d::Request::Stats),
+        );
+        let mail = tokio::time::timeout(
+            FIGURES_TIMEOUT,
+            crate::control::call::<m::Request, m::Response>(&mail_sock, &m::Request::Summary),
+        );
+        let (dns, mail) = tokio::join!(dns, mail);
+        control::ServiceFigures {
+            dns: match dns {
+                Ok(Ok(d::Response::Stats(r))) => Some((r.cache_entries, r.hit_rate())),
+                _ => None,
+            },
+            mail: match mail {
+                Ok(Ok(m::Response::Summary { messages, bytes })) => Some((messages, bytes)),
+                _ => None,
+            },
+        }
+    })
 }
 
 pub fn run_log(args: Vec<OsString>) -> ExitCode {

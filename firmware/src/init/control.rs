@@ -106,6 +106,36 @@ pub struct StatusReport {
     pub services: Vec<ServiceReport>,
 }
 
+/// What `pocobelle status` adds from the services' own sockets, when
+/// they answer: the DNS cache's size and hit rate, the mail queue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceFigures {
+    /// Cached names and the hit rate (0.0 ..= 1.0).
+    pub dns: Option<(u64, f64)>,
+    /// Queued messages and their bytes.
+    pub mail: Option<(u64, u64)>,
+}
+
+/// The lines for [`ServiceFigures`]; nothing for a service that did not
+/// answer (it is not running, or its state is in the table above).
+pub fn render_figures(f: &ServiceFigures) -> String {
+    let mut out = String::new();
+    if let Some((names, rate)) = f.dns {
+        out.push_str(&format!(
+            "dns    {names} names cached, hit rate {:.1}%\n",
+            rate * 100.0
+        ));
+    }
+    if let Some((messages, bytes)) = f.mail {
+        out.push_str(&format!(
+            "mail   queue {messages} message{}, {:.1} KiB\n",
+            if messages == 1 { "" } else { "s" },
+            bytes as f64 / 1024.0
+        ));
+    }
+    out
+}
+
 /// Splits `text` at spaces into lines of at most `width` bytes (a longer
 /// word is cut), each prefixed with `indent`.
 fn wrap(text: &str, indent: &str, width: usize) -> String {
@@ -370,6 +400,25 @@ mod tests {
         r.clock_sync = None;
         r.clock_restored = false;
         assert!(render(&r).contains("clock  not synced"));
+    }
+
+    #[test]
+    fn service_figures_are_shown_when_they_answered() {
+        assert_eq!(render_figures(&ServiceFigures::default()), "");
+        let text = render_figures(&ServiceFigures {
+            dns: Some((10_000, 0.8734)),
+            mail: Some((1, 4096)),
+        });
+        assert_eq!(
+            text,
+            "dns    10000 names cached, hit rate 87.3%\nmail   queue 1 message, 4.0 KiB\n"
+        );
+        let text = render_figures(&ServiceFigures {
+            dns: None,
+            mail: Some((u64::MAX, u64::MAX)),
+        });
+        assert!(text.starts_with("mail   queue 18446744073709551615 messages"), "{text}");
+        assert!(text.lines().all(|l| l.len() <= STATUS_COLUMNS), "{text}");
     }
 
     #[test]

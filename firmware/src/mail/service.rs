@@ -28,6 +28,8 @@ pub enum Request {
     Delete(u64),
     /// List the queue.
     List,
+    /// Count the queue (`Response::Summary`).
+    Summary,
 }
 
 /// Answers on the mail control socket.
@@ -36,6 +38,8 @@ pub enum Response {
     Done,
     Queue(Vec<QueueEntry>),
     Error(String),
+    /// Queued messages and their bytes.
+    Summary { messages: u64, bytes: u64 },
 }
 
 /// Most queue entries in one `List` answer (the control frame is bounded).
@@ -65,8 +69,11 @@ pub fn spool_dir(config: &Config) -> PathBuf {
     config.system.data_dir.join("spool")
 }
 
+/// The control socket's name in `run_dir`.
+pub const SOCKET_NAME: &str = "mail.sock";
+
 pub fn control_socket(config: &Config) -> PathBuf {
-    config.system.run_dir.join("mail.sock")
+    config.system.run_dir.join(SOCKET_NAME)
 }
 
 /// Loads the configured certificate and key, or the self-signed pair kept
@@ -222,6 +229,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 },
                 Request::Delete(id) => match spool.delete(id).await {
                     Ok(()) => Response::Done,
+                    Err(e) => Response::Error(e.to_string()),
+                },
+                Request::Summary => match spool.summary().await {
+                    Ok((messages, bytes)) => Response::Summary { messages, bytes },
                     Err(e) => Response::Error(e.to_string()),
                 },
                 Request::List => match spool.snapshot().await {

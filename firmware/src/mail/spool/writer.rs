@@ -77,6 +77,10 @@ enum Op {
         id: u64,
     },
     Flush,
+    /// How many durable messages are queued, and their bytes.
+    Summary {
+        reply: oneshot::Sender<(u64, u64)>,
+    },
     /// Make everything appended so far durable now (at shutdown).
     Commit {
         reply: Reply<()>,
@@ -184,6 +188,14 @@ impl SpoolHandle {
     }
 
     /// Makes every queued message due now.
+    /// The number of queued (durable) messages and their total size,
+    /// without listing them.
+    pub async fn summary(&self) -> Result<(u64, u64), SpoolError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Summary { reply }).await?;
+        rx.await.map_err(|_| SpoolError::WriterGone)
+    }
+
     /// Returns once everything appended so far is durable: outcomes and
     /// retry records that would otherwise wait for the next batch. Called
     /// when the service stops, so a clean stop redelivers nothing.
@@ -430,6 +442,14 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
         }
         Op::Flush => {
             spool.flush_all();
+            false
+        }
+        Op::Summary { reply } => {
+            let (n, bytes) = spool
+                .messages()
+                .filter(|m| m.durable)
+                .fold((0u64, 0u64), |(n, b), m| (n + 1, b + m.size));
+            let _ = reply.send((n, bytes));
             false
         }
         Op::Commit { reply } => {
