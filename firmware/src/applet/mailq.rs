@@ -83,6 +83,19 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             println!("    last error: {}", e.last_error);
         }
     }
-    println!("-- {} message(s)", q.len());
+    // The list is bounded (MAX_LISTED); the count comes from the spool.
+    match rt.block_on(crate::control::call::<Request, Response>(
+        &sock,
+        &Request::Summary,
+    )) {
+        Ok(Response::Summary { messages, bytes }) if messages > q.len() as u64 => println!(
+            "-- {messages} message(s), {bytes} bytes; the first {} are listed",
+            q.len()
+        ),
+        Ok(Response::Summary { messages, bytes }) => {
+            println!("-- {messages} message(s), {bytes} bytes")
+        }
+        _ => println!("-- {} message(s)", q.len()),
+    }
     ExitCode::SUCCESS
 }

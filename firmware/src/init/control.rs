@@ -417,7 +417,10 @@ mod tests {
             dns: None,
             mail: Some((u64::MAX, u64::MAX)),
         });
-        assert!(text.starts_with("mail   queue 18446744073709551615 messages"), "{text}");
+        assert!(
+            text.starts_with("mail   queue 18446744073709551615 messages"),
+            "{text}"
+        );
         assert!(text.lines().all(|l| l.len() <= STATUS_COLUMNS), "{text}");
     }
 

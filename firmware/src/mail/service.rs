@@ -39,7 +39,10 @@ pub enum Response {
     Queue(Vec<QueueEntry>),
     Error(String),
     /// Queued messages and their bytes.
-    Summary { messages: u64, bytes: u64 },
+    Summary {
+        messages: u64,
+        bytes: u64,
+    },
 }
 
 /// Most queue entries in one `List` answer (the control frame is bounded).
