@@ -403,8 +403,12 @@ impl Supervisor {
                 State::Running { pid: p, since_ms } if p == pid => {
                     s.last_exit = Some(how.to_string());
                     s.ready_pipe = None;
-                    // A restarted service must report primed again.
+                    // A restarted service must report primed again, and
+                    // nobody may read its old `<name>.primed` meanwhile
+                    // (mail's slow start watches `dns.primed`).
                     s.ready = false;
+                    let _ =
+                        std::fs::remove_file(self.run_dir.join(format!("{}.primed", s.cfg.name)));
                     if shutting_down {
                         s.state = State::Stopped;
                         return true;
@@ -684,10 +688,13 @@ mod tests {
             panic!("second not started")
         };
 
-        // Kill the second: it is restarted after the first backoff delay.
+        // Kill the second: it is restarted after the first backoff delay;
+        // the primed file it wrote goes with it.
+        std::fs::write(dir.join("second.primed"), "").unwrap();
         kill(Pid::from_raw(second), Signal::SIGKILL).unwrap();
         let how = reap(second);
         assert!(sup.on_exit(second, &how, now()));
+        assert!(!dir.join("second.primed").exists(), "stale primed file");
         assert!(matches!(sup.services[1].state, State::Backoff { .. }));
         let deadline = Instant::now() + Duration::from_secs(5);
         while !matches!(sup.services[1].state, State::Running { .. }) {

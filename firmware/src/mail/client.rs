@@ -3,6 +3,7 @@
 //! reports per-recipient results; it never decides about retries or
 //! bounces (the scheduler does) and never writes the spool.
 
+use crate::smtp::auth::base64_encode;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,25 +243,6 @@ impl Extensions {
     }
 }
 
-/// Standard base64 with padding (RFC 4648), for AUTH.
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -397,18 +379,19 @@ impl Client {
             raw.extend_from_slice(cred.user.as_bytes());
             raw.push(0);
             raw.extend_from_slice(cred.password.as_bytes());
-            self.command(&format!("AUTH PLAIN {}", base64(&raw)))
+            self.command(&format!("AUTH PLAIN {}", base64_encode(&raw)))
                 .await?
         } else if ext.auth_login {
             let r = self.command("AUTH LOGIN").await?;
             if r.code != 334 {
                 return Err(ClientError::AuthFailed(r));
             }
-            let r = self.command(&base64(cred.user.as_bytes())).await?;
+            let r = self.command(&base64_encode(cred.user.as_bytes())).await?;
             if r.code != 334 {
                 return Err(ClientError::AuthFailed(r));
             }
-            self.command(&base64(cred.password.as_bytes())).await?
+            self.command(&base64_encode(cred.password.as_bytes()))
+                .await?
         } else {
             return Err(ClientError::AuthUnsupported);
         };
@@ -589,22 +572,6 @@ mod tests {
         let r = c.command("NOOP").await;
         assert!(matches!(r, Err(ClientError::Malformed)), "{r:?}");
         server.await.unwrap();
-    }
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
-        assert_eq!(base64(b"\0user\0pass"), "AHVzZXIAcGFzcw==");
     }
 
     #[test]

@@ -91,8 +91,8 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, SaslError> {
     Ok(out)
 }
 
-/// Base64 encoding (for tests).
-#[cfg(test)]
+/// Standard base64 with padding (RFC 4648): the AUTH client's
+/// encoding, and the tests'.
 pub fn base64_encode(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
@@ -197,5 +197,21 @@ mod tests {
             plain(&base64_encode(b"\0\xff\0pw")),
             Err(SaslError::BadField)
         );
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(i.as_bytes()), o);
+        }
+        assert_eq!(base64_encode(b"\0user\0pass"), "AHVzZXIAcGFzcw==");
     }
 }
