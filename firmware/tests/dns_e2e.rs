@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::command_keeping_fds as command;
+
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -224,25 +227,6 @@ fn slack() -> u32 {
     match std::env::var("POCOBELLE_TEST_RUNNER") {
         Ok(r) if !r.trim().is_empty() => 4,
         _ => 1,
-    }
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_pocobelle")
-}
-
-/// The command that runs the binary, behind `POCOBELLE_TEST_RUNNER` when set
-/// (qemu-user for the ARM test runs).
-fn command() -> Command {
-    match std::env::var("POCOBELLE_TEST_RUNNER") {
-        Ok(r) if !r.trim().is_empty() => {
-            let mut words = r.split_whitespace();
-            let mut c = Command::new(words.next().unwrap());
-            c.args(words);
-            c.arg(bin());
-            c
-        }
-        _ => Command::new(bin()),
     }
 }
 

@@ -17,58 +17,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-/// A test CA; leaf certificates signed by it.
-struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, "Pocobelle DoT test CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(p, key),
-        }
-    }
-
-    /// (certificate PEM, key PEM, DER pair) for `name`.
-    fn leaf(&self, name: &str) -> (String, String, CertificateDer<'static>, Vec<u8>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        (
-            cert.pem(),
-            key.serialize_pem(),
-            CertificateDer::from(cert.der().to_vec()),
-            key.serialize_der(),
-        )
-    }
-
-    fn server_config(&self, name: &str) -> Arc<rustls::ServerConfig> {
-        let (_, _, cert, key) = self.leaf(name);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let c = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-            )
-            .unwrap();
-        Arc::new(c)
-    }
-}
+mod common;
+use common::{Ca, command};
 
 /// A fake DNS-over-TLS server.
 struct FakeDot {
@@ -184,19 +134,6 @@ impl FakeDot {
 
 // ---------------------------------------------------------------- the service
 
-fn command() -> Command {
-    let bin = env!("CARGO_BIN_EXE_pocobelle");
-    match std::env::var("POCOBELLE_TEST_RUNNER") {
-        Ok(r) if !r.trim().is_empty() => {
-            let mut words = r.split_whitespace();
-            let mut c = Command::new(words.next().unwrap());
-            c.args(words).arg(bin);
-            c
-        }
-        _ => Command::new(bin),
-    }
-}
-
 fn slack() -> u64 {
     match std::env::var("POCOBELLE_TEST_RUNNER") {
         Ok(r) if !r.trim().is_empty() => 4,
@@ -310,7 +247,7 @@ fn a_of(m: &Message) -> Vec<Ipv4Addr> {
 
 #[test]
 fn answers_flow_over_tls_are_cached_and_pipelined_on_one_connection() {
-    let ca = Ca::new();
+    let ca = Ca::new("Pocobelle DoT test CA");
     let up = FakeDot::start(ca.server_config("dot.test"));
     let dir = test_dir("flow");
     let dns = Dns::start(
@@ -359,7 +296,7 @@ fn answers_flow_over_tls_are_cached_and_pipelined_on_one_connection() {
 
 #[test]
 fn silent_upstream_gives_servfail_after_budget_and_stale_when_cached() {
-    let ca = Ca::new();
+    let ca = Ca::new("Pocobelle DoT test CA");
     let up = FakeDot::start(ca.server_config("dot.test"));
     let dir = test_dir("down");
     let dns = Dns::start(
@@ -393,7 +330,7 @@ fn silent_upstream_gives_servfail_after_budget_and_stale_when_cached() {
 
 #[test]
 fn certificate_for_another_name_is_refused() {
-    let ca = Ca::new();
+    let ca = Ca::new("Pocobelle DoT test CA");
     let up = FakeDot::start(ca.server_config("impostor.test"));
     let dir = test_dir("name");
     let dns = Dns::start(&dir, up.addr, "dot.test", &ca.pem, "budget_ms = 1000\n");
@@ -418,7 +355,7 @@ fn unbound_as_a_dot_upstream() {
         eprintln!("SKIP: unbound missing (run `make setup`)");
         return;
     }
-    let ca = Ca::new();
+    let ca = Ca::new("Pocobelle DoT test CA");
     let dir = test_dir("unbound");
     let (cert, key, _, _) = ca.leaf("unbound.test");
     std::fs::write(dir.join("unbound.pem"), cert).unwrap();

@@ -4,75 +4,17 @@
 //! ports. Each test starts the built binary (under `POCOBELLE_TEST_RUNNER`
 //! when set, e.g. qemu-arm-static) with its own config and data dir.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Kill, child, command, free_port, have};
 
 const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        || Path::new(tool).exists()
-}
-
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pocobelle-mail-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A child that dies with the test process and does not inherit its
-/// descriptors (a leaked child must never keep the build lock or a
-/// port open).
-fn child(program: &str) -> Command {
-    use std::os::unix::process::CommandExt;
-    let mut c = Command::new(program);
-    // SAFETY: only async-signal-safe calls (prctl, close) between fork and exec.
-    unsafe {
-        c.pre_exec(|| {
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            for fd in 3..1024 {
-                let _ = nix::unistd::close(fd);
-            }
-            Ok(())
-        });
-    }
-    c
-}
-
-fn command(bin: &str) -> Command {
-    match std::env::var("POCOBELLE_TEST_RUNNER") {
-        Ok(r) if !r.trim().is_empty() => {
-            let mut words = r.split_whitespace();
-            let mut c = child(words.next().unwrap());
-            c.args(words).arg(bin);
-            c
-        }
-        _ => child(bin),
-    }
+    common::tmpdir("pocobelle-mail-e2e", name)
 }
 
 struct Router {
@@ -115,7 +57,7 @@ impl Router {
     }
 
     fn start(&mut self) {
-        let child = command(env!("CARGO_BIN_EXE_pocobelle"))
+        let child = command()
             .args(["mail", "--config"])
             .arg(&self.config)
             .stderr(std::fs::File::create(self.dir.join("mail.log")).unwrap())
@@ -190,7 +132,7 @@ impl Router {
     }
 
     fn tool(&self, applet: &str, args: &[&str]) -> (bool, String) {
-        let out = command(env!("CARGO_BIN_EXE_pocobelle"))
+        let out = command()
             .arg(applet)
             .arg("--config")
             .arg(&self.config)
@@ -798,7 +740,7 @@ fn sendmail_submits_through_the_router() {
         ),
     );
     use std::io::Write;
-    let mut p = command(env!("CARGO_BIN_EXE_pocobelle"))
+    let mut p = command()
         .args(["sendmail", "--config"])
         .arg(&r.config)
         .args(["-t", "-oi", "-f", "cron@mx.test", "-F", "Cron Daemon"])

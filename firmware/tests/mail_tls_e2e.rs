@@ -9,61 +9,15 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{Ca, Kill, child, command, free_port};
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pocobelle-mailtls-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn child(program: &str) -> Command {
-    use std::os::unix::process::CommandExt;
-    let mut c = Command::new(program);
-    // SAFETY: only async-signal-safe calls (prctl, close) between fork and exec.
-    unsafe {
-        c.pre_exec(|| {
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            for fd in 3..1024 {
-                let _ = nix::unistd::close(fd);
-            }
-            Ok(())
-        });
-    }
-    c
-}
-
-fn command(bin: &str) -> Command {
-    match std::env::var("POCOBELLE_TEST_RUNNER") {
-        Ok(r) if !r.trim().is_empty() => {
-            let mut words = r.split_whitespace();
-            let mut c = child(words.next().unwrap());
-            c.args(words).arg(bin);
-            c
-        }
-        _ => child(bin),
-    }
+    common::tmpdir("pocobelle-mailtls", name)
 }
 
 fn have_swaks() -> bool {
@@ -76,45 +30,6 @@ fn have_swaks() -> bool {
         eprintln!("SKIP: swaks missing (run `make setup`)");
     }
     ok
-}
-
-/// A test CA and leaf certificates it signs.
-struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(p, key),
-        }
-    }
-
-    fn server_config(&self, name: &str) -> Arc<rustls::ServerConfig> {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let c = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
-            .unwrap();
-        Arc::new(c)
-    }
 }
 
 /// What one SMTP session looked like from the server's side.
@@ -305,7 +220,7 @@ impl Router {
             ),
         )
         .unwrap();
-        let child = command(env!("CARGO_BIN_EXE_pocobelle"))
+        let child = command()
             .args(["mail", "--config"])
             .arg(&config)
             .stderr(std::fs::File::create(dir.join("mail.log")).unwrap())
@@ -353,7 +268,7 @@ impl Router {
     }
 
     fn mailq(&self) -> String {
-        let out = command(env!("CARGO_BIN_EXE_pocobelle"))
+        let out = command()
             .args(["mailq", "--config"])
             .arg(&self.config)
             .output()
@@ -552,11 +467,7 @@ fn check_config_reports_missing_ca_and_credentials_files() {
     let cfg = d.join("p.toml");
     let run = |text: &str| {
         std::fs::write(&cfg, text).unwrap();
-        let out = command(env!("CARGO_BIN_EXE_pocobelle"))
-            .arg("check-config")
-            .arg(&cfg)
-            .output()
-            .unwrap();
+        let out = command().arg("check-config").arg(&cfg).output().unwrap();
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
