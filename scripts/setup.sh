@@ -23,15 +23,18 @@ TEST_PKGS=(
   # swap header.
   qemu-system-arm cpio kmod e2fsprogs util-linux gzip
   swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3
+  # Unbound serving DNS-over-TLS on a loopback port: the real DoT peer of
+  # firmware/tests/dns_tls_e2e.rs (its daemon is stopped below).
+  unbound
 )
 
 # Benchmark peers, for `make bench-dns` and `make bench-smtp` only
 # (`setup.sh bench`): the DNS load generator, the two resolvers compared,
-# and the authoritative fixture; strace counts fsyncs and spool writes in
+# and the authoritative fixture (Unbound comes from TEST_PKGS); strace counts fsyncs and spool writes in
 # the SMTP benchmark (Postfix, smtp-source/sink and taskset come from
 # TEST_PKGS).
 BENCH_PKGS=(
-  dnsperf unbound dnsmasq nsd
+  dnsperf dnsmasq nsd
   strace
 )
 
@@ -68,6 +71,8 @@ fi
 for svc in unbound dnsmasq nsd; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  elif command -v service >/dev/null 2>&1 && [ -x "/etc/init.d/$svc" ]; then
+    service "$svc" stop >/dev/null 2>&1 || true
   fi
 done
 
