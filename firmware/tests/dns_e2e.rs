@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::command_keeping_fds as command;
+use common::{command_keeping_fds as command, slack};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA};
@@ -222,20 +222,8 @@ struct Dns {
     log: Arc<Mutex<Vec<String>>>,
 }
 
-/// Wall-clock bounds are multiplied by this under an emulating runner.
-fn slack() -> u32 {
-    match std::env::var("POCOBELLE_TEST_RUNNER") {
-        Ok(r) if !r.trim().is_empty() => 4,
-        _ => 1,
-    }
-}
-
 fn test_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pcb-dns-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("run")).unwrap();
-    std::fs::create_dir_all(d.join("data")).unwrap();
-    d
+    common::service_dir("pcb-dns", name)
 }
 
 fn write_config(dir: &Path, upstreams: &[SocketAddr], extra: &str) -> PathBuf {

@@ -134,19 +134,12 @@ impl FakeDot {
 
 // ---------------------------------------------------------------- the service
 
-fn slack() -> u64 {
-    match std::env::var("POCOBELLE_TEST_RUNNER") {
-        Ok(r) if !r.trim().is_empty() => 4,
-        _ => 1,
-    }
+fn test_dir(name: &str) -> PathBuf {
+    common::service_dir("pcb-dot", name)
 }
 
-fn test_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pcb-dot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("run")).unwrap();
-    std::fs::create_dir_all(d.join("data")).unwrap();
-    d
+fn slack() -> u64 {
+    u64::from(common::slack())
 }
 
 struct Dns {

@@ -41,6 +41,23 @@ pub fn tmpdir(prefix: &str, name: &str) -> PathBuf {
     d
 }
 
+/// A fresh service directory with `run/` and `data/` inside (for a
+/// config's `system.run_dir` and `system.data_dir`).
+pub fn service_dir(prefix: &str, name: &str) -> PathBuf {
+    let d = tmpdir(prefix, name);
+    std::fs::create_dir_all(d.join("run")).unwrap();
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    d
+}
+
+/// Wall-clock bounds are multiplied by this under an emulating runner.
+pub fn slack() -> u32 {
+    match std::env::var("POCOBELLE_TEST_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => 4,
+        _ => 1,
+    }
+}
+
 /// A child killed and reaped when the test lets go of it.
 pub struct Kill(pub Child);
 impl Drop for Kill {
