@@ -4,12 +4,17 @@
 //! entries kept as serve-stale candidates (RFC 8767) up to a maximum age,
 //! and a hit count per entry for the hot set.
 //!
-//! Memory: each entry is ONE allocation (header, TTL offsets, wire
-//! answer; the key is the answer's own question), found through a
-//! compact hash index of slot numbers keyed with a per-process random
-//! seed. What an entry is charged against `cache_bytes` is what it
-//! really takes: its allocation as malloc sizes it plus its share of the
-//! slot vector, index and free list ([`SLOT_OVERHEAD_BYTES`]).
+//! Memory: the entries live in ONE ring of bytes ([`Region`]: mapped
+//! zero pages, resident only once written), appended at the head and
+//! reclaimed at the tail. At the tail, an entry asked for since it was
+//! written is copied to the head with its mark cleared (a second chance,
+//! as CLOCK gives); any other is dropped. A fixed-size hash index of ring
+//! offsets ([`Index`]), keyed with a per-process random seed, finds an
+//! entry by its key (the answer's own question). `cache_bytes` is split
+//! once, at start: the index gets at most 1/[`INDEX_SHARE`] of it, the
+//! ring the rest, and neither ever grows. No entry is a heap allocation,
+//! so there is no per-entry allocator overhead, and the short-lived
+//! allocations of the miss path cannot fragment the heap around entries.
 //!
 //! Replies are made from the stored bytes by patching ID, flags, question
 //! case and TTLs; nothing is decoded or re-encoded on a hit. This module
@@ -19,9 +24,9 @@
 
 use std::hash::{BuildHasher, RandomState};
 
-use hashbrown::HashTable;
-
+use super::index::{self, Index};
 use super::wire::{self, Key, Query, Walked};
+use crate::sys::region::Region;
 
 /// Milliseconds on the service's clock.
 pub type Millis = i64;
@@ -34,43 +39,28 @@ pub const NEGATIVE_TTL_WITHOUT_SOA: u32 = 10;
 /// waiting for the client timeout) for this long (RFC 8767's
 /// "failure recheck" timer).
 pub const FAILED_REFRESH_HOLD_MS: Millis = 30_000;
-/// Bytes charged per entry on top of its own allocation: its slot in the
-/// slot vector (one boxed-slice pointer, counted twice for the vector's
-/// growth), its place in the hash index (a `u32` and a control byte at a
-/// load of at most 7/8, counted twice for the table's growth) and its
-/// place in the free list (a `u32`). 48 bytes on 64-bit, 32 on 32-bit.
-pub const SLOT_OVERHEAD_BYTES: usize = 2 * size_of::<Option<Box<[u8]>>>() + 2 * 6 + 4;
 /// One entry may take at most this fraction (1/N) of the cache.
 pub const MAX_ENTRY_SHARE: usize = 8;
+/// The hash index takes at most this fraction (1/N) of `cache_bytes`.
+pub const INDEX_SHARE: usize = 16;
+/// The largest entry (its length is a `u16`).
+pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
 
-// Layout of an entry's single allocation: a fixed header, then the TTL
-// offsets (u16 each), then the stored wire answer, whose question (at
-// [`wire::HEADER_LEN`], `key_len` bytes) is the entry's key.
-const AT_STORED: usize = 0; // i64, service clock
-const AT_FAILED: usize = 8; // i64, i64::MIN when no refresh failed
-const AT_TTL: usize = 16; // u32
-const AT_HITS: usize = 20; // u32
-const AT_N_TTL: usize = 24; // u16
-const AT_KEY_LEN: usize = 26; // u16
-const AT_FLAGS: usize = 28; // u8
-const FLAG_REFERENCED: u8 = 1;
+// Layout of an entry in the ring: a fixed header, then the TTL offsets
+// (u16 each), then the stored wire answer, whose question (at
+// [`wire::HEADER_LEN`]) is the entry's key.
+const AT_LEN: usize = 0; // u16, the whole entry
+const AT_FLAGS: usize = 2; // u8
+const AT_N_TTL: usize = 3; // u16
+const AT_STORED: usize = 5; // i64, service clock
+const AT_FAILED: usize = 13; // u32, seconds after AT_STORED; NO_FAILURE: none
+const AT_TTL: usize = 17; // u32
+const AT_HITS: usize = 21; // u32
 /// Bytes of an entry's header.
-pub const ENTRY_HEADER_BYTES: usize = 29;
-const NO_FAILURE: Millis = Millis::MIN;
-
-/// What the allocator really takes for `len` bytes (glibc malloc: a
-/// `size_t` header, rounded up to two `size_t`, at least four).
-pub const fn alloc_bytes(len: usize) -> usize {
-    const W: usize = size_of::<usize>();
-    let n = (len + W + 2 * W - 1) & !(2 * W - 1);
-    if n < 4 * W { 4 * W } else { n }
-}
-
-/// Bytes charged against the cache bound for an entry allocation of
-/// `len` bytes.
-pub const fn charge(len: usize) -> usize {
-    alloc_bytes(len) + SLOT_OVERHEAD_BYTES
-}
+pub const ENTRY_HEADER_BYTES: usize = 25;
+const FLAG_LIVE: u8 = 1;
+const FLAG_REFERENCED: u8 = 2;
+const NO_FAILURE: u32 = u32::MAX;
 
 /// The cache's bounds and clamps, from `[dns]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +211,7 @@ impl Stored {
             stored_at: now,
             ttl,
         };
-        if stored.cost() > lim.max_bytes / MAX_ENTRY_SHARE {
+        if stored.cost() > (lim.max_bytes / MAX_ENTRY_SHARE).min(MAX_ENTRY_BYTES) {
             return Err(CacheError::TooLarge(stored.wire.len()));
         }
         Ok(stored)
@@ -246,11 +236,9 @@ impl Stored {
         ENTRY_HEADER_BYTES + 2 * self.ttl_offsets.len() + self.wire.len()
     }
 
-    /// Bytes this answer is charged against the cache bound once stored:
-    /// its one allocation as the allocator sizes it, plus
-    /// [`SLOT_OVERHEAD_BYTES`].
+    /// Bytes this answer takes in the cache's ring.
     pub fn cost(&self) -> usize {
-        charge(self.packed_len())
+        self.packed_len()
     }
 
     /// The reply to `q` made from the stored bytes (see [`render_parts`]).
@@ -262,28 +250,30 @@ impl Stored {
         out
     }
 
-    /// This answer packed as one cache entry with `hits`.
-    fn pack(&self, hits: u32) -> Box<[u8]> {
-        let mut v = Vec::with_capacity(self.packed_len());
-        v.extend_from_slice(&self.stored_at.to_ne_bytes());
-        v.extend_from_slice(&NO_FAILURE.to_ne_bytes());
-        v.extend_from_slice(&self.ttl.to_ne_bytes());
-        v.extend_from_slice(&hits.to_ne_bytes());
-        v.extend_from_slice(&(self.ttl_offsets.len() as u16).to_ne_bytes());
-        v.extend_from_slice(&(self.key_bytes().len() as u16).to_ne_bytes());
-        v.push(0);
-        for &o in self.ttl_offsets.iter() {
-            v.extend_from_slice(&o.to_ne_bytes());
+    /// Writes this answer as one ring entry with `hits` into `out`, which
+    /// is exactly [`Stored::cost`] bytes long.
+    fn pack_into(&self, hits: u32, out: &mut [u8]) {
+        let (head, rest) = out.split_at_mut(ENTRY_HEADER_BYTES);
+        head[AT_LEN..AT_LEN + 2].copy_from_slice(&(self.packed_len() as u16).to_ne_bytes());
+        head[AT_FLAGS] = FLAG_LIVE;
+        head[AT_N_TTL..AT_N_TTL + 2]
+            .copy_from_slice(&(self.ttl_offsets.len() as u16).to_ne_bytes());
+        head[AT_STORED..AT_STORED + 8].copy_from_slice(&self.stored_at.to_ne_bytes());
+        head[AT_FAILED..AT_FAILED + 4].copy_from_slice(&NO_FAILURE.to_ne_bytes());
+        head[AT_TTL..AT_TTL + 4].copy_from_slice(&self.ttl.to_ne_bytes());
+        head[AT_HITS..AT_HITS + 4].copy_from_slice(&hits.to_ne_bytes());
+        let (offsets, wire_out) = rest.split_at_mut(2 * self.ttl_offsets.len());
+        for (c, &o) in offsets.chunks_exact_mut(2).zip(self.ttl_offsets.iter()) {
+            c.copy_from_slice(&o.to_ne_bytes());
         }
-        v.extend_from_slice(&self.wire);
-        v.into_boxed_slice()
+        wire_out.copy_from_slice(&self.wire);
     }
 }
 
-/// A read-only view of one packed cache entry (header, TTL offsets, wire
-/// answer in one allocation). Entries are only made by [`Stored::pack`]
-/// from an answer whose question is its key, so the accessors cannot
-/// go out of bounds.
+/// A read-only view of one cache entry in the ring (header, TTL offsets,
+/// wire answer). Entries are only made by [`Stored::pack_into`] from an
+/// answer whose question is its key, so the accessors cannot go out of
+/// bounds.
 #[derive(Clone, Copy)]
 pub struct Entry<'a>(&'a [u8]);
 
@@ -316,7 +306,11 @@ impl<'a> Entry<'a> {
         self.stored_at() + self.ttl() as Millis * 1000
     }
     fn failed_at(self) -> Option<Millis> {
-        Some(self.i64_at(AT_FAILED)).filter(|&t| t != NO_FAILURE)
+        let after = self.u32_at(AT_FAILED);
+        (after != NO_FAILURE).then(|| self.stored_at() + after as Millis * 1000)
+    }
+    fn live(self) -> bool {
+        self.0[AT_FLAGS] & FLAG_LIVE != 0
     }
     #[cfg(test)]
     fn referenced(self) -> bool {
@@ -337,12 +331,19 @@ impl<'a> Entry<'a> {
     }
     /// The key: the stored answer's question section.
     pub fn key_bytes(self) -> &'a [u8] {
-        let k = self.u16_at(AT_KEY_LEN) as usize;
-        &self.wire()[wire::HEADER_LEN..wire::HEADER_LEN + k]
+        question_of(self.wire())
     }
-    /// Bytes charged against the cache bound for this entry.
+    /// Whether this entry's key is `key` (a question section). Labels are
+    /// length-prefixed, so an equal prefix of the key's length, which ends
+    /// with the root label, type and class, is the whole question.
+    fn has_key(self, key: &[u8]) -> bool {
+        self.wire()
+            .get(wire::HEADER_LEN..wire::HEADER_LEN + key.len())
+            .is_some_and(|k| k == key)
+    }
+    /// Bytes this entry takes in the ring.
     pub fn cost(self) -> usize {
-        charge(self.0.len())
+        self.0.len()
     }
     /// Writes the reply to `q` into `out` (see [`render_parts`]).
     pub fn render_into(self, q: &Query, now: Millis, stale: bool, out: &mut Vec<u8>) {
@@ -365,10 +366,6 @@ impl<'a> Entry<'a> {
             ttl: self.ttl(),
         }
     }
-}
-
-fn set_hits(e: &mut [u8], hits: u32) {
-    e[AT_HITS..AT_HITS + 4].copy_from_slice(&hits.to_ne_bytes());
 }
 
 /// What the cache has for a key.
@@ -395,30 +392,67 @@ pub struct CacheCounters {
     pub rejected: u64,
 }
 
-/// The cache itself. See the module header. Each entry is one allocation
-/// in `slots`; `index` maps the hash of a key (keyed with a random seed
-/// per process: keys are chosen by clients) to slot numbers.
+/// The entry at offset `at` of `ring`.
+fn entry_at(ring: &[u8], at: usize) -> Entry<'_> {
+    let len = u16::from_ne_bytes([ring[at + AT_LEN], ring[at + AT_LEN + 1]]);
+    Entry(&ring[at..at + len as usize])
+}
+
+/// How `cache_bytes` is split between the hash index and the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Split {
+    /// Slots of the index.
+    slots: usize,
+    /// Bytes of the ring.
+    ring_bytes: usize,
+}
+
+impl Split {
+    fn of(max_bytes: usize) -> Split {
+        // The largest power-of-two table within the index's share; at
+        // least 8 slots.
+        let share = max_bytes / INDEX_SHARE;
+        let mut slots = 8usize;
+        while 2 * slots * index::SLOT_BYTES <= share {
+            slots *= 2;
+        }
+        let index_bytes = slots * index::SLOT_BYTES;
+        Split {
+            slots,
+            ring_bytes: max_bytes
+                .saturating_sub(index_bytes)
+                .min(index::MAX_OFFSET + 1),
+        }
+    }
+}
+
+/// The cache itself. See the module header. The ring's live bytes run
+/// from `tail` to `head`; once the head has wrapped around to the start
+/// (`wrapped`), they run from `tail` to `end` and on from 0 to `head`.
 pub struct Cache {
     lim: CacheLimits,
-    index: HashTable<u32>,
+    index: Index,
     hasher: RandomState,
-    slots: Vec<Option<Box<[u8]>>>,
-    free: Vec<u32>,
-    hand: usize,
-    bytes: usize,
+    ring: Region,
+    tail: usize,
+    head: usize,
+    end: usize,
+    wrapped: bool,
     pub counters: CacheCounters,
 }
 
 impl Cache {
     pub fn new(lim: CacheLimits) -> Cache {
+        let split = Split::of(lim.max_bytes);
         Cache {
             lim,
-            index: HashTable::new(),
+            index: Index::with_slots(split.slots),
             hasher: RandomState::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            hand: 0,
-            bytes: 0,
+            ring: Region::zeroed(split.ring_bytes),
+            tail: 0,
+            head: 0,
+            end: 0,
+            wrapped: false,
             counters: CacheCounters::default(),
         }
     }
@@ -427,72 +461,71 @@ impl Cache {
         &self.lim
     }
 
-    /// Bytes charged to entries now (always <= `max_bytes`).
+    /// Bytes in use: the ring from tail to head (entries, and gaps left
+    /// by removed ones until the tail passes them) and the index. Always
+    /// <= `max_bytes`.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.ring_used() + self.index.bytes()
+    }
+
+    fn ring_used(&self) -> usize {
+        if self.wrapped {
+            self.end - self.tail + self.head
+        } else {
+            self.head - self.tail
+        }
     }
 
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
+    /// The entry at ring offset `at`.
+    fn entry(&self, at: usize) -> Entry<'_> {
+        entry_at(&self.ring, at)
+    }
+
     fn find(&self, key: &[u8]) -> Option<usize> {
-        let slots = &self.slots;
         self.index
-            .find(self.hasher.hash_one(key), |&i| {
-                slots[i as usize]
-                    .as_deref()
-                    .is_some_and(|e| Entry(e).key_bytes() == key)
-            })
-            .map(|&i| i as usize)
+            .find(self.hasher.hash_one(key), |at| self.entry(at).has_key(key))
     }
 
     /// Looks `key` (as made by [`wire::Key`]) up; a hit counts towards the
     /// entry's hit count.
     pub fn get(&mut self, key: &[u8], now: Millis) -> Lookup<'_> {
-        let Some(i) = self.find(key) else {
+        let Some(at) = self.find(key) else {
             self.counters.misses += 1;
             return Lookup::Miss;
         };
-        let (expires, failed) = match self.slots[i].as_deref_mut() {
-            Some(e) => {
-                let hits = Entry(e).hits().saturating_add(1);
-                set_hits(e, hits);
-                e[AT_FLAGS] |= FLAG_REFERENCED;
-                (Entry(e).expires_at(), Entry(e).failed_at())
-            }
-            None => (Millis::MIN, None),
-        };
+        let e = self.entry(at);
+        let (expires, failed, hits) = (e.expires_at(), e.failed_at(), e.hits());
+        let hits = hits.saturating_add(1);
+        self.ring[at + AT_HITS..at + AT_HITS + 4].copy_from_slice(&hits.to_ne_bytes());
+        self.ring[at + AT_FLAGS] |= FLAG_REFERENCED;
         let stale_limit = self.lim.stale_max_age as Millis * 1000;
         if now < expires {
             self.counters.hits += 1;
-            return match self.slots[i].as_deref() {
-                Some(e) => Lookup::Fresh(Entry(e)),
-                None => Lookup::Miss,
-            };
+            return Lookup::Fresh(self.entry(at));
         }
         if now < expires.saturating_add(stale_limit) {
             self.counters.stale_candidates += 1;
             let failed_recently = failed.is_some_and(|t| now - t < FAILED_REFRESH_HOLD_MS);
-            return match self.slots[i].as_deref() {
-                Some(e) => Lookup::Stale {
-                    entry: Entry(e),
-                    failed_recently,
-                },
-                None => Lookup::Miss,
+            return Lookup::Stale {
+                entry: self.entry(at),
+                failed_recently,
             };
         }
         self.counters.misses += 1;
-        self.remove_slot(i);
+        self.remove(at);
         Lookup::Miss
     }
 
     /// Notes that a refresh of `key` failed at `now`.
     pub fn mark_refresh_failed(&mut self, key: &[u8], now: Millis) {
-        if let Some(i) = self.find(key)
-            && let Some(e) = self.slots[i].as_deref_mut()
-        {
-            e[AT_FAILED..AT_FAILED + 8].copy_from_slice(&now.to_ne_bytes());
+        if let Some(at) = self.find(key) {
+            let after = ((now - self.entry(at).stored_at()).max(0) / 1000)
+                .min(NO_FAILURE as Millis - 1) as u32;
+            self.ring[at + AT_FAILED..at + AT_FAILED + 4].copy_from_slice(&after.to_ne_bytes());
         }
     }
 
@@ -513,120 +546,165 @@ impl Cache {
             self.counters.rejected += 1;
             return Err(CacheError::KeyMismatch);
         }
-        let cost = stored.cost();
-        if cost > self.lim.max_bytes / MAX_ENTRY_SHARE {
+        let len = stored.cost();
+        if len > (self.lim.max_bytes / MAX_ENTRY_SHARE).min(MAX_ENTRY_BYTES) {
             self.counters.rejected += 1;
-            return Err(CacheError::TooLarge(cost));
+            return Err(CacheError::TooLarge(len));
         }
         let mut hits = hits;
-        if let Some(i) = self.find(key) {
-            if let Some(old) = self.slots[i].as_deref() {
-                hits = hits.max(Entry(old).hits());
-            }
-            self.remove_slot(i);
+        if let Some(at) = self.find(key) {
+            hits = hits.max(self.entry(at).hits());
+            self.remove(at);
         }
-        while self.bytes + cost > self.lim.max_bytes {
-            if !self.evict_one() {
-                break;
-            }
-        }
-        let packed = stored.pack(hits);
-        debug_assert_eq!(charge(packed.len()), cost);
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(packed);
-                i
-            }
-            None => {
-                self.slots.push(Some(packed));
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let Cache {
-            index,
-            hasher,
-            slots,
-            ..
-        } = self;
-        index.insert_unique(hasher.hash_one(key), i, |&j| {
-            slots[j as usize]
-                .as_deref()
-                .map_or(0, |e| hasher.hash_one(Entry(e).key_bytes()))
-        });
-        self.bytes += cost;
+        self.make_room(len);
+        let at = self.head;
+        stored.pack_into(hits, &mut self.ring[at..at + len]);
+        self.head += len;
+        self.index_insert(key, at);
         self.counters.inserts += 1;
         Ok(())
     }
 
-    fn remove_slot(&mut self, i: usize) {
-        let Some(e) = self.slots[i].take() else {
-            return;
-        };
-        let view = Entry(&e);
-        self.bytes -= view.cost();
-        let hash = self.hasher.hash_one(view.key_bytes());
-        if let Ok(found) = self.index.find_entry(hash, |&j| j as usize == i) {
-            found.remove();
-        }
-        self.free.push(i as u32);
+    fn index_insert(&mut self, key: &[u8], at: usize) {
+        // make_room left a place, and the ring is no longer than an
+        // offset can say, so this cannot fail.
+        let filed = self.index.insert(self.hasher.hash_one(key), at);
+        debug_assert!(filed);
     }
 
-    /// One step of CLOCK: the first unreferenced entry from the hand is
-    /// evicted; referenced ones get their bit cleared and a second chance.
-    fn evict_one(&mut self) -> bool {
-        let n = self.slots.len();
-        if n == 0 || self.index.is_empty() {
-            return false;
+    /// Takes the entry at `at` out of the index.
+    fn unindex(&mut self, at: usize) {
+        let Cache {
+            index,
+            hasher,
+            ring,
+            ..
+        } = self;
+        let key_hash = |o: usize| hasher.hash_one(entry_at(ring, o).key_bytes());
+        index.remove(key_hash(at), at, key_hash);
+    }
+
+    /// Drops the entry at `at` from the index; its bytes stay in the ring
+    /// (not live) until the tail passes them.
+    fn remove(&mut self, at: usize) {
+        self.unindex(at);
+        self.ring[at + AT_FLAGS] &= !FLAG_LIVE;
+        if self.index.is_empty() {
+            // Nothing live: the whole ring is free again.
+            (self.tail, self.head, self.end, self.wrapped) = (0, 0, 0, false);
         }
-        for _ in 0..2 * n + 1 {
-            let i = self.hand % n;
-            self.hand = (i + 1) % n;
-            if let Some(e) = self.slots[i].as_deref_mut() {
-                if e[AT_FLAGS] & FLAG_REFERENCED != 0 {
-                    e[AT_FLAGS] &= !FLAG_REFERENCED;
-                } else {
-                    self.remove_slot(i);
-                    self.counters.evictions += 1;
-                    return true;
-                }
+    }
+
+    /// Frees `len` contiguous bytes at the head, and a place in the index.
+    fn make_room(&mut self, len: usize) {
+        loop {
+            let fits = if self.wrapped {
+                self.head + len <= self.tail
+            } else {
+                self.head + len <= self.ring.len()
+            };
+            if fits && self.index.len() < self.index.capacity() {
+                return;
             }
+            if !fits && !self.wrapped {
+                self.wrap_head();
+                continue;
+            }
+            self.step_tail();
         }
-        false
+    }
+
+    /// Goes on writing at the start of the ring; the bytes from the head
+    /// to the end of the ring stay unused until the tail wraps too.
+    fn wrap_head(&mut self) {
+        self.end = self.head;
+        self.head = 0;
+        self.wrapped = true;
+    }
+
+    /// One step of the tail: the entry there is dropped, or (when it was
+    /// asked for since it was written) copied to the head unmarked.
+    fn step_tail(&mut self) {
+        if self.ring_used() == 0 {
+            return;
+        }
+        let at = self.tail;
+        let e = self.entry(at);
+        let (len, live) = (e.cost(), e.live());
+        let referenced = self.ring[at + AT_FLAGS] & FLAG_REFERENCED != 0;
+        if live && referenced {
+            if !self.wrapped && self.head + len > self.ring.len() {
+                self.wrap_head();
+            }
+            // The head is at or before the tail, so the copy ends at or
+            // before the entry's end: it only overwrites free bytes and
+            // the entry itself (copy_within handles the overlap).
+            let to = self.head;
+            self.ring.copy_within(at..at + len, to);
+            self.ring[to + AT_FLAGS] &= !FLAG_REFERENCED;
+            self.head += len;
+            let hash = self.hasher.hash_one(self.entry(to).key_bytes());
+            self.index.r#move(hash, at, to);
+        } else if live {
+            self.unindex(at);
+            self.counters.evictions += 1;
+        }
+        self.tail += len;
+        if self.wrapped && self.tail >= self.end {
+            (self.tail, self.end, self.wrapped) = (0, 0, false);
+        }
+        if self.index.is_empty() {
+            (self.tail, self.head, self.end, self.wrapped) = (0, 0, 0, false);
+        }
+    }
+
+    /// Ring offsets of the entries from tail to head, live or not.
+    fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        let (first, second) = if self.wrapped {
+            (self.tail..self.end, 0..self.head)
+        } else {
+            (self.tail..self.head, 0..0)
+        };
+        [first, second].into_iter().flat_map(move |range| {
+            let mut at = range.start;
+            std::iter::from_fn(move || {
+                (at < range.end).then(|| {
+                    let here = at;
+                    at += self.entry(here).cost();
+                    here
+                })
+            })
+        })
     }
 
     /// The `n` entries with the most hits, most first (ties by key).
     pub fn hot(&self, n: usize) -> Vec<(Key, u32)> {
-        // Rank slot numbers first, so only the `n` winners are copied.
+        // Rank ring offsets first, so only the `n` winners are copied.
         let mut ranked: Vec<(u32, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_deref().map(|e| (i as u32, Entry(e).hits())))
-            .filter(|&(_, hits)| hits > 0)
+            .offsets()
+            .map(|at| (at as u32, self.entry(at)))
+            .filter(|(_, e)| e.live() && e.hits() > 0)
+            .map(|(at, e)| (at, e.hits()))
             .collect();
-        let key_of = |i: u32| {
-            self.slots[i as usize]
-                .as_deref()
-                .map_or(&[][..], |e| Entry(e).key_bytes())
-        };
+        let key_of = |at: u32| self.entry(at as usize).key_bytes();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| key_of(a.0).cmp(key_of(b.0))));
         ranked.truncate(n);
         ranked
             .into_iter()
-            .map(|(i, hits)| (Key(key_of(i).into()), hits))
+            .map(|(at, hits)| (Key(key_of(at).into()), hits))
             .collect()
     }
 
-    /// Every entry (for the snapshot).
+    /// Every live entry, oldest first (for the snapshot).
     pub fn entries(&self) -> impl Iterator<Item = Entry<'_>> {
-        self.slots.iter().flatten().map(|e| Entry(e))
+        self.offsets().map(|at| self.entry(at)).filter(|e| e.live())
     }
 
-    /// Whether the entry for `key` has its CLOCK reference bit set.
+    /// Whether the entry for `key` has its reference mark set.
     #[cfg(test)]
     fn referenced(&self, key: &[u8]) -> Option<bool> {
-        let i = self.find(key)?;
-        self.slots[i].as_deref().map(|e| Entry(e).referenced())
+        let at = self.find(key)?;
+        Some(self.entry(at).referenced())
     }
 }
 
@@ -743,7 +821,7 @@ pub(crate) mod tests {
         ));
         assert!(matches!(c.get(&k.0, 60_000 + 86_400_000 + 1), Lookup::Miss));
         assert_eq!(c.len(), 0);
-        assert_eq!(c.bytes(), 0);
+        assert_eq!(c.bytes(), c.index.bytes());
     }
 
     #[test]
@@ -790,27 +868,34 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn accounting_charges_the_real_allocation_and_returns_to_zero() {
+    fn accounting_counts_ring_bytes_and_the_index() {
         let mut c = Cache::new(limits());
+        let idx = c.index.bytes();
+        assert!(idx <= limits().max_bytes / INDEX_SHARE);
+        assert!(idx + c.ring.len() <= limits().max_bytes);
+        assert_eq!(c.bytes(), idx);
         let s = store(&answer("acct.example.", 300, Ipv4Addr::LOCALHOST), 0);
-        let len = ENTRY_HEADER_BYTES + 2 * s.ttl_offsets.len() + s.wire.len();
-        // A header, one TTL offset, the answer: charged as malloc sizes
-        // it, rounded to two words, plus the slot's share.
-        assert_eq!(s.cost(), alloc_bytes(len) + SLOT_OVERHEAD_BYTES);
-        assert!(alloc_bytes(len) >= len + size_of::<usize>());
-        assert_eq!(alloc_bytes(len) % (2 * size_of::<usize>()), 0);
+        // A header, one TTL offset, the answer: nothing else.
+        assert_eq!(s.cost(), ENTRY_HEADER_BYTES + 2 + s.wire.len());
         let k = q("acct.example.").key();
         c.insert(&k.0, &s).unwrap();
-        assert_eq!(c.bytes(), s.cost());
-        // Replacing keeps one entry and its charge.
+        assert_eq!(c.bytes(), idx + s.cost());
+        let other = store(&answer("other.example.", 300, Ipv4Addr::LOCALHOST), 0);
+        let ko = q("other.example.").key();
+        c.insert(&ko.0, &other).unwrap();
+        // Replacing keeps one entry per name; the old bytes stay in the
+        // ring until the tail passes them.
         c.insert(&k.0, &s).unwrap();
-        assert_eq!((c.len(), c.bytes()), (1, s.cost()));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.bytes(), idx + 2 * s.cost() + other.cost());
         let sum: usize = c.entries().map(|e| e.cost()).sum();
-        assert_eq!(sum, c.bytes());
-        // An A answer costs about a tenth of what it did (~430 bytes).
-        assert!(s.cost() <= 160, "{}", s.cost());
+        assert_eq!(sum, s.cost() + other.cost());
+        assert!(matches!(c.get(&ko.0, 1_000_000_000), Lookup::Miss));
+        // An A answer costs about a sixth of what it did (~430 bytes).
+        assert!(s.cost() <= 80, "{}", s.cost());
+        // Once nothing is live, the whole ring is free again.
         assert!(matches!(c.get(&k.0, 1_000_000_000), Lookup::Miss));
-        assert_eq!((c.len(), c.bytes()), (0, 0));
+        assert_eq!((c.len(), c.bytes()), (0, idx));
     }
 
     #[test]
@@ -826,28 +911,103 @@ pub(crate) mod tests {
         let mut c = Cache::new(small);
         let k = q("one.example.").key();
         assert!(matches!(c.insert(&k.0, &s), Err(CacheError::TooLarge(_))));
-        assert_eq!((c.len(), c.bytes(), c.counters.rejected), (0, 0, 1));
+        assert_eq!(
+            (c.len(), c.bytes(), c.counters.rejected),
+            (0, c.index.bytes(), 1)
+        );
     }
 
     #[test]
-    fn bound_holds_exactly_and_slots_are_reused() {
+    fn bound_holds_and_a_full_ring_is_used_to_within_an_entry() {
         let mut c = Cache::new(limits());
-        let mut peak = 0;
         for i in 0..20_000 {
             a_entry(&mut c, &format!("host{i}.example.org."), 600, 0);
             assert!(c.bytes() <= limits().max_bytes);
-            peak = peak.max(c.len());
+            assert!(c.len() <= c.index.capacity());
         }
         let sum: usize = c.entries().map(|e| e.cost()).sum();
-        assert_eq!(sum, c.bytes());
         assert_eq!(c.entries().count(), c.len());
-        // Full: within one entry's charge of the bound.
-        assert!(c.bytes() + 160 > limits().max_bytes);
-        // Evicted slots are reused: the slot vector never grew past the
-        // most entries ever held at once (+1 for the one being inserted;
-        // on 32-bit, longer names cost more, so fewer fit later on).
-        assert!(c.slots.len() <= peak + 1, "{} {}", c.slots.len(), peak);
-        assert_eq!(c.index.len(), c.len());
+        // Nothing was removed, so the live entries are all the ring holds,
+        // and the ring is full but for the gap before its end.
+        assert_eq!(sum, c.ring_used());
+        assert!(c.ring_used() + 80 > c.ring.len(), "{}", c.ring_used());
+        assert_eq!(c.counters.evictions + c.len() as u64, 20_000);
+    }
+
+    #[test]
+    fn the_index_bounds_entries_when_they_are_small() {
+        // Tiny entries: the index, not the ring, is what fills first.
+        let lim = CacheLimits {
+            max_bytes: 64 * 1024,
+            ..limits()
+        };
+        let mut c = Cache::new(lim);
+        for i in 0..5000 {
+            a_entry(&mut c, &format!("{i}."), 600, 0);
+            assert!(c.len() <= c.index.capacity());
+        }
+        assert_eq!(c.len(), c.index.capacity());
+        assert!(c.bytes() <= lim.max_bytes);
+    }
+
+    /// Random names, sizes, hits, replacements and expiries against a
+    /// model: whatever the cache still holds is exactly what was last
+    /// stored under that name, and a name is only missing when it was
+    /// evicted or expired.
+    #[test]
+    fn random_churn_matches_a_model_across_wraps() {
+        use std::collections::HashMap;
+        let mut c = Cache::new(CacheLimits {
+            max_bytes: 64 * 1024,
+            stale_max_age: 0,
+            ..limits()
+        });
+        let mut model: HashMap<String, (Ipv4Addr, u32)> = HashMap::new();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut now = 0;
+        for step in 0..60_000u32 {
+            now += 10;
+            let n = rnd() % 3000;
+            // Names of very different lengths, so entries differ in size.
+            let name = format!("{}{n}.example.", "x".repeat((n % 50) as usize));
+            let k = q(&name).key();
+            match rnd() % 4 {
+                0 | 1 => {
+                    let ip = Ipv4Addr::from(step);
+                    let ttl = 5 + (rnd() % 100) as u32;
+                    let resp = answer(&name, ttl, ip);
+                    c.insert(&k.0, &store(&resp, now)).unwrap();
+                    model.insert(name, (ip, ttl));
+                }
+                _ => match c.get(&k.0, now) {
+                    Lookup::Fresh(e) => {
+                        let m = Message::from_vec(e.wire()).unwrap();
+                        let (ip, _) = model[&name];
+                        assert_eq!(m.answers[0].data, RData::A(A(ip)), "step {step}");
+                    }
+                    Lookup::Stale { .. } => panic!("no stale age here"),
+                    Lookup::Miss => {
+                        model.remove(&name);
+                    }
+                },
+            }
+            assert!(c.bytes() <= 64 * 1024);
+            assert!(c.len() <= model.len());
+        }
+        assert!(c.counters.evictions > 1000, "{:?}", c.counters);
+        assert_eq!(c.entries().count(), c.len());
+        for e in c.entries() {
+            assert_eq!(
+                c.find(e.key_bytes()).map(|at| c.entry(at).wire()),
+                Some(e.wire())
+            );
+        }
     }
 
     #[test]

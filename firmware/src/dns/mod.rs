@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod dot;
+pub mod index;
 pub mod local;
 pub mod prime;
 pub mod ratelimit;

@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 pub mod fake;
+pub mod region;
 
 use std::ffi::CString;
 use std::io;
