@@ -80,19 +80,19 @@ fn bind_pair(
 
 /// Writes the snapshot now (the write itself runs off the query path).
 pub async fn save_snapshot(svc: &Arc<Service>, dir: &Path) {
-    let body = {
+    let (n, encoded) = {
         let cache = svc.cache();
-        snapshot::collect(&cache, svc.now(), svc.cfg.hot_names, snapshot::unix_now())
+        let now = svc.now();
+        let file = snapshot::encode_cache(&cache, now, svc.cfg.hot_names, snapshot::unix_now());
+        (cache.len(), file)
     };
-    let n = body.entries.len();
-    let bytes = match snapshot::encode(&body) {
+    let bytes = match encoded {
         Ok(b) => b,
         Err(e) => {
             log::warn!("snapshot not written: {e}");
             return;
         }
     };
-    drop(body);
     let len = bytes.len();
     let dir = dir.to_path_buf();
     match tokio::task::spawn_blocking(move || snapshot::write_atomic(&dir, &bytes)).await {
@@ -164,15 +164,21 @@ pub async fn run(cfg: Config) -> Result<(), DnsError> {
 
 fn load_snapshot(svc: &Arc<Service>, dir: &Path) -> Vec<wire::Key> {
     match snapshot::read_file(dir) {
-        Ok(Some(body)) => {
+        Ok(Some(file)) => {
             let mut cache = svc.cache();
-            let (loaded, skipped, hot) =
-                snapshot::restore(&mut cache, body, svc.now(), snapshot::unix_now());
-            log::info!(
-                "snapshot loaded: {loaded} entries ({skipped} skipped), {} hot names",
-                hot.len()
-            );
-            hot
+            match snapshot::restore(&mut cache, &file, svc.now(), snapshot::unix_now()) {
+                Ok((loaded, skipped, hot)) => {
+                    log::info!(
+                        "snapshot loaded: {loaded} entries ({skipped} skipped), {} hot names",
+                        hot.len()
+                    );
+                    hot
+                }
+                Err(e) => {
+                    log::warn!("snapshot ignored: {e} ({} entries kept)", cache.len());
+                    Vec::new()
+                }
+            }
         }
         Ok(None) => {
             log::info!("no snapshot in {}: starting cold", dir.display());

@@ -69,6 +69,10 @@ pub struct SnapEntry {
     pub hits: u32,
 }
 
+/// The body as one value: the model of the format, in field order (the
+/// service encodes and decodes it piece by piece: `encode_cache`,
+/// `restore`).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Body {
     /// Wall-clock seconds at save (to age entries across a reboot).
@@ -95,7 +99,8 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Takes the snapshot body from the cache.
+/// Takes the snapshot body from the cache (tests: the model of the format).
+#[cfg(test)]
 pub fn collect(cache: &Cache, now: Millis, hot_names: usize, saved_unix: u64) -> Body {
     let entries = cache
         .entries()
@@ -119,7 +124,65 @@ pub fn collect(cache: &Cache, now: Millis, hot_names: usize, saved_unix: u64) ->
     }
 }
 
-/// The whole file.
+/// One entry as it is encoded, borrowing from the cache: the same
+/// postcard bytes as [`SnapEntry`] (a byte slice and a `Vec<u8>` are both a
+/// length and the bytes).
+#[derive(Serialize)]
+struct SnapEntryRef<'a> {
+    key: &'a [u8],
+    wire: &'a [u8],
+    age_ms: u64,
+    ttl: u32,
+    hits: u32,
+}
+
+/// The whole file, encoded straight from the cache: the same bytes as
+/// `encode(&collect(..))`, without first copying every entry (which
+/// took twice the cache's memory for a moment, every hour).
+pub fn encode_cache(
+    cache: &Cache,
+    now: Millis,
+    hot_names: usize,
+    saved_unix: u64,
+) -> Result<Vec<u8>, SnapshotError> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + cache.bytes());
+    out.extend_from_slice(&[0u8; HEADER_BYTES]);
+    out = put(out, &saved_unix)?;
+    out = put(out, &cache.len())?;
+    let mut n = 0;
+    for e in cache.entries() {
+        let r = SnapEntryRef {
+            key: e.key_bytes(),
+            wire: e.wire(),
+            age_ms: (now - e.stored_at()).max(0) as u64,
+            ttl: e.ttl(),
+            hits: e.hits(),
+        };
+        out = put(out, &r)?;
+        n += 1;
+    }
+    debug_assert_eq!(n, cache.len());
+    let hot = cache.hot(hot_names);
+    out = put(out, &hot.len())?;
+    for (k, _) in &hot {
+        out = put(out, &&k.0[..])?;
+    }
+    let body_len = (out.len() - HEADER_BYTES) as u64;
+    let sum = fnv1a64(&out[HEADER_BYTES..]);
+    out[..8].copy_from_slice(MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_be_bytes());
+    out[12..20].copy_from_slice(&body_len.to_be_bytes());
+    out[20..28].copy_from_slice(&sum.to_be_bytes());
+    Ok(out)
+}
+
+/// Appends one value to the file image.
+fn put<T: Serialize + ?Sized>(out: Vec<u8>, x: &T) -> Result<Vec<u8>, SnapshotError> {
+    postcard::to_extend(x, out).map_err(SnapshotError::Encode)
+}
+
+/// The whole file (tests: the model of the format).
+#[cfg(test)]
 pub fn encode(body: &Body) -> Result<Vec<u8>, SnapshotError> {
     let payload = postcard::to_allocvec(body).map_err(SnapshotError::Encode)?;
     let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
@@ -131,7 +194,7 @@ pub fn encode(body: &Body) -> Result<Vec<u8>, SnapshotError> {
     Ok(out)
 }
 
-pub fn decode(file: &[u8]) -> Result<Body, SnapshotError> {
+fn check(file: &[u8]) -> Result<&[u8], SnapshotError> {
     if file.len() < 8 || &file[..8] != MAGIC {
         return Err(SnapshotError::BadMagic);
     }
@@ -154,6 +217,14 @@ pub fn decode(file: &[u8]) -> Result<Body, SnapshotError> {
     if fnv1a64(body) != sum {
         return Err(SnapshotError::Checksum);
     }
+    Ok(body)
+}
+
+/// The whole body, decoded at once (tests compare it with what was
+/// collected; the service restores entry by entry, see [`restore`]).
+#[cfg(test)]
+pub fn decode(file: &[u8]) -> Result<Body, SnapshotError> {
+    let body = check(file)?;
     let (b, rest) = postcard::take_from_bytes::<Body>(body).map_err(SnapshotError::Decode)?;
     if !rest.is_empty() {
         return Err(SnapshotError::Checksum);
@@ -161,56 +232,77 @@ pub fn decode(file: &[u8]) -> Result<Body, SnapshotError> {
     Ok(b)
 }
 
-/// Puts the entries of `body` into `cache`; entries expired meanwhile
+/// Checks `file` and puts its entries into `cache` one by one, as they
+/// are decoded (never the whole body at once); entries expired meanwhile
 /// become serve-stale candidates. Entries that fail the checks are
-/// skipped. Returns (loaded, skipped) and the hot keys.
+/// skipped. Returns (loaded, skipped) and the hot keys. A file that fails
+/// the header checks adds nothing; one that passes them but does not
+/// decode (not written by us) keeps the entries read before the fault,
+/// each of which passed its own checks.
 pub fn restore(
     cache: &mut Cache,
-    body: Body,
+    file: &[u8],
     now: Millis,
     now_unix: u64,
-) -> (usize, usize, Vec<Key>) {
-    let since_save_ms = now_unix
-        .saturating_sub(body.saved_unix)
-        .saturating_mul(1000);
+) -> Result<(usize, usize, Vec<Key>), SnapshotError> {
+    fn take<'a, T: Deserialize<'a>>(rest: &mut &'a [u8]) -> Result<T, SnapshotError> {
+        let (v, r) = postcard::take_from_bytes::<T>(rest).map_err(SnapshotError::Decode)?;
+        *rest = r;
+        Ok(v)
+    }
+    let mut rest = check(file)?;
+    let saved_unix: u64 = take(&mut rest)?;
+    let since_save_ms = now_unix.saturating_sub(saved_unix).saturating_mul(1000);
+    let n: usize = take(&mut rest)?;
     let (mut loaded, mut skipped) = (0, 0);
-    for e in body.entries {
-        let key = Key(e.key.into_boxed_slice());
-        let Ok(w) = wire::walk(&e.wire) else {
+    for _ in 0..n {
+        let e: SnapEntry = take(&mut rest)?;
+        if restore_entry(cache, e, now, since_save_ms) {
+            loaded += 1;
+        } else {
             skipped += 1;
-            continue;
-        };
-        if !key.is_valid()
-            || !w.qname.eq_ignore_ascii_case(key.name())
-            || w.qtype != key.qtype()
-            || w.qclass != key.qclass()
-            || w.records.iter().any(|r| r.rtype == wire::TYPE_OPT)
-        {
-            skipped += 1;
-            continue;
-        }
-        let age = e
-            .age_ms
-            .saturating_add(since_save_ms)
-            .min(i64::MAX as u64 / 4) as i64;
-        let stored = Stored {
-            ttl_offsets: w.records.iter().map(|r| r.ttl_at as u16).collect(),
-            wire: e.wire.into_boxed_slice(),
-            stored_at: now - age,
-            ttl: e.ttl,
-        };
-        match cache.insert_with_hits(&key.0, &stored, e.hits) {
-            Ok(()) => loaded += 1,
-            Err(_) => skipped += 1,
         }
     }
-    let hot = body
-        .hot
-        .into_iter()
-        .map(|k| Key(k.into_boxed_slice()))
-        .filter(|k| k.is_valid())
-        .collect();
-    (loaded, skipped, hot)
+    let n_hot: usize = take(&mut rest)?;
+    let mut hot = Vec::new();
+    for _ in 0..n_hot {
+        let k: Vec<u8> = take(&mut rest)?;
+        let k = Key(k.into_boxed_slice());
+        if k.is_valid() {
+            hot.push(k);
+        }
+    }
+    if !rest.is_empty() {
+        return Err(SnapshotError::Checksum);
+    }
+    Ok((loaded, skipped, hot))
+}
+
+/// Checks one entry again (wire walk, key) and stores it.
+fn restore_entry(cache: &mut Cache, e: SnapEntry, now: Millis, since_save_ms: u64) -> bool {
+    let key = Key(e.key.into_boxed_slice());
+    let Ok(w) = wire::walk(&e.wire) else {
+        return false;
+    };
+    if !key.is_valid()
+        || !w.qname.eq_ignore_ascii_case(key.name())
+        || w.qtype != key.qtype()
+        || w.qclass != key.qclass()
+        || w.records.iter().any(|r| r.rtype == wire::TYPE_OPT)
+    {
+        return false;
+    }
+    let age = e
+        .age_ms
+        .saturating_add(since_save_ms)
+        .min(i64::MAX as u64 / 4) as i64;
+    let stored = Stored {
+        ttl_offsets: w.records.iter().map(|r| r.ttl_at as u16).collect(),
+        wire: e.wire.into_boxed_slice(),
+        stored_at: now - age,
+        ttl: e.ttl,
+    };
+    cache.insert_with_hits(&key.0, &stored, e.hits).is_ok()
 }
 
 /// Writes `bytes` as `dir/FILE_NAME`: one write to a temporary file,
@@ -233,8 +325,8 @@ pub fn write_atomic(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Reads `dir/FILE_NAME`; `Ok(None)` when there is none.
-pub fn read_file(dir: &Path) -> Result<Option<Body>, SnapshotError> {
+/// Reads `dir/FILE_NAME` (for [`restore`]); `Ok(None)` when there is none.
+pub fn read_file(dir: &Path) -> Result<Option<Vec<u8>>, SnapshotError> {
     let path = dir.join(FILE_NAME);
     let io = |source| SnapshotError::Io {
         path: path.clone(),
@@ -248,8 +340,7 @@ pub fn read_file(dir: &Path) -> Result<Option<Body>, SnapshotError> {
     if meta.len() > MAX_SNAPSHOT_BYTES {
         return Err(SnapshotError::TooLarge(meta.len()));
     }
-    let bytes = fs::read(&path).map_err(io)?;
-    decode(&bytes).map(Some)
+    fs::read(&path).map(Some).map_err(io)
 }
 
 #[cfg(test)]
@@ -284,12 +375,13 @@ mod tests {
     fn round_trip_keeps_entries_ages_and_hot_set() {
         let c = filled();
         let body = collect(&c, 10_000, 10, 1_000_000);
-        let file = encode(&body).unwrap();
-        let back = decode(&file).unwrap();
-        assert_eq!(back, body);
+        let file = encode_cache(&c, 10_000, 10, 1_000_000).unwrap();
+        // Encoded straight from the cache: exactly the model's bytes.
+        assert_eq!(file, encode(&body).unwrap());
+        assert_eq!(decode(&file).unwrap(), body);
         // Restored 100 s later (wall clock), on a fresh clock.
         let mut c2 = Cache::new(limits());
-        let (loaded, skipped, hot) = restore(&mut c2, back, 0, 1_000_100);
+        let (loaded, skipped, hot) = restore(&mut c2, &file, 0, 1_000_100).unwrap();
         assert_eq!((loaded, skipped), (3, 0));
         assert_eq!(hot[0].text(), "b.example. A");
         let k = Key::new(&wire::name_from_text("a.example").unwrap(), 1, 1);
@@ -301,7 +393,8 @@ mod tests {
 
     #[test]
     fn corrupt_truncated_and_foreign_files_are_refused() {
-        let file = encode(&collect(&filled(), 0, 10, 5)).unwrap();
+        let file = encode_cache(&filled(), 0, 10, 5).unwrap();
+        let mut fresh = Cache::new(limits());
         let mut flipped = file.clone();
         let last = flipped.len() - 3;
         flipped[last] ^= 0x40;
@@ -326,9 +419,11 @@ mod tests {
             let mut f = file.clone();
             let at = (seed as usize) % f.len();
             f[at] ^= (seed >> 32) as u8 | 1;
-            assert!(decode(&f).is_err());
-            let _ = decode(&file[..at]);
+            assert!(restore(&mut fresh, &f, 0, 5).is_err());
+            assert!(restore(&mut fresh, &file[..at], 0, 5).is_err());
+            assert_eq!(fresh.len(), 0, "nothing from a bad file is kept");
         }
+        assert_eq!(restore(&mut fresh, &file, 0, 5).unwrap().0, 3);
     }
 
     #[test]
@@ -336,9 +431,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pcb-snap-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         assert!(read_file(&dir).unwrap().is_none());
-        let body = collect(&filled(), 0, 10, 5);
-        write_atomic(&dir, &encode(&body).unwrap()).unwrap();
-        assert_eq!(read_file(&dir).unwrap().unwrap(), body);
+        let file = encode_cache(&filled(), 0, 10, 5).unwrap();
+        write_atomic(&dir, &file).unwrap();
+        assert_eq!(read_file(&dir).unwrap().unwrap(), file);
         assert!(!dir.join("dns.snapshot.tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
