@@ -105,16 +105,20 @@ grep -q '^dns  *running .*primed' /tmp/status && ok "dns running and primed" || 
 grep -qE '^dns +[0-9]+ names cached, hit rate [0-9.]+%$' /tmp/status2 && ok "status shows the dns cache" || bad "status dns figures: $(tail -n 3 /tmp/status2)"
 
 # --- DNS memory on the board ------------------------------------------
-# One line per process: peak and current resident memory, its anonymous
-# and file parts (status), and the proportional share (smaps_rollup; the
-# text of the one binary is shared by init, dns and mail).
+# One line per process: peak and current resident memory with its
+# anonymous, file and shmem parts (status), and the proportional shares
+# (smaps_rollup). The text of the one binary is shared by init, dns and
+# mail; here it runs from the initramfs (tmpfs), so its pages count as
+# shmem, where on a board's ext4 root they would be file pages.
 mem_line() { # NAME PID [NOTE]
   awk -v l="$1" -v p="$2" -v note="${3:+, $3}" '
-    FILENAME ~ /status$/ && $1 ~ /^(VmHWM|VmRSS|RssAnon|RssFile):$/ { v[$1] = $2 }
-    FILENAME ~ /smaps_rollup$/ && $1 ~ /^(Pss|Pss_Anon|Pss_File):$/ { v[$1] = $2 }
+    FILENAME ~ /status$/ && $1 ~ /^(VmHWM|VmRSS|RssAnon|RssFile|RssShmem):$/ { v[$1] = $2 }
+    FILENAME ~ /smaps_rollup$/ && $1 ~ /^(Pss|Pss_Anon|Pss_File|Pss_Shmem):$/ { v[$1] = $2 }
     END {
-      printf "board-mem: %s VmHWM %s kB VmRSS %s kB RssAnon %s kB RssFile %s kB Pss %s kB Pss_Anon %s kB Pss_File %s kB (pid %s%s)\n",
-        l, v["VmHWM:"], v["VmRSS:"], v["RssAnon:"], v["RssFile:"], v["Pss:"], v["Pss_Anon:"], v["Pss_File:"], p, note
+      printf "board-mem: %s VmHWM %s kB VmRSS %s kB RssAnon %s kB RssFile %s kB RssShmem %s kB", \
+        l, v["VmHWM:"], v["VmRSS:"], v["RssAnon:"], v["RssFile:"], v["RssShmem:"]
+      printf " Pss %s kB Pss_Anon %s kB Pss_File %s kB Pss_Shmem %s kB (pid %s%s)\n", \
+        v["Pss:"], v["Pss_Anon:"], v["Pss_File:"], v["Pss_Shmem:"], p, note
     }' "/proc/$2/status" "/proc/$2/smaps_rollup"
 }
 svc_pid() { awk -v s="$1" '$1 == s && $2 == "running" { print $3 }' /tmp/status; }
