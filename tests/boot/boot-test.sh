@@ -17,8 +17,9 @@
 # own, plus /data/board-mem.expect: check.sh then asserts the names were
 # loaded on ARM and are answered from the cache, prints the resident
 # memory of dns, init and mail (`board-mem:` lines, shown here too) and
-# holds dns's peak (VmHWM) to DNS_HWM_MAX_KB. Boot 3 (kernel flag pocobelle.drill-panic): init panics
-# on purpose once /data is mounted and swap is on, its panic hook writes
+# holds dns's peak (VmHWM) to DNS_HWM_MAX_KB.
+# Boot 3 (kernel flag pocobelle.drill-panic): init panics on purpose
+# once /data is mounted and swap is on, its panic hook writes
 # the log file and re-executes it in recovery mode, and the boot
 # completes as the others. Each boot must end with the kernel's power-off and QEMU
 # exiting by itself.
@@ -217,9 +218,9 @@ safe_args="pocobelle.rescue pocobelle.config=/etc/broken.toml pocobelle.data=/de
 safe_args="$safe_args pocobelle.modules=virtio_mmio,virtio_blk,crc32c_generic,ext4"
 for n in 1 2 3 4; do
   case $n in
+    2) inject_snapshot; boot 2 ;;
     3) boot 3 pocobelle.drill-panic ;;
     4) boot_rescue 4 "$safe_args" ;;
-    2) inject_snapshot; boot 2 ;;
     *) boot "$n" ;;
   esac
   if [ "$n" = 3 ]; then
