@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/boot/boot-test.sh ARMV7_BINARY: boots the ARMv7 `pocobelle` as PID 1
+# tests/boot/boot-test.sh ARMV7_BINARY HOST_BINARY: boots the ARMv7 `pocobelle` as PID 1
 # in `qemu-system-arm -M virt -m 64` with Debian bookworm's armmp kernel and
 # an initramfs built here, six times, on a scratch ext4 disk image (a file).
 #
@@ -11,8 +11,15 @@
 # after SIGKILL, `pocobelle status` and `pocobelle log` (the service's
 # output reaches the log ring), then runs `pocobelle poweroff`.
 # Boot 2: the last shutdown must be reported clean, fsck skipped, the swap
-# file reused. Boot 3 (kernel flag pocobelle.drill-panic): init panics
-# on purpose once /data is mounted and swap is on, its panic hook writes
+# file reused. Before it, /data/dns.snapshot (boot 1's, empty) is replaced
+# with one of 20,000 names made by the host's `pocobelle dns`
+# (tests/boot/make-dns-snapshot.py), with the owner and mode dns gave its
+# own, plus /data/board-mem.expect: check.sh then asserts the names were
+# loaded on ARM and are answered from the cache, prints the resident
+# memory of dns, init and mail (`board-mem:` lines, shown here too) and
+# holds dns's peak (VmHWM) to DNS_HWM_MAX_KB.
+# Boot 3 (kernel flag pocobelle.drill-panic): init panics on purpose
+# once /data is mounted and swap is on, its panic hook writes
 # the log file and re-executes it in recovery mode, and the boot
 # completes as the others. Each boot must end with the kernel's power-off and QEMU
 # exiting by itself.
@@ -29,7 +36,11 @@
 # address by DHCP through udhcpc. The guest's only network is QEMU's user
 # network with restrict=on (no packet leaves the host).
 set -euo pipefail
-bin=$(realpath "${1:?usage: boot-test.sh ARMV7_BINARY}")
+usage="usage: boot-test.sh ARMV7_BINARY HOST_BINARY"
+bin=$(realpath "${1:?$usage}")
+# The host's own build (`cargo test` / `cargo build` make target/debug/pocobelle):
+# it fills the DNS cache that boot 2 loads.
+host_bin=$(realpath "${2:?$usage}")
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache="$repo/target/boot-cache"
@@ -81,6 +92,11 @@ printf 'root:x:0:\nboottest:x:1000:\npocobelle-dns:x:101:\npocobelle-mail:x:102:
 # The data partition: an ext4 file system in a file (never a device).
 truncate -s 128M "$work/disk.img"
 mkfs.ext4 -q -F -L data "$work/disk.img"
+
+# The DNS cache of 20,000 names for boot 2, filled by the real service on
+# the host (loopback only); the file is portable to ARM (snapshot.rs).
+board_names=20000
+python3 "$here/make-dns-snapshot.py" "$host_bin" "$work/dns.snapshot" "$board_names"
 
 boot() { # N [EXTRA KERNEL ARGS]: boots once, console to $work/bootN.log
   local n=$1 log="$work/boot$1.log" rc=0 extra=${2:-}
@@ -143,6 +159,43 @@ boot_rescue() { # N KERNEL ARGS: boots with console input from a FIFO and
   fi
 }
 
+# Replaces /data/dns.snapshot on the (powered-off) disk image with the one
+# made above, with the owner, group and mode dns gave the file it wrote at
+# boot 1's shutdown: /data is sticky (1770), so dns can replace the file
+# at its next save only if it owns it. /data/board-mem.expect tells
+# check.sh to measure (it removes the file).
+inject_snapshot() {
+  local st uid gid mode size
+  st=$(debugfs -R "stat /dns.snapshot" "$work/disk.img" 2>/dev/null || true)
+  uid=$(sed -n 's/^User: *\([0-9]*\) *Group: *\([0-9]*\).*/\1/p' <<<"$st")
+  gid=$(sed -n 's/^User: *\([0-9]*\) *Group: *\([0-9]*\).*/\2/p' <<<"$st")
+  mode=$(sed -n 's/.*Mode: *\([0-7]*\).*/\1/p' <<<"$st")
+  if [ -z "$uid" ] || [ -z "$gid" ] || [ -z "$mode" ]; then
+    echo "  FAIL: boot 1 left no /data/dns.snapshot to take its owner and mode from"
+    fails=$((fails + 1)); return
+  fi
+  debugfs -w -f - "$work/disk.img" >"$work/debugfs-inject.log" 2>&1 <<EOF
+rm /dns.snapshot
+write $work/dns.snapshot /dns.snapshot
+sif /dns.snapshot uid $uid
+sif /dns.snapshot gid $gid
+sif /dns.snapshot mode 0$(printf %o $((0100000 | 8#$mode)))
+write $work/dns.snapshot.expect /board-mem.expect
+sif /board-mem.expect uid 0
+sif /board-mem.expect gid 0
+sif /board-mem.expect mode 0100644
+EOF
+  st=$(debugfs -R "stat /dns.snapshot" "$work/disk.img" 2>/dev/null || true)
+  size=$(stat -c %s "$work/dns.snapshot")
+  if grep -qE "^User: +$uid +Group: +$gid .*Size: +$size\$" <<<"$st" &&
+     grep -qE "Mode: +0*$mode " <<<"$st"; then
+    echo "boot-test: /data/dns.snapshot replaced: $board_names names, $size bytes, uid $uid gid $gid mode $mode (as dns wrote it)"
+  else
+    echo "  FAIL: the snapshot was not written to the disk image:"; sed 's/^/    /' "$work/debugfs-inject.log"
+    fails=$((fails + 1))
+  fi
+}
+
 fails=0
 expect() { # N PATTERN DESCRIPTION
   if grep -qE "$2" "$work/boot$1.log.txt"; then
@@ -165,6 +218,7 @@ safe_args="pocobelle.rescue pocobelle.config=/etc/broken.toml pocobelle.data=/de
 safe_args="$safe_args pocobelle.modules=virtio_mmio,virtio_blk,crc32c_generic,ext4"
 for n in 1 2 3 4; do
   case $n in
+    2) inject_snapshot; boot 2 ;;
     3) boot 3 pocobelle.drill-panic ;;
     4) boot_rescue 4 "$safe_args" ;;
     *) boot "$n" ;;
@@ -214,6 +268,18 @@ expect 1 'last shutdown was NOT clean' "fresh disk reported as unclean"
 expect 1 'fsck: checking /dev/vda' "fsck after an unclean shutdown"
 expect 1 'swap: writing /data/swapfile' "swap file created"
 expect 2 'the last shutdown was clean' "clean shutdown recognised"
+# The DNS cache's memory on the board, 20,000 names loaded from the snapshot.
+expect 2 "^dns: dns: INFO: snapshot loaded: $board_names entries \(0 skipped\)" "dns: the host-made snapshot loaded on ARM"
+for c in "board-mem: dns loaded the snapshot" "board-mem: n[0-9]+.board.test answered" \
+         "board-mem: the [0-9]+ names came from the cache" "board-mem: dns VmHWM"; do
+  expect 2 "^checker: CHECK: $c.* ok" "$c"
+done
+expect 2 "^dns: dns: INFO: snapshot written: $board_names entries" "dns replaced the snapshot it was given (owner and mode right)"
+expect 3 "^dns: dns: INFO: snapshot loaded: $board_names entries \(0 skipped\)" "dns loaded boot 2's snapshot"
+echo "boot-test: DNS memory on the board (ARMv7 guest, 64 MB), cold (boot 1) and with $board_names names (boot 2):"
+for n in 1 2; do
+  grep -E '^checker: board-mem: ' "$work/boot$n.log.txt" | sed "s/^checker: /  boot $n: /" || true
+done
 refuse 2 'fsck: checking' "no fsck after a clean shutdown"
 refuse 2 'swap: writing' "swap file reused"
 expect 3 'init: PANIC: ' "drill: init panicked"
