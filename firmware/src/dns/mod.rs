@@ -163,10 +163,10 @@ pub async fn run(cfg: Config) -> Result<(), DnsError> {
 }
 
 fn load_snapshot(svc: &Arc<Service>, dir: &Path) -> Vec<wire::Key> {
-    match snapshot::read_file(dir) {
+    match snapshot::open_file(dir) {
         Ok(Some(file)) => {
             let mut cache = svc.cache();
-            match snapshot::restore(&mut cache, &file, svc.now(), snapshot::unix_now()) {
+            match snapshot::restore(&mut cache, file, svc.now(), snapshot::unix_now()) {
                 Ok((loaded, skipped, hot)) => {
                     log::info!(
                         "snapshot loaded: {loaded} entries ({skipped} skipped), {} hot names",

@@ -11,7 +11,7 @@
 //! pure; only [`write_atomic`] and [`read_file`] touch the disk.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,13 @@ pub struct Body {
 
 /// FNV-1a, 64 bit: enough to detect torn or corrupted files.
 pub fn fnv1a64(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
+    fnv1a64_from(FNV_OFFSET, data)
+}
+
+const FNV_OFFSET: u64 = 0xcbf29ce484222325;
+
+/// FNV-1a over `data`, continuing from `h` (to checksum a file in pieces).
+fn fnv1a64_from(mut h: u64, data: &[u8]) -> u64 {
     for &b in data {
         h ^= b as u64;
         h = h.wrapping_mul(0x100000001b3);
@@ -194,30 +200,99 @@ pub fn encode(body: &Body) -> Result<Vec<u8>, SnapshotError> {
     Ok(out)
 }
 
-fn check(file: &[u8]) -> Result<&[u8], SnapshotError> {
-    if file.len() < 8 || &file[..8] != MAGIC {
+/// The body's length and checksum from a file's first bytes.
+fn header(head: &[u8]) -> Result<(u64, u64), SnapshotError> {
+    if head.len() < 8 || &head[..8] != MAGIC {
         return Err(SnapshotError::BadMagic);
     }
-    if file.len() < HEADER_BYTES {
+    if head.len() < HEADER_BYTES {
         return Err(SnapshotError::Truncated);
     }
-    let version = u32::from_be_bytes(file[8..12].try_into().expect("4 bytes"));
+    let version = u32::from_be_bytes(head[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
         return Err(SnapshotError::Version(version));
     }
-    let len = u64::from_be_bytes(file[12..20].try_into().expect("8 bytes"));
-    let sum = u64::from_be_bytes(file[20..28].try_into().expect("8 bytes"));
+    let len = u64::from_be_bytes(head[12..20].try_into().expect("8 bytes"));
+    let sum = u64::from_be_bytes(head[20..28].try_into().expect("8 bytes"));
+    Ok((len, sum))
+}
+
+/// The body of a whole file in memory, checked.
+#[cfg(test)]
+fn check(file: &[u8]) -> Result<&[u8], SnapshotError> {
+    let (len, sum) = header(file)?;
     let body = &file[HEADER_BYTES..];
     if (body.len() as u64) < len {
         return Err(SnapshotError::Truncated);
     }
-    if body.len() as u64 != len {
-        return Err(SnapshotError::Checksum);
-    }
-    if fnv1a64(body) != sum {
+    if body.len() as u64 != len || fnv1a64(body) != sum {
         return Err(SnapshotError::Checksum);
     }
     Ok(body)
+}
+
+/// Bytes read from the file at a time, when checking and when decoding.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Decodes values one after the other from a reader, holding at most a
+/// chunk and the value being decoded (an entry is at most 64 KiB).
+struct Stream<R> {
+    r: R,
+    buf: Vec<u8>,
+    at: usize,
+    eof: bool,
+}
+
+impl<R: Read> Stream<R> {
+    fn take<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, SnapshotError> {
+        loop {
+            match postcard::take_from_bytes::<T>(&self.buf[self.at..]) {
+                Ok((v, rest)) => {
+                    self.at = self.buf.len() - rest.len();
+                    return Ok(v);
+                }
+                Err(postcard::Error::DeserializeUnexpectedEnd) if !self.eof => self.fill()?,
+                Err(e) => return Err(SnapshotError::Decode(e)),
+            }
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), SnapshotError> {
+        self.buf.drain(..self.at);
+        self.at = 0;
+        let have = self.buf.len();
+        self.buf.resize(have + READ_CHUNK_BYTES, 0);
+        let n = read_full(&mut self.r, &mut self.buf[have..])?;
+        self.buf.truncate(have + n);
+        self.eof = n == 0;
+        Ok(())
+    }
+
+    fn at_end(&mut self) -> Result<bool, SnapshotError> {
+        if self.at == self.buf.len() && !self.eof {
+            self.fill()?;
+        }
+        Ok(self.at == self.buf.len())
+    }
+}
+
+/// Reads until `buf` is full or the end; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, SnapshotError> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(SnapshotError::Io {
+                    path: PathBuf::from(FILE_NAME),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// The whole body, decoded at once (tests compare it with what was
@@ -232,47 +307,74 @@ pub fn decode(file: &[u8]) -> Result<Body, SnapshotError> {
     Ok(b)
 }
 
-/// Checks `file` and puts its entries into `cache` one by one, as they
-/// are decoded (never the whole body at once); entries expired meanwhile
-/// become serve-stale candidates. Entries that fail the checks are
-/// skipped. Returns (loaded, skipped) and the hot keys. A file that fails
-/// the header checks adds nothing; one that passes them but does not
-/// decode (not written by us) keeps the entries read before the fault,
-/// each of which passed its own checks.
+/// Checks the snapshot in `file` (header, length, checksum: one pass in
+/// chunks), then puts its entries into `cache` one by one as a second
+/// pass decodes them, so that loading never holds the file or the whole
+/// body in memory; entries expired meanwhile become serve-stale
+/// candidates. Entries that fail the checks are skipped. Returns
+/// (loaded, skipped) and the hot keys. A file that fails the checks adds
+/// nothing; one that passes them but does not decode (not written by us)
+/// keeps the entries read before the fault, each of which passed its own
+/// checks.
 pub fn restore(
     cache: &mut Cache,
-    file: &[u8],
+    mut file: impl Read + Seek,
     now: Millis,
     now_unix: u64,
 ) -> Result<(usize, usize, Vec<Key>), SnapshotError> {
-    fn take<'a, T: Deserialize<'a>>(rest: &mut &'a [u8]) -> Result<T, SnapshotError> {
-        let (v, r) = postcard::take_from_bytes::<T>(rest).map_err(SnapshotError::Decode)?;
-        *rest = r;
-        Ok(v)
+    let mut head = [0u8; HEADER_BYTES];
+    let n = read_full(&mut file, &mut head)?;
+    let (len, sum) = header(&head[..n])?;
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let (mut seen, mut h) = (0u64, FNV_OFFSET);
+    loop {
+        let k = read_full(&mut file, &mut chunk)?;
+        if k == 0 {
+            break;
+        }
+        h = fnv1a64_from(h, &chunk[..k]);
+        seen += k as u64;
     }
-    let mut rest = check(file)?;
-    let saved_unix: u64 = take(&mut rest)?;
+    drop(chunk);
+    if seen < len {
+        return Err(SnapshotError::Truncated);
+    }
+    if seen != len || h != sum {
+        return Err(SnapshotError::Checksum);
+    }
+    file.seek(SeekFrom::Start(HEADER_BYTES as u64))
+        .map_err(|source| SnapshotError::Io {
+            path: PathBuf::from(FILE_NAME),
+            source,
+        })?;
+    let mut st = Stream {
+        r: file,
+        buf: Vec::new(),
+        at: 0,
+        eof: false,
+    };
+    let saved_unix: u64 = st.take()?;
     let since_save_ms = now_unix.saturating_sub(saved_unix).saturating_mul(1000);
-    let n: usize = take(&mut rest)?;
+    let n: usize = st.take()?;
     let (mut loaded, mut skipped) = (0, 0);
     for _ in 0..n {
-        let e: SnapEntry = take(&mut rest)?;
+        let e: SnapEntry = st.take()?;
         if restore_entry(cache, e, now, since_save_ms) {
             loaded += 1;
         } else {
             skipped += 1;
         }
     }
-    let n_hot: usize = take(&mut rest)?;
+    let n_hot: usize = st.take()?;
     let mut hot = Vec::new();
     for _ in 0..n_hot {
-        let k: Vec<u8> = take(&mut rest)?;
+        let k: Vec<u8> = st.take()?;
         let k = Key(k.into_boxed_slice());
         if k.is_valid() {
             hot.push(k);
         }
     }
-    if !rest.is_empty() {
+    if !st.at_end()? {
         return Err(SnapshotError::Checksum);
     }
     Ok((loaded, skipped, hot))
@@ -325,22 +427,23 @@ pub fn write_atomic(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Reads `dir/FILE_NAME` (for [`restore`]); `Ok(None)` when there is none.
-pub fn read_file(dir: &Path) -> Result<Option<Vec<u8>>, SnapshotError> {
+/// Opens `dir/FILE_NAME` (for [`restore`]); `Ok(None)` when there is none.
+pub fn open_file(dir: &Path) -> Result<Option<fs::File>, SnapshotError> {
     let path = dir.join(FILE_NAME);
     let io = |source| SnapshotError::Io {
         path: path.clone(),
         source,
     };
-    let meta = match fs::metadata(&path) {
-        Ok(m) => m,
+    let f = match fs::File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
-    if meta.len() > MAX_SNAPSHOT_BYTES {
-        return Err(SnapshotError::TooLarge(meta.len()));
+    let len = f.metadata().map_err(io)?.len();
+    if len > MAX_SNAPSHOT_BYTES {
+        return Err(SnapshotError::TooLarge(len));
     }
-    fs::read(&path).map(Some).map_err(io)
+    Ok(Some(f))
 }
 
 #[cfg(test)]
@@ -348,6 +451,7 @@ mod tests {
     use super::*;
     use crate::dns::cache::Lookup;
     use crate::dns::cache::tests::{answer, limits, nxdomain};
+    use std::io::Cursor;
     use std::net::Ipv4Addr;
 
     fn filled() -> Cache {
@@ -381,7 +485,7 @@ mod tests {
         assert_eq!(decode(&file).unwrap(), body);
         // Restored 100 s later (wall clock), on a fresh clock.
         let mut c2 = Cache::new(limits());
-        let (loaded, skipped, hot) = restore(&mut c2, &file, 0, 1_000_100).unwrap();
+        let (loaded, skipped, hot) = restore(&mut c2, Cursor::new(&file), 0, 1_000_100).unwrap();
         assert_eq!((loaded, skipped), (3, 0));
         assert_eq!(hot[0].text(), "b.example. A");
         let k = Key::new(&wire::name_from_text("a.example").unwrap(), 1, 1);
@@ -419,21 +523,54 @@ mod tests {
             let mut f = file.clone();
             let at = (seed as usize) % f.len();
             f[at] ^= (seed >> 32) as u8 | 1;
-            assert!(restore(&mut fresh, &f, 0, 5).is_err());
-            assert!(restore(&mut fresh, &file[..at], 0, 5).is_err());
+            assert!(restore(&mut fresh, Cursor::new(&f), 0, 5).is_err());
+            assert!(restore(&mut fresh, Cursor::new(&file[..at]), 0, 5).is_err());
             assert_eq!(fresh.len(), 0, "nothing from a bad file is kept");
         }
-        assert_eq!(restore(&mut fresh, &file, 0, 5).unwrap().0, 3);
+        assert_eq!(restore(&mut fresh, Cursor::new(&file), 0, 5).unwrap().0, 3);
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_a_read_chunk_restores_whole() {
+        let lim = crate::dns::cache::CacheLimits {
+            max_bytes: 2 * 1024 * 1024,
+            ..limits()
+        };
+        let mut c = Cache::new(lim);
+        for i in 0..5000u32 {
+            let r = answer(&format!("host{i}.example."), 600, Ipv4Addr::from(i));
+            let w = wire::walk(&r).unwrap();
+            let s = Stored::from_response(&r, &w, 0, &lim).unwrap();
+            c.insert(&Key::new(&w.qname, w.qtype, w.qclass).0, &s)
+                .unwrap();
+        }
+        let file = encode_cache(&c, 0, 10, 5).unwrap();
+        assert!(file.len() > 4 * READ_CHUNK_BYTES, "{}", file.len());
+        let mut c2 = Cache::new(lim);
+        let (loaded, skipped, _) = restore(&mut c2, Cursor::new(&file), 0, 5).unwrap();
+        assert_eq!((loaded, skipped, c2.len()), (5000, 0, 5000));
+        // Bytes after the body: refused after the checksum pass.
+        let mut longer = file.clone();
+        longer.push(0);
+        let mut c3 = Cache::new(lim);
+        assert!(restore(&mut c3, Cursor::new(&longer), 0, 5).is_err());
+        assert_eq!(c3.len(), 0);
     }
 
     #[test]
     fn atomic_write_then_read() {
         let dir = std::env::temp_dir().join(format!("pcb-snap-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        assert!(read_file(&dir).unwrap().is_none());
+        assert!(open_file(&dir).unwrap().is_none());
         let file = encode_cache(&filled(), 0, 10, 5).unwrap();
         write_atomic(&dir, &file).unwrap();
-        assert_eq!(read_file(&dir).unwrap().unwrap(), file);
+        let mut back = Vec::new();
+        open_file(&dir)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, file);
         assert!(!dir.join("dns.snapshot.tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
