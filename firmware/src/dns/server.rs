@@ -4,6 +4,7 @@
 //! a connection cap, the per-client rate limit, and the control socket.
 //! The answering itself is in `service`; this module only moves bytes.
 
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
     sockopt,
 };
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::service::{Service, Step};
@@ -65,6 +67,8 @@ fn make_socket(addr: SocketAddr, ty: SockType) -> Result<OwnedFd, BindError> {
     }
     if ty == SockType::Stream {
         setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(err)?;
+    } else {
+        dont_fragment(&fd, addr.is_ipv6()).map_err(err)?;
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(err)?;
     if ty == SockType::Stream {
@@ -73,10 +77,85 @@ fn make_socket(addr: SocketAddr, ty: SockType) -> Result<OwnedFd, BindError> {
     Ok(fd)
 }
 
-pub fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, BindError> {
+/// UDP replies leave with the don't-fragment bit and are never
+/// fragmented (RFC 9715: fragments are how off-path attackers poison
+/// caches). IPv4: `IP_PMTUDISC_PROBE` sets DF and ignores path-MTU
+/// reports, so a forged ICMP "fragmentation needed" cannot shrink what we
+/// send; replies are at most 1232 bytes of DNS anyway. IPv6:
+/// `IPV6_DONTFRAG`. (DF also spares the kernel the IP ID generator.)
+fn dont_fragment(fd: &OwnedFd, v6: bool) -> nix::Result<()> {
+    let (level, name, value) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+    };
+    let value: libc::c_int = value;
+    // SAFETY: an int option of the right level on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(nix::Error::last())
+    }
+}
+
+/// A UDP listening socket registered with the runtime for readability
+/// only. A socket registered for writability too (as tokio's `UdpSocket`
+/// is) is reported writable again each time a sent reply is freed: a
+/// ready event, and often a wakeup, per reply for nothing. A send that
+/// finds the socket's buffer full waits on a short-lived writability
+/// registration of a duplicate descriptor.
+pub struct UdpServer {
+    sock: AsyncFd<std::net::UdpSocket>,
+}
+
+impl UdpServer {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.get_ref().local_addr()
+    }
+
+    /// Waits until the socket can take a datagram.
+    async fn writable(&self) -> io::Result<()> {
+        let dup = register(self.sock.get_ref().try_clone()?, Interest::WRITABLE)?;
+        drop(dup.writable().await?);
+        Ok(())
+    }
+
+    /// Sends one datagram, waiting while the socket's buffer is full.
+    pub async fn send_to(&self, buf: &[u8], peer: SocketAddr) -> io::Result<()> {
+        loop {
+            match self.sock.get_ref().send_to(buf, peer) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+pub fn bind_udp(addr: SocketAddr) -> Result<UdpServer, BindError> {
     let fd = make_socket(addr, SockType::Datagram)?;
-    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+    register(std::net::UdpSocket::from(fd), Interest::READABLE)
+        .map(|sock| UdpServer { sock })
         .map_err(|source| BindError::Io { addr, source })
+}
+
+/// Registers a socket the `AsyncFd` takes ownership of.
+fn register(
+    sock: std::net::UdpSocket,
+    interest: Interest,
+) -> io::Result<AsyncFd<std::net::UdpSocket>> {
+    // SAFETY: the AsyncFd owns the socket, whose descriptor stays open
+    // and the same until the AsyncFd is dropped.
+    unsafe { AsyncFd::register_with_interest(sock, interest) }.map_err(io::Error::from)
 }
 
 pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
@@ -88,23 +167,26 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
 /// Serves one UDP socket forever. After each readiness wakeup, up to
 /// [`super::udpbatch::UDP_BATCH`] queries are read at once; cache hits are answered in
 /// the same batch, misses get a task that waits for the upstream answer.
-pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpSocket>) {
-    let fd = sock.as_raw_fd();
+pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpServer>) {
+    let fd = sock.sock.as_raw_fd();
     let mut batch = Batch::new();
     loop {
-        if let Err(e) = sock.readable().await {
-            log::debug!("udp readiness: {e}");
-            tokio::time::sleep(RECV_ERROR_PAUSE).await;
-            continue;
-        }
-        match sock.try_io(Interest::READABLE, || batch.recv(fd)) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+        let mut ready = match sock.sock.readable().await {
+            Ok(r) => r,
             Err(e) => {
+                log::debug!("udp readiness: {e}");
+                tokio::time::sleep(RECV_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        match ready.try_io(|_| batch.recv(fd)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 log::debug!("udp recv: {e}");
                 tokio::time::sleep(RECV_ERROR_PAUSE).await;
                 continue;
             }
+            Err(_would_block) => continue,
         }
         for i in 0..batch.count {
             let mut reply = std::mem::take(&mut batch.replies[i]);
@@ -122,7 +204,7 @@ pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpSocket>) {
         }
         let mut from = 0;
         while from < batch.count {
-            match sock.try_io(Interest::WRITABLE, || batch.send(fd, from)) {
+            match batch.send(fd, from) {
                 Ok(next) => from = next,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if sock.writable().await.is_err() {
@@ -142,7 +224,7 @@ pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpSocket>) {
 /// there is none now); a miss is finished by a task of its own.
 fn answer_udp(
     svc: &Arc<Service>,
-    sock: &Arc<UdpSocket>,
+    sock: &Arc<UdpServer>,
     packet: &[u8],
     peer: SocketAddr,
     reply: &mut Vec<u8>,
