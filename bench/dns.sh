@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 host=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p pocobelle --target "$host"
 # Resolvers on CPU 1, dnsperf and the NSD fixture on CPU 0; see the script.
-python3 bench/dns_bench.py "target/$host/release/pocobelle" bench/results/dns
+python3 bench/dns_bench.py "${CARGO_TARGET_DIR:-target}/$host/release/pocobelle" bench/results/dns

@@ -58,9 +58,7 @@ pub enum DnsError {
 }
 
 /// Binds UDP and TCP on `addr`; with port 0, both on the same free port.
-fn bind_pair(
-    addr: SocketAddr,
-) -> Result<(server::UdpServer, tokio::net::TcpListener), DnsError> {
+fn bind_pair(addr: SocketAddr) -> Result<(server::UdpServer, tokio::net::TcpListener), DnsError> {
     if addr.port() != 0 {
         return Ok((server::bind_udp(addr)?, server::bind_tcp(addr)?));
     }

@@ -67,8 +67,9 @@ fn make_socket(addr: SocketAddr, ty: SockType) -> Result<OwnedFd, BindError> {
     }
     if ty == SockType::Stream {
         setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(err)?;
-    } else {
-        dont_fragment(&fd, addr.is_ipv6()).map_err(err)?;
+    } else if let Err(e) = dont_fragment(&fd, addr.is_ipv6()) {
+        // Serving without DF beats not serving.
+        log::warn!("{addr}: replies may be fragmented: {e}");
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(err)?;
     if ty == SockType::Stream {
@@ -77,17 +78,25 @@ fn make_socket(addr: SocketAddr, ty: SockType) -> Result<OwnedFd, BindError> {
     Ok(fd)
 }
 
-/// UDP replies leave with the don't-fragment bit and are never
-/// fragmented (RFC 9715: fragments are how off-path attackers poison
-/// caches). IPv4: `IP_PMTUDISC_PROBE` sets DF and ignores path-MTU
-/// reports, so a forged ICMP "fragmentation needed" cannot shrink what we
-/// send; replies are at most 1232 bytes of DNS anyway. IPv6:
-/// `IPV6_DONTFRAG`. (DF also spares the kernel the IP ID generator.)
+/// UDP replies are never fragmented (RFC 9715: fragments are how
+/// off-path attackers poison caches). `PMTUDISC_PROBE` ignores path-MTU
+/// reports, so a forged ICMP "too big" cannot shrink what we send, and on
+/// IPv4 it sets DF. A reply is at most 1232 bytes of DNS, 1280 with the
+/// IPv6 and UDP headers: the IPv6 minimum MTU, so IPv6 never fragments it
+/// either. (DF also spares the kernel its IP ID generator.)
 fn dont_fragment(fd: &OwnedFd, v6: bool) -> nix::Result<()> {
     let (level, name, value) = if v6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
     } else {
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
     };
     let value: libc::c_int = value;
     // SAFETY: an int option of the right level on a socket we own.
@@ -349,5 +358,59 @@ pub async fn serve_control(svc: Arc<Service>, listener: UnixListener) {
                 log::debug!("control: {e}");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int_opt(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut v: libc::c_int = -1;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int option read into an int of the given length.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        v
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn udp_replies_are_never_fragmented() {
+        let v4 = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(
+            int_opt(v4.sock.get_ref(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            libc::IP_PMTUDISC_PROBE
+        );
+        if let Ok(v6) = bind_udp("[::1]:0".parse().unwrap()) {
+            assert_eq!(
+                int_opt(
+                    v6.sock.get_ref(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_MTU_DISCOVER
+                ),
+                libc::IPV6_PMTUDISC_PROBE
+            );
+        }
+        // And the socket still answers: a datagram to it and one back.
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"ping", v4.local_addr().unwrap()).unwrap();
+        let mut ready = v4.sock.readable().await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = ready
+            .try_io(|s| s.get_ref().recv_from(&mut buf))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        v4.send_to(b"pong", from).await.unwrap();
+        let n = peer.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"pong");
     }
 }
