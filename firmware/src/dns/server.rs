@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::service::{Service, Step};
 use super::stats::{Counters, Request, Response};
-use super::udpbatch::Batch;
+use super::udpbatch::{Batch, UDP_BATCH};
 use super::wire;
 
 /// Queries of one TCP connection being answered at once (pipelining);
@@ -174,7 +174,7 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
 }
 
 /// Serves one UDP socket forever. After each readiness wakeup, up to
-/// [`super::udpbatch::UDP_BATCH`] queries are read at once; cache hits are answered in
+/// [`UDP_BATCH`] queries are read at once; cache hits are answered in
 /// the same batch, misses get a task that waits for the upstream answer.
 pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpServer>) {
     let fd = sock.sock.as_raw_fd();
@@ -189,6 +189,11 @@ pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpServer>) {
             }
         };
         match ready.try_io(|_| batch.recv(fd)) {
+            // A short batch emptied the queue: the next read would only
+            // say so (EAGAIN), so wait for the next readiness event now.
+            // A datagram that came meanwhile raised a newer event, which
+            // this does not clear.
+            Ok(Ok(n)) if n < UDP_BATCH => ready.clear_ready(),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 log::debug!("udp recv: {e}");
