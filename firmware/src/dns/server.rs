@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::cache::Millis;
 use super::service::{Service, Step};
 use super::stats::{Counters, Request, Response};
 use super::udpbatch::{Batch, UDP_BATCH};
@@ -202,14 +203,16 @@ pub async fn serve_udp(svc: Arc<Service>, sock: Arc<UdpServer>) {
             }
             Err(_would_block) => continue,
         }
+        // One clock reading for the batch (it took microseconds).
+        let now = svc.now();
         for i in 0..batch.count {
             let mut reply = std::mem::take(&mut batch.replies[i]);
             reply.clear();
             Counters::bump(&svc.counters.queries_udp);
             match (batch.datagram(i), batch.peer(i)) {
                 (Some(packet), Some(peer)) => {
-                    if svc.rate_ok(peer.ip()) {
-                        answer_udp(&svc, &sock, packet, peer, &mut reply);
+                    if svc.rate_ok(peer.ip(), now) {
+                        answer_udp(&svc, &sock, packet, peer, now, &mut reply);
                     }
                 }
                 _ => Counters::bump(&svc.counters.dropped),
@@ -241,9 +244,10 @@ fn answer_udp(
     sock: &Arc<UdpServer>,
     packet: &[u8],
     peer: SocketAddr,
+    now: Millis,
     reply: &mut Vec<u8>,
 ) {
-    match svc.begin(packet, peer.ip(), true, reply) {
+    match svc.begin(packet, peer.ip(), true, now, reply) {
         Step::Reply => {}
         Step::Drop => reply.clear(),
         Step::Wait { query, key, stale } => {
@@ -314,11 +318,12 @@ async fn serve_conn(svc: Arc<Service>, stream: TcpStream, peer: SocketAddr) {
             _ => break,
         }
         Counters::bump(&svc.counters.queries_tcp);
-        if !svc.rate_ok(peer.ip()) {
+        let now = svc.now();
+        if !svc.rate_ok(peer.ip(), now) {
             break;
         }
         let mut out = Vec::new();
-        match svc.begin(&buf, peer.ip(), false, &mut out) {
+        match svc.begin(&buf, peer.ip(), false, now, &mut out) {
             Step::Drop => break,
             Step::Reply => {
                 if tx.send(out).await.is_err() {

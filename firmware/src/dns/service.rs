@@ -115,8 +115,9 @@ impl Service {
     }
 
     /// Token-bucket check for one query from `ip`.
-    pub fn rate_ok(&self, ip: IpAddr) -> bool {
-        let ok = lock(&self.limiter).allow(ip, self.now());
+    /// Whether `ip` is within its rate limit at `now` (see [`Service::now`]).
+    pub fn rate_ok(&self, ip: IpAddr, now: Millis) -> bool {
+        let ok = lock(&self.limiter).allow(ip, now);
         if !ok {
             Counters::bump(&self.counters.rate_limited);
         }
@@ -125,8 +126,16 @@ impl Service {
 
     /// Everything that can be answered without waiting. A reply is
     /// written into `out` (cleared first; reused from query to query, so
-    /// a cache hit allocates nothing).
-    pub fn begin(&self, packet: &[u8], client: IpAddr, udp: bool, out: &mut Vec<u8>) -> Step {
+    /// a cache hit allocates nothing). `now` is [`Service::now`], read
+    /// once per batch of datagrams by the UDP server.
+    pub fn begin(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        udp: bool,
+        now: Millis,
+        out: &mut Vec<u8>,
+    ) -> Step {
         let reply = |out: &mut Vec<u8>, r: Vec<u8>| {
             out.clear();
             out.extend_from_slice(&r);
@@ -153,7 +162,6 @@ impl Service {
             return reply(out, self.fit(&q, r, udp));
         }
         let key = q.key_buf();
-        let now = self.now();
         let stale = {
             let mut cache = self.cache();
             match cache.get(&key, now) {
@@ -384,12 +392,18 @@ mod tests {
         let s = svc(&["127.0.0.1/32"]);
         let q = crate::dns::wire::tests::query_bytes("www.example.org.", RecordType::A, false);
         let mut out = Vec::new();
-        match s.begin(&q, "127.0.0.2".parse().unwrap(), true, &mut out) {
+        match s.begin(&q, "127.0.0.2".parse().unwrap(), true, s.now(), &mut out) {
             Step::Reply => assert_eq!(out[3] & 0xF, wire::RCODE_REFUSED),
             _ => panic!("expected REFUSED"),
         }
         assert!(matches!(
-            s.begin(&[0u8; 5], "127.0.0.1".parse().unwrap(), true, &mut out),
+            s.begin(
+                &[0u8; 5],
+                "127.0.0.1".parse().unwrap(),
+                true,
+                s.now(),
+                &mut out
+            ),
             Step::Drop
         ));
     }
@@ -398,9 +412,13 @@ mod tests {
     async fn without_upstreams_a_miss_is_servfail_never_nxdomain() {
         let s = svc(&["127.0.0.0/8"]);
         let q = crate::dns::wire::tests::query_bytes("www.example.org.", RecordType::A, false);
-        let Step::Wait { query, key, stale } =
-            s.begin(&q, "127.0.0.1".parse().unwrap(), true, &mut Vec::new())
-        else {
+        let Step::Wait { query, key, stale } = s.begin(
+            &q,
+            "127.0.0.1".parse().unwrap(),
+            true,
+            s.now(),
+            &mut Vec::new(),
+        ) else {
             panic!("expected a miss")
         };
         let r = s.finish(query, key, stale, true).await;
