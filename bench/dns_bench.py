@@ -8,7 +8,10 @@ warmed with the same 10,000 names. dnsperf, pinned to the other core, then
 measures cached QPS, latency and lost queries. Because dnsperf itself can
 saturate its core, each resolver's CPU time per million cached answers
 (utime+stime from /proc/PID/stat over the run) is reported too: that figure
-does not depend on the load generator. Memory: RSS and PSS after 10,000
+does not depend on the load generator. Each resolver runs BENCH_ROUNDS
+times (default 3), in turn, each round from a cold start; the table gives
+each figure's median, and the CPU figure of every round is printed too.
+Memory: RSS and PSS after 10,000
 names, peak RSS (VmHWM) and PSS after 20,000 names. Start to first answer:
 time from exec to the first reply to a query sent every millisecond.
 
@@ -33,6 +36,9 @@ RESOLVER_CPU = "1"
 LOAD_CPU = "0"
 RUN_SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
+# Rounds, each resolver once per round in turn; the table gives each
+# figure's median (the machine's noise moves one run by several percent).
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -257,11 +263,15 @@ def main():
 
     nsd = subprocess.Popen(["taskset", "-c", LOAD_CPU, "nsd", "-d", "-c", nsd_conf],
                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(auth_dir, "stderr.log"), "w"))
-    results = {}
+    rounds = {}
     try:
         if wait_answer(PORT_AUTH, name(0), 10) is None:
             sys.exit("bench: the NSD fixture did not answer")
-        for label, cmd, port, d in resolvers(pocobelle, out):
+        for label, cmd, port, d in [r for _ in range(ROUNDS) for r in resolvers(pocobelle, out)]:
+            # Every round starts cold: no snapshot from the round before.
+            snap = os.path.join(d, "data", "dns.snapshot")
+            if os.path.exists(snap):
+                os.remove(snap)
             proc = start(cmd, d)
             try:
                 first = wait_answer(port, name(0), 10)
@@ -301,7 +311,7 @@ def main():
                 sys_s = (t1[1] - t0[1]) / CLK_TCK
                 cpu_s = user_s + sys_s
                 per_m = 1e6 / max(run["completed"], 1)
-                results[label] = {
+                rounds.setdefault(label, []).append({
                     "start_ms": first * 1000,
                     "warm_lost": warm["lost"],
                     "qps": run["qps"],
@@ -319,7 +329,7 @@ def main():
                     "hwm20": mem20["VmHWM"],
                     "pss20": mem20["Pss"],
                     "anon20": mem20.get("RssAnon", 0),
-                }
+                })
             finally:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -330,6 +340,18 @@ def main():
         nsd.terminate()
         nsd.wait()
 
+    results = {}
+    for label, rs in rounds.items():
+        med = {}
+        for k, v in rs[0].items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                vals = sorted(r[k] for r in rs if r[k] is not None) or [None]
+                med[k] = vals[len(vals) // 2]
+            else:
+                med[k] = v
+        med["names20"] = min((r["names20"] for r in rs if r["names20"] is not None), default=None)
+        med["rounds_cpu"] = [r["cpu_s_per_m"] for r in rs]
+        results[label] = med
     cols = [("qps", "QPS", "{:.0f}"), ("latency_ms", "lat ms", "{:.3f}"), ("lost", "lost", "{}"),
             ("cpu_s_per_m", "CPU s/M", "{:.2f}"), ("user_s_per_m", "user s/M", "{:.2f}"),
             ("sys_s_per_m", "kernel s/M", "{:.2f}"), ("start_ms", "start ms", "{:.1f}"),
@@ -337,12 +359,16 @@ def main():
             ("anon10", "Anon10k KiB", "{}"),
             ("hwm20", "HWM20k KiB", "{}"), ("pss20", "PSS20k KiB", "{}"), ("anon20", "Anon20k KiB", "{}")]
     print(f"\nDNS cached-answer benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} cores, {RUN_SECONDS} s per run, {CLIENTS} dnsperf clients")
+          f"{os.cpu_count()} cores, {RUN_SECONDS} s per run, {CLIENTS} dnsperf clients, "
+          f"median of {ROUNDS} rounds")
     print(f"resolvers pinned to CPU {RESOLVER_CPU}, dnsperf and NSD to CPU {LOAD_CPU}\n")
     print(f"{'resolver':<10}" + "".join(f"{h:>12}" for _, h, _ in cols))
     for label, r in results.items():
         print(f"{label:<10}" + "".join(f"{fmt.format(r[k]):>12}" for k, _, fmt in cols))
-    print("\nduring the run (lost-query diagnosis):")
+    print("\nCPU s per M answers, each round:")
+    for label, r in results.items():
+        print(f"  {label:<10} " + "  ".join(f"{c:.2f}" for c in r["rounds_cpu"]))
+    print("\nduring the run (lost-query diagnosis, first round):")
     for label, r in results.items():
         print(f"  {label:<10} " + "  ".join(f"{k} {v}" for k, v in r["diag"].items()))
     base = results.get("unbound")
