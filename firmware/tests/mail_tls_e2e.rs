@@ -36,6 +36,8 @@ fn have_swaks() -> bool {
 #[derive(Debug, Default, Clone)]
 struct Seen {
     tls: bool,
+    /// STARTTLS was accepted but the "handshake" was garbage.
+    broke_tls: bool,
     /// (mechanism, user, password, over TLS)
     auth: Vec<(String, String, String, bool)>,
     rcpts: Vec<String>,
@@ -48,6 +50,8 @@ struct SinkOptions {
     /// AUTH mechanisms advertised (also in clear when there is no TLS).
     auth: Option<&'static str>,
     creds: (&'static str, &'static str),
+    /// Answer STARTTLS with 220, then bytes that are not TLS, and hang up.
+    break_tls: bool,
 }
 
 /// A tiny SMTP server with STARTTLS and AUTH, one thread per session.
@@ -136,6 +140,11 @@ fn session(tcp: TcpStream, o: &SinkOptions, me: &mut Seen) -> std::io::Result<()
             }
             r.push_str("250 8BITMIME\r\n");
             w(&mut io, &r)?;
+        } else if up == "STARTTLS" && o.break_tls {
+            w(&mut io, "220 go ahead\r\n")?;
+            w(&mut io, "this is not a TLS server hello\r\n")?;
+            me.broke_tls = true;
+            return Ok(());
         } else if up == "STARTTLS" && o.tls.is_some() && !me.tls {
             w(&mut io, "220 go ahead\r\n")?;
             let inner = io.into_inner();
@@ -282,6 +291,7 @@ fn tls_sink(ca: &Ca, cert_name: &str, auth: Option<&'static str>) -> Sink {
         tls: Some(ca.server_config(cert_name)),
         auth,
         creds: ("relay-user", "s3cret:pw"),
+        break_tls: false,
     })
 }
 
@@ -290,7 +300,55 @@ fn plain_sink(auth: Option<&'static str>) -> Sink {
         tls: None,
         auth,
         creds: ("relay-user", "s3cret:pw"),
+        break_tls: false,
     })
+}
+
+#[test]
+fn may_falls_back_to_plaintext_when_the_handshake_fails() {
+    if !have_swaks() {
+        return;
+    }
+    let ca = Ca::new("Pocobelle test CA");
+    // Offers STARTTLS, says 220, then talks nonsense instead of TLS.
+    let broken = Sink::start(SinkOptions {
+        tls: Some(ca.server_config("broken.test")),
+        auth: None,
+        creds: ("relay-user", "s3cret:pw"),
+        break_tls: true,
+    });
+    let r = Router::new(
+        "mayfallback",
+        "",
+        &format!(
+            "[mail.routes]\n\"broken.test\" = \"127.0.0.1:{}\"\n",
+            broken.port
+        ),
+    );
+    r.send("a@broken.test");
+    r.wait("the plaintext delivery", 30, || broken.messages() == 1);
+    let sessions = broken.sessions();
+    // First the failed handshake, then the same hop again without TLS.
+    assert!(
+        sessions.iter().any(|s| s.broke_tls && s.messages == 0),
+        "{sessions:?}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .any(|s| !s.tls && !s.broke_tls && s.messages == 1),
+        "{sessions:?}"
+    );
+    r.wait("the delivery log", 10, || {
+        r.log().contains("<a@broken.test>: delivered via")
+    });
+    let log = r.log();
+    assert!(log.contains("trying again without TLS"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("<a@broken.test>") && l.contains("delivered"))
+        .unwrap_or_default();
+    assert!(line.contains("no TLS"), "{log}");
 }
 
 #[test]
