@@ -142,6 +142,11 @@ fn session(tcp: TcpStream, o: &SinkOptions, me: &mut Seen) -> std::io::Result<()
             w(&mut io, &r)?;
         } else if up == "STARTTLS" && o.break_tls {
             w(&mut io, "220 go ahead\r\n")?;
+            // Answer only once the client's hello is in: bytes right
+            // after the 220 would be refused as an injection attempt,
+            // not taken as a failed handshake.
+            let mut hello = [0u8; 512];
+            let _ = io.read(&mut hello)?;
             w(&mut io, "this is not a TLS server hello\r\n")?;
             me.broke_tls = true;
             return Ok(());

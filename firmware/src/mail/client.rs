@@ -4,6 +4,7 @@
 //! bounces (the scheduler does) and never writes the spool.
 
 use crate::smtp::auth::base64_encode;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -253,10 +254,11 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `hop` (`host:port`), reads the greeting, says EHLO,
-    /// then STARTTLS and AUTH as `s` asks. With `tls = "may"`, a failed
+    /// Connects to `hop` (an address: names were resolved through our own
+    /// resolver, never the system's), reads the greeting, says EHLO, then
+    /// STARTTLS and AUTH as `s` asks. With `tls = "may"`, a failed
     /// handshake is retried once in plaintext.
-    pub async fn connect(hop: &str, s: &Session<'_>) -> Result<Client, ClientError> {
+    pub async fn connect(hop: SocketAddr, s: &Session<'_>) -> Result<Client, ClientError> {
         match Client::connect_once(hop, s, s.tls).await {
             Err(ClientError::Handshake(e)) if s.tls == TlsMode::May => {
                 log::info!("mail: {hop}: TLS handshake failed ({e}); trying again without TLS");
@@ -267,7 +269,7 @@ impl Client {
     }
 
     async fn connect_once(
-        hop: &str,
+        hop: SocketAddr,
         s: &Session<'_>,
         mode: TlsMode,
     ) -> Result<Client, ClientError> {
@@ -567,7 +569,7 @@ mod tests {
             configs: &tls,
             auth: None,
         };
-        let mut c = Client::connect(&addr.to_string(), &s).await.unwrap();
+        let mut c = Client::connect(addr, &s).await.unwrap();
         assert_eq!(c.tls_info(), "no TLS");
         let r = c.command("NOOP").await;
         assert!(matches!(r, Err(ClientError::Malformed)), "{r:?}");

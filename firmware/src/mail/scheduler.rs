@@ -245,7 +245,10 @@ impl Scheduler {
     /// The addresses to try for a hop, in order, each with the name its
     /// certificate should carry; `Err` when the hop cannot be reached now
     /// (temporary) or never (permanent DNS answer).
-    async fn targets(&self, hop: &Hop) -> Result<Vec<(String, String)>, super::mx::LookupError> {
+    async fn targets(
+        &self,
+        hop: &Hop,
+    ) -> Result<Vec<(std::net::SocketAddr, String)>, super::mx::LookupError> {
         let name = match hop {
             Hop::Fixed(r) => &r.hop,
             Hop::Mx(d) => d,
@@ -264,7 +267,7 @@ impl Scheduler {
                 return Ok(super::mx::hop_addresses(resolver, &r.hop)
                     .await?
                     .into_iter()
-                    .map(|a| (a.to_string(), host.to_string()))
+                    .map(|a| (a, host.to_string()))
                     .collect());
             }
             Hop::Mx(d) => d,
@@ -276,7 +279,7 @@ impl Scheduler {
             match super::mx::addresses(resolver, h).await {
                 Ok(ips) => out.extend(ips.into_iter().map(|ip| {
                     (
-                        std::net::SocketAddr::new(ip, self.config.mx_port).to_string(),
+                        std::net::SocketAddr::new(ip, self.config.mx_port),
                         h.to_ascii(),
                     )
                 })),
@@ -350,9 +353,9 @@ impl Scheduler {
                 configs: &self.tls,
                 auth: creds.as_ref(),
             };
-            match Client::connect(t, &session).await {
+            match Client::connect(*t, &session).await {
                 Ok(c) => {
-                    connected = Some((t.clone(), c));
+                    connected = Some((*t, c));
                     break;
                 }
                 Err(e) => {
