@@ -58,16 +58,21 @@ lint: $(SETUP_STAMP)
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 # Each release binary runs under the oldest CPU of its class, then the
-# crate's own test harness is cross-built and run the same way.
+# crate's own test harness is cross-built and run the same way, through
+# scripts/qemu-run.sh (a harness qemu-user hangs is run once more).
 test-arm: test-armv5 test-armv7
 
 test-armv5: $(OUT)/armv5te/pocobelle
 	bash scripts/arm-smoke.sh $< "$(ARMV5_QEMU)"
-	POCOBELLE_TEST_RUNNER="$(ARMV5_QEMU)" bash scripts/cross.sh test $(ARMV5_TRIPLE)
+	POCOBELLE_TEST_RUNNER="$(ARMV5_QEMU)" \
+	CARGO_TARGET_ARMV5TE_UNKNOWN_LINUX_GNUEABI_RUNNER="$(CURDIR)/scripts/qemu-run.sh $(ARMV5_QEMU)" \
+	  bash scripts/cross.sh test $(ARMV5_TRIPLE)
 
 test-armv7: $(OUT)/armv7/pocobelle
 	bash scripts/arm-smoke.sh $< "$(ARMV7_QEMU)"
-	POCOBELLE_TEST_RUNNER="$(ARMV7_QEMU)" bash scripts/cross.sh test $(ARMV7_TRIPLE)
+	POCOBELLE_TEST_RUNNER="$(ARMV7_QEMU)" \
+	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="$(CURDIR)/scripts/qemu-run.sh $(ARMV7_QEMU)" \
+	  bash scripts/cross.sh test $(ARMV7_TRIPLE)
 
 # The ARMv7 binary as PID 1 in qemu-system-arm -M virt -m 64 with Debian's
 # armmp kernel, booted six times (tests/boot/boot-test.sh says what it checks).
