@@ -22,6 +22,11 @@ TEST_PKGS=(
   # kernel's modules.dep, the scratch ext4 image; mkswap/blkid check the
   # swap header.
   qemu-system-arm cpio kmod e2fsprogs util-linux gzip
+  # the images (scripts/image.sh, without root or loop mounts): FAT and
+  # MBR on files, U-Boot scripts and legacy images, bmap files, fakeroot
+  # for root-owned files when not root; U-Boot for QEMU's virt machine
+  # (`make run` and the image boot test boot through it).
+  mtools dosfstools fdisk u-boot-tools bmap-tools fakeroot u-boot-qemu
   swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3
   # Unbound serving DNS-over-TLS on a loopback port: the real DoT peer of
   # firmware/tests/dns_tls_e2e.rs (its daemon is stopped below).

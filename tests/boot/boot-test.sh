@@ -43,7 +43,7 @@ bin=$(realpath "${1:?$usage}")
 host_bin=$(realpath "${2:?$usage}")
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-cache="$repo/target/boot-cache"
+cache="$repo/target/debs/armhf-armmp"
 work="$repo/target/boot-test"
 timeout_s=${BOOT_TIMEOUT:-420}
 

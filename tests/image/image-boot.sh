@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# tests/image/image-boot.sh IMAGE: boots the qemu-armv7 image as a user
+# would (`make run`: qemu-system-arm -M virt -m 64, U-Boot from Debian's
+# u-boot-qemu, the image as a virtio disk, QEMU's user network with
+# restrict=on and DNS and SMTP forwarded to loopback ports), twice, on a
+# copy of the image.
+#
+# Before the first boot the test edits pocobelle.toml on the image's FAT
+# partition with mtools, as the README tells a user to for the backup-MX
+# role: mail.domains, a route for it (to an address the isolated guest
+# cannot reach, so the message stays queued) and one local DNS name.
+# Boot 1: through the forwarded ports `dig` gets the local name and
+# `swaks` gets a 250 for a message to the domain; on the serial console
+# (a FIFO) `pocobelle status` shows dns and mail running and `pocobelle
+# mailq` the message; then QEMU is killed hard (a power cut).
+# Boot 2 must be a recovery boot: the data partition checked by e2fsck
+# (logged), the spool recovered with the message still queued, and
+# `pocobelle poweroff` typed on the console ends in a clean power-off.
+set -euo pipefail
+img_src=$(realpath "${1:?usage: image-boot.sh IMAGE}")
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+work="$repo/target/image-boot"
+timeout_s=${BOOT_TIMEOUT:-420}
+uboot=/usr/lib/u-boot/qemu_arm/u-boot.bin
+rm -rf "$work"; mkdir -p "$work"
+img="$work/disk.img"
+cp --sparse=always "$img_src" "$img"
+
+# The boot partition starts at 4 MiB (scripts/image.sh).
+fat="$img@@4M"
+mcopy -n -i "$fat" ::pocobelle.toml "$work/pocobelle.toml"
+sed -i 's/^domains = \[\]$/domains = ["example.test"]/' "$work/pocobelle.toml"
+cat >>"$work/pocobelle.toml" <<'EOF'
+
+# Added by tests/image/image-boot.sh, as a user would.
+[mail.routes]
+"example.test" = "10.0.2.99:25"
+
+[[dns.hosts]]
+name = "laptop"
+addrs = ["10.0.2.42"]
+EOF
+mcopy -o -i "$fat" "$work/pocobelle.toml" ::pocobelle.toml
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+dns_port=$(free_port); smtp_port=$(free_port)
+
+fails=0
+ok() { echo "  ok: $*"; }
+fail() { echo "  FAIL: $*"; fails=$((fails + 1)); }
+expect() { # N PATTERN DESCRIPTION
+  if tr -d '\r' <"$work/boot$1.log" | grep -qE "$2"; then ok "boot $1: $3"; else fail "boot $1: $3 (no line matching /$2/)"; fi
+}
+wait_log() { # N PATTERN SECONDS: until PATTERN is in boot N's log (0) or QEMU ended / time ran out (1)
+  local i=0
+  while [ "$i" -lt "$3" ]; do
+    if tr -d '\r' <"$work/boot$1.log" | grep -qE "$2"; then return 0; fi
+    kill -0 "$qpid" 2>/dev/null || return 1
+    sleep 1; i=$((i + 1))
+  done
+  return 1
+}
+start() { # N: QEMU in the background, console from a FIFO on fd 3
+  local n=$1 fifo="$work/console$1.in"
+  rm -f "$fifo"; mkfifo "$fifo"; : >"$work/boot$n.log"
+  echo "image-boot: boot $n (log $work/boot$n.log; DNS on tcp 127.0.0.1:$dns_port, SMTP on 127.0.0.1:$smtp_port)"
+  timeout --foreground "$timeout_s" qemu-system-arm -M virt -cpu cortex-a7 -m 64 -bios "$uboot" \
+    -nographic -no-reboot -monitor none -serial stdio \
+    -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$dns_port-:53,hostfwd=tcp:127.0.0.1:$smtp_port-:25" \
+    -device virtio-net-device,netdev=net0 \
+    -drive file="$img",if=none,format=raw,id=disk -device virtio-blk-device,drive=disk \
+    <"$fifo" >"$work/boot$n.log" 2>&1 &
+  qpid=$!
+  exec 3>"$fifo"
+}
+power_cut() { # QEMU (timeout's child) killed hard, as a power cut
+  pkill -KILL -P "$qpid" qemu-system-arm 2>/dev/null || true
+  wait "$qpid" 2>/dev/null || true
+}
+type_line() { printf '%s\n' "$1" >&3; }
+
+# --- boot 1 -------------------------------------------------------------
+start 1
+if wait_log 1 'mail: listening on 0\.0\.0\.0:25' "$timeout_s"; then
+  ok "boot 1: U-Boot, kernel, initramfs and init up to mail listening"
+  # QEMU's user network with restrict=on drops UDP from the guest other
+  # than DHCP, so forwarded UDP gets no reply: the host asks over TCP, and
+  # UDP is asked on the console (nslookup, to 127.0.0.1).
+  ans=$(dig @127.0.0.1 -p "$dns_port" +tcp laptop.home.arpa A +short +time=5 +tries=3 || true)
+  [ "$ans" = 10.0.2.42 ] && ok "boot 1: dig +tcp through the forwarded port: laptop.home.arpa is $ans" ||
+    fail "boot 1: dig +tcp laptop.home.arpa gave '$ans'"
+  ans=$(dig @127.0.0.1 -p "$dns_port" +tcp nosuch.home.arpa A +time=5 +tries=2 || true)
+  grep -q 'status: NXDOMAIN' <<<"$ans" && grep -q 'flags: qr aa' <<<"$ans" &&
+    ok "boot 1: dig +tcp: an unknown home.arpa name is NXDOMAIN, authoritative" ||
+    fail "boot 1: dig +tcp nosuch.home.arpa: $(grep status <<<"$ans")"
+  if swaks --server "127.0.0.1:$smtp_port" --from alice@sender.test --to bob@example.test \
+       --header 'Subject: image-boot queued message' --timeout 60 >"$work/swaks.log" 2>&1 &&
+     grep -qE '^<- +250 .*(queued|Ok|OK|ok)' "$work/swaks.log"; then
+    ok "boot 1: swaks through the forwarded port: 250 for bob@example.test"
+  else
+    fail "boot 1: swaks: $(tail -n 3 "$work/swaks.log" | tr '\n' ' ')"
+  fi
+  type_line 'echo; echo CONSOLE-STATUS-BEGIN; pocobelle status; echo CONSOLE-MAILQ-BEGIN; pocobelle mailq; nslookup laptop.home.arpa 127.0.0.1; grep -E "^Mem(Total|Available)" /proc/meminfo; echo CONSOLE-END'
+  wait_log 1 '^CONSOLE-END' 60 || true
+  # The spool's commit came before the 250, so a power cut now loses nothing.
+  power_cut
+  exec 3>&-
+  tr -d '\r' <"$work/boot1.log" | sed -n '/^CONSOLE-STATUS-BEGIN/,/^CONSOLE-END/p' >"$work/console1.txt"
+  grep -qE '^ *dns +running' "$work/console1.txt" && ok "boot 1: status on the console: dns running" ||
+    fail "boot 1: status shows no running dns"
+  grep -qE '^ *mail +running' "$work/console1.txt" && ok "boot 1: status on the console: mail running" ||
+    fail "boot 1: status shows no running mail"
+  grep -q 'bob@example.test' "$work/console1.txt" && ok "boot 1: mailq on the console lists the message" ||
+    fail "boot 1: mailq does not list bob@example.test"
+  grep -q '^Address: 10.0.2.42' "$work/console1.txt" && ok "boot 1: nslookup over UDP on the board: laptop.home.arpa is 10.0.2.42" ||
+    fail "boot 1: nslookup over UDP on the board did not answer 10.0.2.42"
+else
+  fail "boot 1: mail never listened"
+  power_cut; exec 3>&-
+fi
+sed 's/^/    /' "$work/console1.txt" 2>/dev/null | head -n 30 || true
+
+expect 1 'the last shutdown was clean' "a new image's first boot is a normal one (its data partition has the marker)"
+if tr -d '\r' <"$work/boot1.log" | grep -q 'fsck: checking'; then fail "boot 1: fsck on a new image"; else ok "boot 1: no fsck on a new image"; fi
+expect 1 'swap: writing /data/swapfile' "the swap file made at the first boot"
+
+# --- boot 2: after the power cut -----------------------------------------
+start 2
+if wait_log 2 'mail: listening on 0\.0\.0\.0:25' "$timeout_s"; then
+  type_line 'echo; echo CONSOLE-MAILQ-BEGIN; pocobelle mailq; echo CONSOLE-END'
+  wait_log 2 '^CONSOLE-END' 60 || true
+  tr -d '\r' <"$work/boot2.log" | sed -n '/^CONSOLE-MAILQ-BEGIN/,/^CONSOLE-END/p' >"$work/console2.txt"
+  grep -q 'bob@example.test' "$work/console2.txt" && ok "boot 2: the message is still queued after the power cut" ||
+    fail "boot 2: mailq does not list bob@example.test"
+  type_line 'pocobelle poweroff'
+fi
+rc=0; wait "$qpid" || rc=$?
+exec 3>&-
+[ "$rc" = 124 ] && fail "boot 2: did not power off within ${timeout_s}s"
+expect 2 'last shutdown was NOT clean' "the power cut is seen: recovery boot"
+expect 2 'fsck: checking /dev/disk/by-label/pocodata' "e2fsck of the data partition"
+expect 2 'fsck: /dev/disk/by-label/pocodata is clean|e2fsck .*(fixed|repaired)' "fsck result logged"
+expect 2 'spool recovered: 1 message' "the spool recovery found the message"
+expect 2 'swap: /data/swapfile active' "swap file reused"
+expect 2 'clean-shutdown marker written' "clean shutdown at poweroff"
+expect 2 'reboot: Power down' "powered off by itself"
+for n in 1 2; do
+  if tr -d '\r' <"$work/boot$n.log" | grep -qE 'Kernel panic|init: PANIC'; then fail "boot $n: panic"; fi
+done
+
+if [ "$fails" -ne 0 ]; then
+  echo "image-boot: $fails check(s) failed; logs in $work" >&2
+  exit 1
+fi
+echo "image-boot: 2 boots of the qemu-armv7 image passed"
