@@ -965,3 +965,133 @@ fn per_client_rate_limit_drops_a_flood() {
     );
     dns.stop();
 }
+
+/// Replaces `run/dhcp-dns` as `dhcp-event` does (a rename).
+fn write_dhcp_dns(dir: &Path, text: &str) {
+    let tmp = dir.join("run/dhcp-dns.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join("run/dhcp-dns")).unwrap();
+}
+
+fn dns_stats(dns: &Dns) -> String {
+    let out = command()
+        .args(["dns", "stats", "--config"])
+        .arg(&dns.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// Asks fresh names `<prefix><i>.dhcp.test.` (each answered 192.0.2.51
+/// by `old` and 192.0.2.52 by `new`) until the answer comes from `new`;
+/// the watcher looks at the file every 2 s.
+fn wait_for_upstream(dns: &Dns, prefix: &str, old: Option<&Fake>, new: &Fake) {
+    let deadline = Instant::now() + Duration::from_secs(15) * slack();
+    for i in 0.. {
+        let name = format!("{prefix}{i}.dhcp.test.");
+        if let Some(old) = old {
+            old.set(&name, Act::Answer(Ipv4Addr::new(192, 0, 2, 51), 300));
+        }
+        new.set(&name, Act::Answer(Ipv4Addr::new(192, 0, 2, 52), 300));
+        let m = ask(dns.addr(), &name);
+        if a_of(&m) == [Ipv4Addr::new(192, 0, 2, 52)] {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: still not from {}: {m:?}; log: {:?}",
+            new.addr,
+            dns.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn dhcp_offered_servers_are_used_when_no_upstreams_are_configured() {
+    let first = Fake::start();
+    let second = Fake::start();
+    let dir = test_dir("dhcp-dns");
+    let dns = Dns::start(&dir, write_config(&dir, &[], ""));
+    // No file yet: a miss is SERVFAIL at once, logged once at start.
+    let m = ask(dns.addr(), "early.dhcp.test.");
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(dns.log_contains("upstreams from DHCP: none"));
+    assert!(dns_stats(&dns).contains("upstreams: none (none configured"));
+
+    write_dhcp_dns(
+        &dir,
+        &format!(
+            "# from the lease\n127.0.0.1:{}\nnot-an-address\n",
+            first.addr.port()
+        ),
+    );
+    wait_for_upstream(&dns, "a", None, &first);
+    assert!(dns.log_contains(&format!("upstreams from DHCP: {}", first.addr)));
+    assert!(dns.log_contains("dhcp-dns:3: expected IP, IP:port or [IPv6]:port: skipped"));
+    let stats = dns_stats(&dns);
+    assert!(
+        stats.contains("upstreams (offered by DHCP") && stats.contains(&first.addr.to_string()),
+        "{stats}"
+    );
+    let m = ask(dns.addr(), "early.dhcp.test.");
+    assert_eq!(
+        a_of(&m),
+        [Ipv4Addr::new(192, 0, 2, 1)],
+        "the default answer"
+    );
+
+    // A new lease names another server: it replaces the first.
+    write_dhcp_dns(&dir, &format!("127.0.0.1:{}\n", second.addr.port()));
+    wait_for_upstream(&dns, "b", Some(&first), &second);
+    first.set(
+        "c.dhcp.test.",
+        Act::Answer(Ipv4Addr::new(192, 0, 2, 51), 300),
+    );
+    second.set(
+        "c.dhcp.test.",
+        Act::Answer(Ipv4Addr::new(192, 0, 2, 52), 300),
+    );
+    assert_eq!(
+        a_of(&ask(dns.addr(), "c.dhcp.test.")),
+        [Ipv4Addr::new(192, 0, 2, 52)]
+    );
+    assert_eq!(first.count("c.dhcp.test."), 0);
+    let changes = |dns: &Dns| {
+        dns.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("upstreams from DHCP:"))
+            .count()
+    };
+    assert_eq!(changes(&dns), 3, "one line per change");
+    dns.stop();
+}
+
+#[test]
+fn dhcp_file_is_ignored_when_upstreams_are_configured() {
+    let configured = Fake::start();
+    let offered = Fake::start();
+    let dir = test_dir("dhcp-dns-cfg");
+    write_dhcp_dns(&dir, &format!("127.0.0.1:{}\n", offered.addr.port()));
+    let dns = Dns::start(&dir, write_config(&dir, &[configured.addr], ""));
+    configured.set(
+        "w.dhcp.test.",
+        Act::Answer(Ipv4Addr::new(192, 0, 2, 61), 300),
+    );
+    offered.set(
+        "w.dhcp.test.",
+        Act::Answer(Ipv4Addr::new(192, 0, 2, 62), 300),
+    );
+    assert_eq!(
+        a_of(&ask(dns.addr(), "w.dhcp.test.")),
+        [Ipv4Addr::new(192, 0, 2, 61)]
+    );
+    assert_eq!(offered.count("w.dhcp.test."), 0);
+    assert!(!dns.log_contains("upstreams from DHCP"));
+    assert!(dns_stats(&dns).contains("upstreams (configured):"));
+    dns.stop();
+}

@@ -42,6 +42,12 @@ if grep -q '^dhcp = true' /etc/pocobelle.toml; then
   else
     bad "dhcp lease: $(cat /run/pocobelle/dhcp.lease 2>&1)"
   fi
+  # The offered DNS servers (none here) go to dhcp-dns for the DNS cache.
+  if [ -f /run/pocobelle/dhcp-dns ] && ! grep -qv '^#' /run/pocobelle/dhcp-dns; then
+    ok "dhcp-dns lists no server"
+  else
+    bad "dhcp-dns: $(cat /run/pocobelle/dhcp-dns 2>&1)"
+  fi
   # The DHCP client is supervised: killed, it comes back.
   udpid() { for d in /proc/[0-9]*; do [ "$(cat "$d/comm" 2>/dev/null)" = udhcpc ] && { echo "${d#/proc/}"; return; }; done; }
   u1=$(udpid)

@@ -22,7 +22,7 @@ initrd="$work/initrd-dhcp.gz" boot 6
 refuse 6 'Kernel panic|CHECK-FAIL|PANIC' "no kernel panic, init panic or failed check"
 for c in "eth0 10.0.2.15/24" "default route via 10.0.2.2" "eth0 fec0::15/64" "ipv6 default route via fec0::2" \
          "route 192.168.77.0/24 via 10.0.2.3" "ipv6 autoconf on" "ipv6 autoconf address" \
-         "dhcp lease 10.0.2.15/24" "udhcpc restarted" "status" "log ring"; do
+         "dhcp lease 10.0.2.15/24" "dhcp-dns lists no server" "udhcpc restarted" "status" "log ring"; do
   expect 6 "^checker: CHECK: $c.* ok" "$c"
 done
 expect 6 'CHECK: done' "checker finished"

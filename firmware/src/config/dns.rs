@@ -84,8 +84,10 @@ impl TimeOfDay {
 pub struct DnsConfig {
     /// UDP and TCP listening addresses. Default `["127.0.0.1:53", "[::1]:53"]`.
     pub listen: Vec<SocketAddr>,
-    /// Forwarders, IPv4 or IPv6, `addr:port`. Default none: only local
-    /// data and the cache are answered, everything else is SERVFAIL.
+    /// Forwarders, IPv4 or IPv6, `addr:port`. Default none: with no
+    /// `tls_upstreams` either, the servers the DHCP lease offered
+    /// (`<system.run_dir>/dhcp-dns`), else only local data and the cache
+    /// are answered, everything else is SERVFAIL.
     pub upstreams: Vec<SocketAddr>,
     /// DNS-over-TLS forwarders, tried alongside `upstreams` with the same
     /// budget, RTT ranking, racing and backoff. Default none.
@@ -210,6 +212,12 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
 }
 
 impl DnsConfig {
+    /// Whether the forwarders come from the DHCP lease: neither
+    /// `upstreams` nor `tls_upstreams` names one.
+    pub fn uses_dhcp_servers(&self) -> bool {
+        self.upstreams.is_empty() && self.tls_upstreams.is_empty()
+    }
+
     /// The allow list, parsed (validated by [`DnsConfig::validate`]).
     pub fn allow_prefixes(&self) -> Vec<Prefix> {
         self.allow.iter().filter_map(|s| Prefix::parse(s)).collect()

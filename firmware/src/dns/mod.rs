@@ -6,6 +6,7 @@
 //! - `cache`: the byte-bounded CLOCK cache with serve-stale (pure);
 //! - `local`: static hosts and the local domain (pure);
 //! - `upstream`: forwarders, RTTs, backoff, racing, TCP retry;
+//! - `dhcp`: the forwarders of the DHCP lease when none are configured;
 //! - `dot`: DNS-over-TLS connection pools for TLS forwarders;
 //! - `service`: the query path, coalescing, serve-stale;
 //! - `server`: UDP/TCP listeners, rate limit, control socket;
@@ -16,6 +17,7 @@
 //! It never exits on bad input, a bad snapshot or a failing upstream.
 
 pub mod cache;
+pub mod dhcp;
 pub mod dot;
 pub mod index;
 pub mod local;
@@ -116,15 +118,29 @@ pub async fn run(cfg: Config) -> Result<(), DnsError> {
 
     let hot = load_snapshot(&svc, &data_dir);
 
+    let mut bound = Vec::with_capacity(cfg.dns.listen.len());
+    let mut servers = Vec::with_capacity(cfg.dns.listen.len());
     for &addr in &cfg.dns.listen {
         let (udp, tcp) = bind_pair(addr)?;
-        let local = udp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let local = udp.local_addr().ok();
+        bound.push(local.unwrap_or(addr));
+        servers.push((udp, tcp));
+    }
+    if cfg.dns.uses_dhcp_servers() {
+        // Read before the first query is taken, then watched.
+        let path = run_dir.join(dhcp::FILE_NAME);
+        log::info!(
+            "no upstreams configured: forwarding to the DHCP-offered servers in {}",
+            path.display()
+        );
+        let mut w = dhcp::Watch::new(path, bound.clone());
+        w.check(&svc);
+        tokio::spawn(dhcp::watch(svc.clone(), w));
+    }
+    for ((udp, tcp), local) in servers.into_iter().zip(&bound) {
         log::info!("listening on udp+tcp {local}");
         tokio::spawn(server::serve_udp(svc.clone(), Arc::new(udp)));
         tokio::spawn(server::serve_tcp(svc.clone(), tcp));
-    }
-    if cfg.dns.upstreams.is_empty() {
-        log::warn!("no upstreams configured: only local data and the cache are answered");
     }
 
     let sock_path = run_dir.join(SOCKET_NAME);

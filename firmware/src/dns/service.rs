@@ -3,8 +3,9 @@
 //! questions into one upstream resolution, with serve-stale when the
 //! answer is late or fails. It owns the cache, the in-flight table (bounded
 //! by `dns.max_inflight`, each entry by `dns.max_waiters`) and the
-//! forwarders' state. It never answers NXDOMAIN for a lookup that did not
-//! complete: that is SERVFAIL or a stale answer.
+//! forwarders' state (the current set, which `dhcp` may replace). It
+//! never answers NXDOMAIN for a lookup that did not complete: that is
+//! SERVFAIL or a stale answer.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,7 +19,7 @@ use super::cache::{Cache, CacheLimits, Lookup, Millis, Stored};
 use super::local::{LocalData, LocalError};
 use super::ratelimit::RateLimiter;
 use super::stats::{Counters, REPORT_HOT_NAMES, Report, UpstreamReport};
-use super::upstream::{self, Upstreams};
+use super::upstream::{self, Current, Upstreams};
 use super::wire::{self, Key, Parsed, Query};
 use crate::config::{DnsConfig, Prefix};
 
@@ -53,7 +54,8 @@ pub struct Service {
     pub cfg: DnsConfig,
     pub local: LocalData,
     pub cache: Mutex<Cache>,
-    pub upstreams: Arc<Mutex<Upstreams>>,
+    /// The forwarder set; a resolution takes the set of its start.
+    pub upstreams: Current,
     pub counters: Arc<Counters>,
     pub limiter: Mutex<RateLimiter>,
     pub primed: AtomicBool,
@@ -84,7 +86,7 @@ impl Service {
         Ok(Service {
             local,
             cache: Mutex::new(Cache::new(limits)),
-            upstreams: Arc::new(Mutex::new(Upstreams::from_config(&cfg))),
+            upstreams: Current::new(Upstreams::from_config(&cfg)),
             counters: Arc::new(Counters::default()),
             limiter: Mutex::new(RateLimiter::new(
                 cfg.rate_limit_qps,
@@ -289,7 +291,7 @@ impl Service {
     async fn resolve_and_store(self: Arc<Self>, key: Key) {
         let budget = Duration::from_millis(self.cfg.budget_ms as u64);
         let result = upstream::resolve(
-            self.upstreams.clone(),
+            self.upstreams.get(),
             self.counters.clone(),
             key.clone(),
             budget,
@@ -318,7 +320,13 @@ impl Service {
                 }
             }
             Err(e) => {
-                log::info!("{}: {e}", key.text());
+                // Having no forwarders at all is logged once, when the
+                // set is installed, not per question.
+                if e == upstream::ResolveError::NoUpstreams {
+                    log::debug!("{}: {e}", key.text());
+                } else {
+                    log::info!("{}: {e}", key.text());
+                }
                 self.cache().mark_refresh_failed(&key.0, now);
                 Err(e)
             }
@@ -342,7 +350,10 @@ impl Service {
             )
         };
         let now = Instant::now();
-        let upstreams = lock(&self.upstreams)
+        let set = self.upstreams.get();
+        let set = lock(&set);
+        let upstream_source = set.source;
+        let upstreams = set
             .servers
             .iter()
             .map(|s| UpstreamReport {
@@ -369,6 +380,7 @@ impl Service {
             inflight: self.inflight() as u32,
             counters: self.counters.pairs(),
             upstreams,
+            upstream_source,
             hot: hot.into_iter().map(|(k, n)| (k.text(), n)).collect(),
         }
     }

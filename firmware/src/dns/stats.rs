@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::upstream::Source;
+
 /// One event counter. ARMv5 has no 64-bit atomics, and a 32-bit one
 /// would wrap within the life of a board, so it is a u64 behind an
 /// uncontended mutex (one runtime thread).
@@ -127,6 +129,8 @@ pub struct Report {
     pub inflight: u32,
     pub counters: Vec<(String, u64)>,
     pub upstreams: Vec<UpstreamReport>,
+    /// Where `upstreams` come from.
+    pub upstream_source: Source,
     /// Hottest entries (`name TYPE`, hits), most first.
     pub hot: Vec<(String, u32)>,
 }
@@ -164,7 +168,14 @@ impl Report {
             self.inflight,
             self.uptime_secs
         ));
-        s.push_str("upstreams:\n");
+        let file = super::dhcp::FILE_NAME;
+        s.push_str(&match (self.upstream_source, self.upstreams.is_empty()) {
+            (Source::Config, _) => "upstreams (configured):\n".to_string(),
+            (Source::Dhcp, false) => format!("upstreams (offered by DHCP, <run_dir>/{file}):\n"),
+            (Source::Dhcp, true) => format!(
+                "upstreams: none (none configured, none offered by DHCP in <run_dir>/{file})\n"
+            ),
+        });
         for u in &self.upstreams {
             s.push_str(&format!(
                 "  {:<40} srtt {:>5} ms  queries {:>8}  answers {:>8}  failures {}{}\n",
@@ -206,6 +217,7 @@ mod tests {
             inflight: 0,
             counters: Counters::default().pairs(),
             upstreams: vec![],
+            upstream_source: Source::Dhcp,
             hot: (0..REPORT_HOT_NAMES)
                 .map(|i| {
                     (
@@ -219,5 +231,6 @@ mod tests {
         assert!(frame.len() < crate::control::MAX_FRAME_BYTES);
         let text = r.render();
         assert!(text.contains("hit rate 75.0%"), "{text}");
+        assert!(text.contains("upstreams: none (none configured"), "{text}");
     }
 }

@@ -13,6 +13,11 @@
 //!
 //! DNS-over-TLS servers (`dot`) sit in the same list and go through the
 //! same ranking, racing, backoff and budget; only the transport differs.
+//!
+//! The list comes from the configuration or, when it names none, from
+//! the DHCP lease (`dhcp`). A list is never changed in place: a new one
+//! replaces the whole set in [`Current`], and each resolution keeps the
+//! set it started with (its server indices stay valid to its end).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -71,8 +76,8 @@ pub enum TryError {
 /// Why a resolution produced no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    /// No forwarders are configured.
-    #[error("no upstream servers are configured")]
+    /// No forwarders: none configured and none offered by DHCP.
+    #[error("no upstream servers (none configured, none from DHCP)")]
     NoUpstreams,
     /// The budget ran out, or every try failed.
     #[error("no upstream answered within the budget")]
@@ -92,15 +97,29 @@ pub struct ServerState {
     pub tls: Option<Arc<DotPool>>,
 }
 
+/// Where the forwarders come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Source {
+    /// `dns.upstreams` and `dns.tls_upstreams`.
+    Config,
+    /// `<run_dir>/dhcp-dns`, written from the DHCP lease (both
+    /// configured lists are empty).
+    Dhcp,
+}
+
 /// The forwarders and their health. Pure bookkeeping: `now` is passed in.
+/// `servers` is fixed once built (resolutions hold indices into it); a
+/// new list is a new `Upstreams`, installed with [`Current::replace`].
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     pub servers: Vec<ServerState>,
+    pub source: Source,
 }
 
 impl Upstreams {
-    pub fn new(addrs: &[SocketAddr]) -> Upstreams {
+    pub fn new(addrs: &[SocketAddr], source: Source) -> Upstreams {
         Upstreams {
+            source,
             servers: addrs
                 .iter()
                 .map(|&addr| ServerState {
@@ -118,9 +137,13 @@ impl Upstreams {
 
     /// `dns.upstreams`, then `dns.tls_upstreams`. A DNS-over-TLS server
     /// whose CA file cannot be loaded is left out with an error in the
-    /// log (`pocobelle check-config` reports it before).
+    /// log (`pocobelle check-config` reports it before). With both lists
+    /// empty, an empty set from DHCP (filled by `dhcp::Watch`).
     pub fn from_config(cfg: &crate::config::DnsConfig) -> Upstreams {
-        let mut u = Upstreams::new(&cfg.upstreams);
+        if cfg.uses_dhcp_servers() {
+            return Upstreams::new(&[], Source::Dhcp);
+        }
+        let mut u = Upstreams::new(&cfg.upstreams, Source::Config);
         let idle = Duration::from_millis(cfg.tls_idle_ms as u64);
         for (i, t) in cfg.tls_upstreams.iter().enumerate() {
             let (Some(addr), Ok(name)) = (t.socket_addr(), crate::tls::server_name(&t.name)) else {
@@ -134,7 +157,7 @@ impl Upstreams {
                 }
             };
             let pool = DotPool::new(addr, name, config, cfg.tls_connections, idle);
-            let mut s = Upstreams::new(&[addr]).servers.remove(0);
+            let mut s = Upstreams::new(&[addr], Source::Config).servers.remove(0);
             s.tls = Some(Arc::new(pool));
             u.servers.push(s);
         }
@@ -185,6 +208,45 @@ impl Upstreams {
             let ms = BACKOFF_BASE_MS.saturating_mul(1 << exp).min(BACKOFF_MAX_MS);
             s.backoff_until = Some(now + Duration::from_millis(ms));
         }
+    }
+}
+
+/// The forwarder set in use. [`Current::get`] hands a resolution the
+/// set of the moment, which it keeps to its end; [`Current::replace`]
+/// installs a new list for the resolutions that start afterwards, so a
+/// change never moves a server under a resolution in flight. The health
+/// (RTT, failures, backoff, counts) of a server in both lists is carried
+/// over; what in-flight resolutions learn about the old set afterwards
+/// is dropped with it.
+#[derive(Debug)]
+pub struct Current(Mutex<Arc<Mutex<Upstreams>>>);
+
+impl Current {
+    pub fn new(u: Upstreams) -> Current {
+        Current(Mutex::new(Arc::new(Mutex::new(u))))
+    }
+
+    /// The set for one resolution (a reference count, no copy).
+    pub fn get(&self) -> Arc<Mutex<Upstreams>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Installs `new` in place of the current set.
+    pub fn replace(&self, mut new: Upstreams) {
+        let mut cur = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let old = cur.lock().unwrap_or_else(|p| p.into_inner());
+            for s in &mut new.servers {
+                if let Some(o) = old
+                    .servers
+                    .iter()
+                    .find(|o| o.addr == s.addr && o.tls.is_none() && s.tls.is_none())
+                {
+                    *s = o.clone();
+                }
+            }
+        }
+        *cur = Arc::new(Mutex::new(new));
     }
 }
 
@@ -481,7 +543,32 @@ mod tests {
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 5300 + i as u16)))
             .collect();
-        Upstreams::new(&addrs)
+        Upstreams::new(&addrs, Source::Config)
+    }
+
+    #[test]
+    fn a_replaced_set_leaves_the_old_one_alone_and_keeps_known_servers() {
+        let cur = Current::new(ups(2));
+        let old = cur.get();
+        old.lock().unwrap().success(1, Duration::from_millis(20));
+        let kept = old.lock().unwrap().servers[1].clone();
+        let addrs = [
+            SocketAddr::from(([127, 0, 0, 1], 5301)),
+            SocketAddr::from(([127, 0, 0, 1], 5399)),
+        ];
+        cur.replace(Upstreams::new(&addrs, Source::Dhcp));
+        let new = cur.get();
+        assert!(!Arc::ptr_eq(&old, &new));
+        // A resolution holding the old set still indexes its two servers.
+        assert_eq!(old.lock().unwrap().servers.len(), 2);
+        let n = new.lock().unwrap();
+        assert_eq!(n.source, Source::Dhcp);
+        assert_eq!(n.servers[0].addr, kept.addr);
+        assert_eq!(
+            (n.servers[0].srtt_ms, n.servers[0].answers),
+            (kept.srtt_ms, 1)
+        );
+        assert_eq!(n.servers[1].srtt_ms, INITIAL_SRTT_MS);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! IPv6 autoconfiguration left to the kernel or switched off through the
 //! interface's accept_ra/autoconf sysctls; the wait for carrier and
 //! usable addresses within `wait_secs`; and a DHCP lease from udhcpc
-//! applied with the same messages (the `dhcp-event` applet). DNS servers
-//! from a lease are logged, never written to resolv.conf: the local cache
-//! is the resolver. It never touches an interface the configuration does
-//! not name (besides `lo`), and a failed step is logged, not fatal.
+//! applied with the same messages (the `dhcp-event` applet), whose DNS
+//! servers become the text of `<run_dir>/dhcp-dns` ([`offered_dns`]), the
+//! DNS cache's forwarders when it configures none (never resolv.conf: the
+//! local cache is the resolver). It never touches an interface the
+//! configuration does not name (besides `lo`), and a failed step is
+//! logged, not fatal.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -466,6 +468,77 @@ pub fn apply_lease(
     Ok(())
 }
 
+/// Entries of udhcpc's `dns` variable looked at; further ones are only
+/// counted.
+pub const MAX_OFFERED_DNS: usize = 32;
+
+/// Why an offered DNS server is left out of `dhcp-dns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SkippedDns {
+    #[error("not an IP address")]
+    Malformed,
+    #[error("the board's own address")]
+    Own,
+    #[error("a loopback or unspecified address")]
+    Loopback,
+    #[error("not a unicast address")]
+    NotUnicast,
+    #[error("listed twice")]
+    Duplicate,
+    #[error("more than {} servers", crate::dns::dhcp::MAX_DHCP_DNS)]
+    TooMany,
+}
+
+/// The DNS servers of a lease that the DNS cache may forward to, and the
+/// `<run_dir>/dhcp-dns` text that lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedDns {
+    /// At most [`crate::dns::dhcp::MAX_DHCP_DNS`], in the offered order.
+    pub servers: Vec<IpAddr>,
+    /// Entries left out, with why.
+    pub skipped: Vec<(String, SkippedDns)>,
+    /// Entries beyond [`MAX_OFFERED_DNS`], not looked at.
+    pub unexamined: usize,
+    pub text: String,
+}
+
+/// From udhcpc's `dns` (space-separated addresses) and the lease's own
+/// address: the board itself, loopback and unspecified addresses are
+/// left out (forwarding there would loop back to the cache), as are
+/// multicast and broadcast addresses, repeats and servers over the bound.
+pub fn offered_dns(own: Ipv4Addr, offered: &str) -> OfferedDns {
+    use crate::dns::dhcp::{MAX_DHCP_DNS, render};
+    let mut servers: Vec<IpAddr> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut words = offered.split_whitespace();
+    for w in words.by_ref().take(MAX_OFFERED_DNS) {
+        let why = match w.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+            Err(_) => Some(SkippedDns::Malformed),
+            Ok(ip) if ip == IpAddr::V4(own) => Some(SkippedDns::Own),
+            Ok(ip) if ip.is_loopback() || ip.is_unspecified() => Some(SkippedDns::Loopback),
+            Ok(ip) if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) => {
+                Some(SkippedDns::NotUnicast)
+            }
+            Ok(ip) if servers.contains(&ip) => Some(SkippedDns::Duplicate),
+            Ok(_) if servers.len() >= MAX_DHCP_DNS => Some(SkippedDns::TooMany),
+            Ok(ip) => {
+                servers.push(ip);
+                None
+            }
+        };
+        if let Some(why) = why {
+            skipped.push((w.to_string(), why));
+        }
+    }
+    let text = render(&servers);
+    OfferedDns {
+        servers,
+        skipped,
+        unexamined: words.count(),
+        text,
+    }
+}
+
 /// Removes what `old` set (udhcpc `deconfig`, `leasefail`, `nak`).
 pub fn drop_lease(sys: &mut dyn Sys, old: &Lease) -> Result<(), NetError> {
     let index = if_index(sys, &old.interface)
@@ -734,6 +807,53 @@ mod tests {
         f.calls.clear();
         drop_lease(&mut f, &new).unwrap();
         assert_eq!(f.calls, ["netlink type 25", "netlink type 21"]);
+    }
+
+    #[test]
+    fn offered_dns_servers_become_the_dhcp_dns_text() {
+        let own: Ipv4Addr = "192.168.1.20".parse().unwrap();
+        let o = offered_dns(own, "192.168.1.1  8.8.8.8");
+        assert_eq!(
+            o.text,
+            "# DNS servers of the DHCP lease, written by pocobelle dhcp-event\n192.168.1.1\n8.8.8.8\n"
+        );
+        assert!(o.skipped.is_empty());
+        let o = offered_dns(
+            own,
+            "192.168.1.20 127.0.0.1 0.0.0.0 x 224.0.0.1 255.255.255.255 ::1 ::ffff:127.0.0.1 \
+             10.0.0.1 10.0.0.1 10.0.0.2 fd00::53 10.0.0.3 10.0.0.4",
+        );
+        assert_eq!(
+            o.servers,
+            ["10.0.0.1", "10.0.0.2", "fd00::53", "10.0.0.3"].map(|s| s.parse::<IpAddr>().unwrap())
+        );
+        let why: Vec<SkippedDns> = o.skipped.iter().map(|(_, w)| *w).collect();
+        use SkippedDns::*;
+        assert_eq!(
+            why,
+            [
+                Own, Loopback, Loopback, Malformed, NotUnicast, NotUnicast, Loopback, Loopback,
+                Duplicate, TooMany
+            ]
+        );
+        assert_eq!(TooMany.to_string(), "more than 4 servers");
+        assert_eq!(o.skipped[9].0, "10.0.0.4");
+        // What the DNS service reads back: the same servers, port 53.
+        let back = crate::dns::dhcp::parse(&o.text);
+        assert!(back.errors.is_empty());
+        assert_eq!(
+            back.servers,
+            o.servers
+                .iter()
+                .map(|ip| std::net::SocketAddr::new(*ip, 53))
+                .collect::<Vec<_>>()
+        );
+        // None offered: a file that lists none; the rest is bounded.
+        let o = offered_dns(own, "");
+        assert!(o.servers.is_empty());
+        assert!(crate::dns::dhcp::parse(&o.text).servers.is_empty());
+        let o = offered_dns(own, &"x ".repeat(MAX_OFFERED_DNS + 5));
+        assert_eq!((o.skipped.len(), o.unexamined), (MAX_OFFERED_DNS, 5));
     }
 
     /// The real kernel, in a network namespace of this thread's own:
