@@ -19,7 +19,7 @@ ARMV7_QEMU   := qemu-arm-static -cpu cortex-a7
 MAX_BINARY_BYTES := 4194304
 
 .PHONY: all firmware setup test test-host lint test-arm test-armv5 test-armv7 \
-        test-boot armv5 armv7 clean bench-dns bench-smtp
+        test-boot check-buildroot armv5 armv7 clean bench-dns bench-smtp
 
 all: firmware
 
@@ -48,7 +48,12 @@ $(OUT)/armv7/pocobelle: $(SETUP_STAMP)
 armv5: $(OUT)/armv5te/pocobelle
 armv7: $(OUT)/armv7/pocobelle
 
-test: test-host lint test-arm test-boot
+test: check-buildroot test-host lint test-arm test-boot
+
+# The Buildroot tree (buildroot/) against board/, rootfs-overlay/ and
+# Cross.toml, without Buildroot: a second or less.
+check-buildroot:
+	bash scripts/check-buildroot.sh
 
 test-host: $(SETUP_STAMP)
 	$(CARGO) test --workspace --locked
