@@ -24,8 +24,8 @@ ARMV7_QEMU   := qemu-arm-static -cpu cortex-a7
 MAX_BINARY_BYTES := 4194304
 
 .PHONY: all firmware setup test test-host lint test-arm test-armv5 test-armv7 \
-        test-boot test-image test-boots armv5 armv7 clean bench-dns bench-smtp \
-        image images run flash
+        test-boot test-image test-boots check-buildroot armv5 armv7 clean \
+        bench-dns bench-smtp image images run flash
 
 all: firmware
 
@@ -82,7 +82,11 @@ flash: $(SETUP_STAMP)
 	$(CARGO) build --release --locked -p pocobelle
 	target/release/pocobelle flash $(OUT)/$(BOARD)/pocobelle-$(BOARD).img $(DEV)
 
-test: test-host lint test-arm test-boots
+test: check-buildroot test-host lint test-arm test-boots
+# The Buildroot tree (buildroot/) against board/, rootfs-overlay/ and
+# Cross.toml, without Buildroot: a second or less.
+check-buildroot:
+	bash scripts/check-buildroot.sh
 
 test-host: $(SETUP_STAMP)
 	$(CARGO) test --workspace --locked
