@@ -25,6 +25,9 @@ uboot=/usr/lib/u-boot/qemu_arm/u-boot.bin
 rm -rf "$work"; mkdir -p "$work"
 img="$work/disk.img"
 cp --sparse=always "$img_src" "$img"
+# The "USB key" is 256 MiB larger than the image: the first boot must grow
+# the data partition and its file system into it.
+truncate -s +256M "$img"
 
 # The boot partition starts at 4 MiB (scripts/image.sh).
 fat="$img@@4M"
@@ -123,6 +126,8 @@ sed 's/^/    /' "$work/console1.txt" 2>/dev/null | head -n 30 || true
 expect 1 'the last shutdown was clean' "a new image's first boot is a normal one (its data partition has the marker)"
 if tr -d '\r' <"$work/boot1.log" | grep -q 'fsck: checking'; then fail "boot 1: fsck on a new image"; else ok "boot 1: no fsck on a new image"; fi
 expect 1 'swap: writing /data/swapfile' "the swap file made at the first boot"
+expect 1 'data: partition /dev/disk/by-label/pocodata grown from 320 MiB to 576 MiB to fill the medium' "the data partition grown to the end of the disk"
+expect 1 'data: file system on /data grown from 320 MiB to 576 MiB' "its ext4 file system grown online"
 
 # --- boot 2: after the power cut -----------------------------------------
 start 2
@@ -144,6 +149,17 @@ expect 2 'spool recovered: 1 message' "the spool recovery found the message"
 expect 2 'swap: /data/swapfile active' "swap file reused"
 expect 2 'clean-shutdown marker written' "clean shutdown at poweroff"
 expect 2 'reboot: Power down' "powered off by itself"
+if tr -d '\r' <"$work/boot2.log" | grep -q 'grown from'; then fail "boot 2: grew again"; else ok "boot 2: nothing left to grow"; fi
+# The partition table on the disk itself, read by sfdisk after the boots.
+sfdisk -d "$img" | grep -qE 'img3 : start= +172032, size= +1179648, type=83' &&
+  ok "the partition table on the disk: partition 3 is 576 MiB, to the end" ||
+  fail "partition 3 on the disk: $(sfdisk -d "$img" | grep img3)"
+dd if="$img" of="$work/data.img" bs=1M skip=84 count=576 status=none
+blocks=$(dumpe2fs -h "$work/data.img" 2>/dev/null | sed -n 's/^Block count: *//p')
+[ "$blocks" = 147456 ] && e2fsck -fn "$work/data.img" >"$work/e2fsck.log" 2>&1 &&
+  ok "the data file system on the disk: 576 MiB (147456 blocks), e2fsck -fn clean" ||
+  fail "the data file system on the disk: $blocks blocks; $(tail -n 3 "$work/e2fsck.log" | tr '\n' ' ')"
+rm -f "$work/data.img"
 for n in 1 2; do
   if tr -d '\r' <"$work/boot$n.log" | grep -qE 'Kernel panic|init: PANIC'; then fail "boot $n: panic"; fi
 done

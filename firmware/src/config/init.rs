@@ -27,6 +27,11 @@ pub struct InitConfig {
     pub data_device: String,
     /// File system type of the data partition. Default `ext4`.
     pub data_fstype: String,
+    /// Grow the data partition and its ext4 file system to fill the
+    /// medium when it is the last partition of an MBR disk with at least
+    /// 16 MiB free after it (the first boot of a flashed image). Default
+    /// true.
+    pub grow_data: bool,
     /// ext4 journal commit interval in seconds (mount option `commit=`):
     /// longer means fewer, larger flash writes. Default 60, 1 to 600.
     pub commit_secs: u32,
@@ -73,6 +78,7 @@ impl Default for InitConfig {
         InitConfig {
             data_device: String::new(),
             data_fstype: "ext4".into(),
+            grow_data: true,
             commit_secs: 60,
             fsck: PathBuf::from("/sbin/e2fsck"),
             modules: Vec::new(),

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod control;
+pub mod grow;
 pub mod logfile;
 pub mod logring;
 pub mod modules;

@@ -99,6 +99,17 @@ pub fn bring_up_data(sys: &mut dyn Sys, cfg: &Config) -> DataState {
         if last != LastShutdown::Clean {
             read_only = run_fsck(sys, &cfg.init.fsck, dev);
         }
+        if cfg.init.grow_data && !read_only && fstype == "ext4" {
+            match sys.grow_partition(dev) {
+                Ok(Some((old, new))) => log::info!(
+                    "data: partition {dev} grown from {} MiB to {} MiB to fill the medium",
+                    old >> 20,
+                    new >> 20
+                ),
+                Ok(None) => {}
+                Err(e) => log::warn!("data: partition {dev} not grown: {e}"),
+            }
+        }
         let mflags = if read_only {
             flags | MsFlags::MS_RDONLY
         } else {
@@ -122,6 +133,18 @@ pub fn bring_up_data(sys: &mut dyn Sys, cfg: &Config) -> DataState {
             opts,
             if read_only { ", READ-ONLY" } else { "" }
         );
+        if cfg.init.grow_data && !read_only && fstype == "ext4" {
+            match sys.grow_fs(dev, data) {
+                Ok(Some((old, new))) => log::info!(
+                    "data: file system on {} grown from {} MiB to {} MiB",
+                    data.display(),
+                    old >> 20,
+                    new >> 20
+                ),
+                Ok(None) => {}
+                Err(e) => log::warn!("data: file system on {} not grown: {e}", data.display()),
+            }
+        }
     }
     match last {
         LastShutdown::Clean => log::info!("boot: the last shutdown was clean"),
@@ -314,6 +337,42 @@ mod tests {
             .rposition(|c| c.starts_with("mount") && !c.contains(" ro"))
             .unwrap();
         assert!(fsck < rw, "{:?}", sys.calls);
+    }
+
+    #[test]
+    fn the_partition_grows_after_fsck_and_the_file_system_once_mounted() {
+        let c = cfg("/dev/vda3");
+        let mut sys = FakeSys {
+            grown_partition: Some((320 << 20, 8000 << 20)),
+            grown_fs: Some((320 << 20, 8000 << 20)),
+            ..Default::default()
+        };
+        sys.files.insert(c.init.fsck.clone(), String::new());
+        bring_up_data(&mut sys, &c);
+        let at = |p: &str| sys.calls.iter().position(|c| c.starts_with(p));
+        let fsck = at("run /sbin/e2fsck").expect("fsck ran");
+        let part = at("grow_partition /dev/vda3").expect("partition grown");
+        let rw = sys
+            .calls
+            .iter()
+            .rposition(|c| c.starts_with("mount") && !c.contains(" ro"))
+            .unwrap();
+        let fs = at("grow_fs /dev/vda3 /nonexistent-pocobelle-test/data").expect("fs grown");
+        assert!(fsck < part && part < rw && rw < fs, "{:?}", sys.calls);
+
+        // Switched off, or with errors left by fsck: neither is touched.
+        let mut off = cfg("/dev/vda3");
+        off.init.grow_data = false;
+        let mut sys = FakeSys::default();
+        bring_up_data(&mut sys, &off);
+        assert!(!sys.calls.iter().any(|c| c.starts_with("grow")), "{:?}", sys.calls);
+        let mut sys = FakeSys {
+            run_status: 4,
+            ..Default::default()
+        };
+        sys.files.insert(c.init.fsck.clone(), String::new());
+        bring_up_data(&mut sys, &c);
+        assert!(!sys.calls.iter().any(|c| c.starts_with("grow")), "{:?}", sys.calls);
     }
 
     #[test]

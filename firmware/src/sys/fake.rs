@@ -26,6 +26,9 @@ pub struct FakeSys {
     /// Replies for the netlink requests, taken in order; when empty, an
     /// acknowledgement (errno 0) of the request's sequence number.
     pub netlink_replies: std::collections::VecDeque<Vec<u8>>,
+    /// What `grow_partition` and `grow_fs` report (old, new bytes).
+    pub grown_partition: Option<(u64, u64)>,
+    pub grown_fs: Option<(u64, u64)>,
 }
 
 /// An NLMSG_ERROR acknowledgement of `seq` with `errno` (0: success).
@@ -162,5 +165,15 @@ impl Sys for FakeSys {
 
     fn slew_clock(&mut self, delta_us: i64) -> io::Result<()> {
         self.record(format!("slew_clock {delta_us}"))
+    }
+
+    fn grow_partition(&mut self, dev: &str) -> io::Result<Option<(u64, u64)>> {
+        self.record(format!("grow_partition {dev}"))?;
+        Ok(self.grown_partition)
+    }
+
+    fn grow_fs(&mut self, dev: &str, mount_point: &Path) -> io::Result<Option<(u64, u64)>> {
+        self.record(format!("grow_fs {dev} {}", mount_point.display()))?;
+        Ok(self.grown_fs)
     }
 }

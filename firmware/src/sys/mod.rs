@@ -70,6 +70,12 @@ pub trait Sys {
     fn set_clock(&mut self, secs: i64, nanos: u32) -> io::Result<()>;
     /// adjtime(3): slews the clock gradually by `delta_us` microseconds.
     fn slew_clock(&mut self, delta_us: i64) -> io::Result<()>;
+    /// Grows the partition `dev` into free space after it when it is the
+    /// last of an MBR disk ([`crate::init::grow`]); old and new bytes.
+    fn grow_partition(&mut self, dev: &str) -> io::Result<Option<(u64, u64)>>;
+    /// Grows the ext4 file system on `dev`, mounted at `mount_point`, to
+    /// its partition's size when that is larger; old and new bytes.
+    fn grow_fs(&mut self, dev: &str, mount_point: &Path) -> io::Result<Option<(u64, u64)>>;
 }
 
 /// The real system.
@@ -257,6 +263,14 @@ impl Sys for RealSys {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+
+    fn grow_partition(&mut self, dev: &str) -> io::Result<Option<(u64, u64)>> {
+        crate::init::grow::grow_partition(Path::new(dev))
+    }
+
+    fn grow_fs(&mut self, dev: &str, mount_point: &Path) -> io::Result<Option<(u64, u64)>> {
+        crate::init::grow::grow_fs(Path::new(dev), mount_point)
     }
 }
 
