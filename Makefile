@@ -121,24 +121,20 @@ test-boot: $(OUT)/armv7/pocobelle
 	$(CARGO) build --locked -p pocobelle
 	bash tests/boot/boot-test.sh $< $(HOST_DEBUG_BIN)
 
-# Every board's image checked by structure (tests/image/structure.sh; the
-# default board built twice: byte-identical), the Buildroot tree, then the
-# qemu-armv7 image booted twice as `make run` boots it, with a power cut
-# in between (tests/image/image-boot.sh).
-test-image: images
-	for b in $(BOARDS); do \
-	  if [ $$b = qemu-armv7 ]; then REPRODUCE=1 bash tests/image/structure.sh $$b; \
-	  else bash tests/image/structure.sh $$b; fi; done
-	bash tests/image/image-boot.sh $(OUT)/qemu-armv7/pocobelle-qemu-armv7.img
+# Every board's image built and checked by structure (tests/image/all.sh;
+# the default board built twice: byte-identical), then the qemu-armv7
+# image booted twice as `make run` boots it, with a power cut in between.
+test-image: firmware
+	bash tests/image/all.sh
 
-# test-boot and test-image in parallel (each QEMU is one emulated CPU; the
-# machine has two): each writes its log to target/, printed when both end.
+# test-boot and test-image side by side (each QEMU emulates one CPU; the
+# machine has two), on binaries built beforehand: each writes its log to
+# target/, shown when both have ended.
 test-boots: firmware
 	$(CARGO) build --locked -p pocobelle
-	mkdir -p target
 	rc=0; \
-	$(MAKE) --no-print-directory test-boot >target/test-boot.log 2>&1 & b=$$!; \
-	$(MAKE) --no-print-directory test-image >target/test-image.log 2>&1 & i=$$!; \
+	bash tests/boot/boot-test.sh $(OUT)/armv7/pocobelle $(HOST_DEBUG_BIN) >target/test-boot.log 2>&1 & b=$$!; \
+	bash tests/image/all.sh >target/test-image.log 2>&1 & i=$$!; \
 	wait $$b || rc=1; wait $$i || rc=$$((rc | 2)); \
 	cat target/test-boot.log target/test-image.log; \
 	[ $$((rc & 1)) = 0 ] || echo "test-boot failed (target/test-boot.log)"; \

@@ -23,6 +23,10 @@ cache=$(realpath "$cache")
 mirror=${POCOBELLE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 want="$arch $kmeta ${pkgs[*]}"
 
+# The image builder and the boot test may ask for one cache at once (make
+# test-boots runs them side by side): one fetches, the other waits.
+exec 9>"$cache/.lock"
+flock 9
 if [ -f "$cache/root/.complete" ] && [ "$(cat "$cache/root/.complete")" = "$want" ]; then
   echo "fetch-debs: $arch packages cached in $cache"
   exit 0
@@ -58,6 +62,10 @@ echo "fetch-debs: $arch kernel package $kpkg, with ${pkgs[*]}"
 for deb in "$cache"/debs/*.deb; do
   dpkg-deb -x "$deb" "$cache/root"
 done
+# modules.dep is written by depmod at install time, not shipped in the
+# package: made here once for the unpacked tree.
+kver=$(basename "$(ls -d "$cache"/root/lib/modules/*/ | head -n1)")
+depmod -b "$cache/root" "$kver"
 echo "$kpkg" >"$cache/root/.kernel-package"
 echo "$want" >"$cache/root/.complete"
 echo "fetch-debs: unpacked into $cache/root"

@@ -50,7 +50,6 @@ bash "$repo/scripts/fetch-debs.sh" "$cache" "$DEB_ARCH" "$KERNEL_PKG" \
 deb="$cache/root"
 kver=$(basename "$(ls -d "$deb"/lib/modules/*/ | head -n1)")
 moddir="$deb/lib/modules/$kver"
-[ -f "$moddir/modules.dep" ] || depmod -b "$deb" "$kver"
 
 work="$repo/target/image/$board"
 rm -rf "$work"

@@ -55,11 +55,6 @@ kernel="$root/boot/vmlinuz-$kver"
 
 rm -rf "$work"
 mkdir -p "$work"
-# modules.dep is written by depmod at install time, not shipped in the
-# package: generate it for the unpacked tree.
-if [ ! -f "$root/lib/modules/$kver/modules.dep" ]; then
-  depmod -b "$root" "$kver"
-fi
 
 ird="$work/initramfs"
 mkdir -p "$ird"/{bin,sbin,etc,proc,sys,dev,run,tmp,data,test,lib/modules/"$kver"}

@@ -130,10 +130,12 @@ pub struct Located {
 }
 
 fn read_u64(p: &Path) -> io::Result<u64> {
-    std::fs::read_to_string(p)?
-        .trim()
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{}: not a number", p.display())))
+    std::fs::read_to_string(p)?.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a number", p.display()),
+        )
+    })
 }
 
 /// Finds the partition behind `dev` (a node or a symlink to one) in
@@ -323,7 +325,11 @@ mod tests {
     }
 
     // The image's layout: 4 MiB free, boot 32 MiB, root 48 MiB, data 320 MiB.
-    const IMAGE: [(u8, u32, u32); 3] = [(0x0e, 8192, 65536), (0x83, 73728, 98304), (0x83, 172032, 655360)];
+    const IMAGE: [(u8, u32, u32); 3] = [
+        (0x0e, 8192, 65536),
+        (0x83, 73728, 98304),
+        (0x83, 172032, 655360),
+    ];
 
     #[test]
     fn the_last_partition_grows_to_the_aligned_end_and_nothing_else_changes() {
@@ -332,9 +338,15 @@ mod tests {
         let p = plan(&m, 172032, 655360, disk).unwrap().unwrap();
         assert_eq!(p.index, 2);
         assert_eq!((p.start + p.new_sectors) % ALIGN_SECTORS, 0);
-        assert!(p.start + p.new_sectors <= disk && disk - (p.start + p.new_sectors) < ALIGN_SECTORS);
+        assert!(
+            p.start + p.new_sectors <= disk && disk - (p.start + p.new_sectors) < ALIGN_SECTORS
+        );
         let changed: Vec<usize> = (0..512).filter(|&i| m[i] != p.mbr[i]).collect();
-        assert!(changed.iter().all(|&i| (ENTRIES + 2 * 16 + 12..ENTRIES + 2 * 16 + 16).contains(&i)));
+        assert!(
+            changed
+                .iter()
+                .all(|&i| (ENTRIES + 2 * 16 + 12..ENTRIES + 2 * 16 + 16).contains(&i))
+        );
         assert_eq!(entry(&p.mbr, 2), (0x83, 172032, p.new_sectors));
         assert_eq!(entry(&p.mbr, 0), entry(&m, 0));
     }
@@ -344,8 +356,15 @@ mod tests {
         let m = mbr(&IMAGE);
         let end = 172032 + 655360;
         assert_eq!(plan(&m, 172032, 655360, end).unwrap(), None);
-        assert_eq!(plan(&m, 172032, 655360, end + MIN_GROW_SECTORS - 1).unwrap(), None);
-        assert!(plan(&m, 172032, 655360, end + MIN_GROW_SECTORS).unwrap().is_some());
+        assert_eq!(
+            plan(&m, 172032, 655360, end + MIN_GROW_SECTORS - 1).unwrap(),
+            None
+        );
+        assert!(
+            plan(&m, 172032, 655360, end + MIN_GROW_SECTORS)
+                .unwrap()
+                .is_some()
+        );
         // After growing once, the grown table plans nothing.
         let p = plan(&m, 172032, 655360, end * 10).unwrap().unwrap();
         assert_eq!(plan(&p.mbr, 172032, p.new_sectors, end * 10).unwrap(), None);
@@ -357,15 +376,24 @@ mod tests {
         // Not the last partition.
         assert_eq!(plan(&m, 73728, 98304, 1 << 30), Err(GrowError::NotLast));
         // A table that does not hold the partition the kernel reports.
-        assert_eq!(plan(&m, 172032, 1000, 1 << 30), Err(GrowError::NotInTable(172032, 1000)));
+        assert_eq!(
+            plan(&m, 172032, 1000, 1 << 30),
+            Err(GrowError::NotInTable(172032, 1000))
+        );
         // GPT's protective MBR.
-        assert_eq!(plan(&mbr(&[(0xee, 1, 1000)]), 1, 1000, 1 << 30), Err(GrowError::Gpt));
+        assert_eq!(
+            plan(&mbr(&[(0xee, 1, 1000)]), 1, 1000, 1 << 30),
+            Err(GrowError::Gpt)
+        );
         // A logical partition in an extended one.
         let ext = mbr(&[(0x83, 2048, 2048), (0x05, 4096, 100_000)]);
         assert_eq!(plan(&ext, 6144, 10_000, 1 << 30), Err(GrowError::Extended));
         let mut bad = m;
         bad[511] = 0;
-        assert_eq!(plan(&bad, 172032, 655360, 1 << 30), Err(GrowError::NoSignature));
+        assert_eq!(
+            plan(&bad, 172032, 655360, 1 << 30),
+            Err(GrowError::NoSignature)
+        );
     }
 
     #[test]

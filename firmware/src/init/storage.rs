@@ -365,14 +365,22 @@ mod tests {
         off.init.grow_data = false;
         let mut sys = FakeSys::default();
         bring_up_data(&mut sys, &off);
-        assert!(!sys.calls.iter().any(|c| c.starts_with("grow")), "{:?}", sys.calls);
+        assert!(
+            !sys.calls.iter().any(|c| c.starts_with("grow")),
+            "{:?}",
+            sys.calls
+        );
         let mut sys = FakeSys {
             run_status: 4,
             ..Default::default()
         };
         sys.files.insert(c.init.fsck.clone(), String::new());
         bring_up_data(&mut sys, &c);
-        assert!(!sys.calls.iter().any(|c| c.starts_with("grow")), "{:?}", sys.calls);
+        assert!(
+            !sys.calls.iter().any(|c| c.starts_with("grow")),
+            "{:?}",
+            sys.calls
+        );
     }
 
     #[test]
