@@ -33,6 +33,8 @@
 //! |     64 | `applet::EXIT_USAGE`   | the command line does not parse                  |
 
 pub mod bmap;
+pub mod copy;
+pub mod device;
 
 /// An I/O error: the image could not be read, the device not written.
 pub const EXIT_FAILED: u8 = 1;
