@@ -7,6 +7,7 @@ mod applet;
 mod config;
 mod control;
 mod dns;
+mod flash;
 mod init;
 mod logging;
 mod sys;

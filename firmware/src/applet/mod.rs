@@ -4,6 +4,7 @@
 
 mod check_config;
 mod dns;
+mod flash;
 mod init;
 
 mod mail;
@@ -120,6 +121,12 @@ pub const APPLETS: &[Applet] = &[
         aliases: &[],
         summary: "submit a message from stdin to the local mail router (-t -i -f -F)",
         run: sendmail::run,
+    },
+    Applet {
+        name: "flash",
+        aliases: &[],
+        summary: "write an image to a USB key or SD card, safely (host tool)",
+        run: flash::run,
     },
 ];
 
