@@ -4,6 +4,7 @@
 
 mod check_config;
 mod dns;
+#[cfg(not(target_arch = "arm"))]
 mod flash;
 mod init;
 
@@ -122,6 +123,8 @@ pub const APPLETS: &[Applet] = &[
         summary: "submit a message from stdin to the local mail router (-t -i -f -F)",
         run: sendmail::run,
     },
+    // Host tool only (see main.rs).
+    #[cfg(not(target_arch = "arm"))]
     Applet {
         name: "flash",
         aliases: &[],
