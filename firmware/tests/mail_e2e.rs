@@ -26,8 +26,13 @@ struct Router {
 
 impl Router {
     fn new(name: &str, extra: &str) -> Router {
+        Router::with_port(name, free_port(), extra)
+    }
+
+    /// As [`Router::new`], listening on a port the test chose (to name it
+    /// in the config, e.g. as `mx_port`).
+    fn with_port(name: &str, port: u16, extra: &str) -> Router {
         let dir = tmpdir(name);
-        let port = free_port();
         let config = dir.join("pocobelle.toml");
         std::fs::write(
             &config,
@@ -149,20 +154,25 @@ impl Router {
 
 /// smtp-sink dumping every transaction into `dir`.
 fn sink(dir: &Path, port: u16) -> Kill {
+    sink_at(dir, "127.0.0.1", port)
+}
+
+/// smtp-sink on another loopback address (127.0.0.2 ...), same port.
+fn sink_at(dir: &Path, ip: &str, port: u16) -> Kill {
     std::fs::create_dir_all(dir).unwrap();
     let child = child(SMTP_SINK)
         .arg("-u")
         .arg("root")
         .arg("-d")
         .arg(format!("{}/%H%M%S.", dir.display()))
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("{ip}:{port}"))
         .arg("64")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect((ip, port)).is_err() {
         assert!(Instant::now() < deadline, "smtp-sink did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1089,4 +1099,201 @@ fn sigterm_commits_outcomes_so_a_restart_redelivers_nothing() {
         "redelivered after a clean stop\n{}",
         r.log()
     );
+}
+
+/// A fake DNS server on loopback answering from a zone of (name, record)
+/// pairs the test may change, over UDP and TCP on one port. A name not
+/// in the zone is NXDOMAIN. With `tc_over_udp`, every UDP answer is
+/// truncated (TC set, no records): only TCP gives the records.
+struct FakeZone {
+    port: u16,
+    records: std::sync::Arc<std::sync::Mutex<Vec<(String, hickory_proto::rr::RData)>>>,
+    tcp_queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeZone {
+    fn start(tc_over_udp: bool) -> FakeZone {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        // One port for both: TCP first, then UDP on the same number.
+        let (tcp, udp) = loop {
+            let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = t.local_addr().unwrap().port();
+            if let Ok(u) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+                break (t, u);
+            }
+        };
+        let port = udp.local_addr().unwrap().port();
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let tcp_queries = Arc::new(AtomicUsize::new(0));
+        let zone = records.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+                    return;
+                };
+                let Some(mut r) = zone_answer(&buf[..n], &zone.lock().unwrap()) else {
+                    continue;
+                };
+                if tc_over_udp {
+                    r.metadata.truncation = true;
+                    r.answers.clear();
+                }
+                let _ = udp.send_to(&r.to_vec().unwrap(), peer);
+            }
+        });
+        let zone = records.clone();
+        let count = tcp_queries.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for c in tcp.incoming() {
+                let Ok(mut c) = c else { return };
+                let mut len = [0u8; 2];
+                if c.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                if c.read_exact(&mut q).is_err() {
+                    continue;
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                let Some(r) = zone_answer(&q, &zone.lock().unwrap()) else {
+                    continue;
+                };
+                let bytes = r.to_vec().unwrap();
+                let _ = c.write_all(&(bytes.len() as u16).to_be_bytes());
+                let _ = c.write_all(&bytes);
+            }
+        });
+        FakeZone {
+            port,
+            records,
+            tcp_queries,
+        }
+    }
+
+    fn add(&self, name: &str, data: hickory_proto::rr::RData) {
+        self.records.lock().unwrap().push((name.to_string(), data));
+    }
+}
+
+fn zone_answer(
+    query: &[u8],
+    zone: &[(String, hickory_proto::rr::RData)],
+) -> Option<hickory_proto::op::Message> {
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
+    use hickory_proto::rr::Record;
+    let q = Message::from_vec(query).ok()?;
+    let qq = q.queries.first()?.clone();
+    let mut r = Message::response(q.metadata.id, OpCode::Query);
+    r.metadata.recursion_available = true;
+    let qname = qq.name().to_ascii();
+    let mut exists = false;
+    for (n, d) in zone {
+        if n.eq_ignore_ascii_case(&qname) {
+            exists = true;
+            if d.record_type() == qq.query_type() {
+                r.add_answer(Record::from_rdata(qq.name().clone(), 60, d.clone()));
+            }
+        }
+    }
+    if !exists {
+        r.metadata.response_code = ResponseCode::NXDomain;
+    }
+    r.add_query(qq);
+    Some(r)
+}
+
+fn mx_rdata(preference: u16, host: &str) -> hickory_proto::rr::RData {
+    hickory_proto::rr::RData::MX(hickory_proto::rr::rdata::MX::new(
+        preference,
+        hickory_proto::rr::Name::from_ascii(host).unwrap(),
+    ))
+}
+
+fn a_rdata(last: u8) -> hickory_proto::rr::RData {
+    hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(127, 0, 0, last))
+}
+
+#[test]
+fn the_board_never_delivers_to_itself_and_tries_only_better_mx_hosts() {
+    if !peers_present() {
+        return;
+    }
+    let port = free_port();
+    let zone = FakeZone::start(false);
+    // home.arpa: the board is its only MX, by name (system.hostname).
+    zone.add("home.arpa.", mx_rdata(10, "mx.test."));
+    zone.add("mx.test.", a_rdata(1));
+    // second.arpa: the board again, by address (our listener, mx_port).
+    zone.add("second.arpa.", mx_rdata(10, "relay.second.arpa."));
+    zone.add("relay.second.arpa.", a_rdata(1));
+    zone.add("senders.test.", a_rdata(1));
+    let senders_port = free_port();
+    let senders_dir = tmpdir("sink-senders-selfmx");
+    let _senders = sink(&senders_dir, senders_port);
+    let r = Router::with_port(
+        "selfmx",
+        port,
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\nresolver = \"127.0.0.1:{}\"\nmx_port = {port}\n\
+             [mail.routes]\n\"senders.test\" = \"127.0.0.1:{senders_port}\"\n",
+            zone.port
+        ),
+    );
+    for (to, body) in [
+        ("u@home.arpa", "self marker home"),
+        ("v@second.arpa", "self marker second"),
+    ] {
+        let (ok, out) = r.swaks(&["--to", to, "--from", "me@senders.test", "--body", body]);
+        assert!(ok, "{out}");
+    }
+    r.wait("both deferred as loops", 30, || {
+        r.tool("mailq", &[])
+            .1
+            .matches("loops back to myself")
+            .count()
+            == 2
+    });
+    // Several retries later (1-2 s apart): still one copy of each, never
+    // handed to ourselves, no bounce.
+    std::thread::sleep(Duration::from_secs(4));
+    let q = r.tool("mailq", &[]).1;
+    assert_eq!(q.matches("<u@home.arpa>").count(), 1, "{q}\n{}", r.log());
+    assert_eq!(q.matches("<v@second.arpa>").count(), 1, "{q}\n{}", r.log());
+    assert_eq!(r.log().matches("accepted from").count(), 2, "{}", r.log());
+    assert!(r.log().contains("loops back to myself"), "{}", r.log());
+    assert!(sunk(&senders_dir).is_empty(), "a loop bounced");
+    // The primary is listed (and up) with a better preference; a host
+    // with the board's own preference and a worse one get nothing.
+    let dirs = [
+        tmpdir("sink-selfmx-primary"),
+        tmpdir("sink-selfmx-peer"),
+        tmpdir("sink-selfmx-worse"),
+    ];
+    let _sinks: Vec<Kill> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .zip(&dirs)
+        .map(|(ip, d)| sink_at(d, ip, port))
+        .collect();
+    zone.add("home.arpa.", mx_rdata(5, "primary.home.arpa."));
+    zone.add("primary.home.arpa.", a_rdata(2));
+    zone.add("home.arpa.", mx_rdata(10, "peer.home.arpa."));
+    zone.add("peer.home.arpa.", a_rdata(3));
+    zone.add("home.arpa.", mx_rdata(20, "worse.home.arpa."));
+    zone.add("worse.home.arpa.", a_rdata(4));
+    r.tool("mail", &["flush"]);
+    r.wait("delivery to the better MX host", 30, || {
+        sunk(&dirs[0])
+            .iter()
+            .any(|m| m.contains("self marker home"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sunk(&dirs[0]).len(), 1);
+    assert!(sunk(&dirs[1]).is_empty(), "a host as good as the board");
+    assert!(sunk(&dirs[2]).is_empty(), "a host worse than the board");
+    let q = r.tool("mailq", &[]).1;
+    assert!(!q.contains("<u@home.arpa>"), "{q}");
+    assert!(q.contains("<v@second.arpa>"), "{q}");
 }

@@ -2,13 +2,16 @@
 //! delivery. Each key's default and bounds are declared here, once.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use super::net::Prefix;
 use super::{Invalid, check_range};
+
+/// At most this many entries in `mail.my_names`, and in `mail.my_addresses`.
+pub const MAX_SELF_ENTRIES: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -94,6 +97,16 @@ pub struct MailConfig {
     pub resolver: String,
     /// Port used to reach MX hosts. Default 25 (1 .. 65535).
     pub mx_port: u16,
+    /// Host names of this board, to recognise itself among a domain's MX
+    /// hosts (RFC 5321 5.1). Default empty: `system.hostname`. At most
+    /// [`MAX_SELF_ENTRIES`].
+    pub my_names: Vec<String>,
+    /// Addresses that reach this board although no interface carries
+    /// them (the public address a NAT router forwards). The interface
+    /// addresses, read at each MX delivery, and loopback count too when
+    /// `listen` takes connections there on `mx_port`. Default none. At
+    /// most [`MAX_SELF_ENTRIES`].
+    pub my_addresses: Vec<String>,
 }
 
 impl Default for MailConfig {
@@ -129,6 +142,8 @@ impl Default for MailConfig {
             probe_interval_s: 30,
             resolver: "127.0.0.1:53".into(),
             mx_port: 25,
+            my_names: vec![],
+            my_addresses: vec![],
         }
     }
 }
@@ -202,6 +217,36 @@ impl MailConfig {
             )
         })?;
         check_range("mail.mx_port", self.mx_port, 1, 65535)?;
+        for (key, n) in [
+            ("mail.my_names", self.my_names.len()),
+            ("mail.my_addresses", self.my_addresses.len()),
+        ] {
+            if n > MAX_SELF_ENTRIES {
+                return Err(invalid(
+                    key,
+                    format!("expected at most {MAX_SELF_ENTRIES} entries, found {n}"),
+                ));
+            }
+        }
+        for n in &self.my_names {
+            use crate::smtp::command::{Domain, parse_domain};
+            if !matches!(parse_domain(n.trim_end_matches('.')), Ok(Domain::Name(_))) {
+                return Err(invalid(
+                    "mail.my_names",
+                    format!("expected host names, found {n:?}"),
+                ));
+            }
+        }
+        for a in &self.my_addresses {
+            a.parse::<IpAddr>().map_err(|_| {
+                invalid(
+                    "mail.my_addresses",
+                    format!(
+                        "expected IP addresses like \"192.0.2.1\" or \"2001:db8::1\", found {a:?}"
+                    ),
+                )
+            })?;
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid(
                 "mail.tls_key",
@@ -273,6 +318,14 @@ impl MailConfig {
         self.all_routes()
             .iter()
             .any(|(_, r)| r.tls == TlsMode::Required)
+    }
+
+    /// `my_addresses`, parsed (validation has checked them).
+    pub fn my_ips(&self) -> Vec<IpAddr> {
+        self.my_addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
     }
 
     pub fn relay_cidrs(&self) -> Vec<Prefix> {
@@ -455,5 +508,32 @@ mod tests {
             ..MailConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "mail.delay_warning_s");
+        let c = MailConfig {
+            my_names: vec!["mx2.example.org".into(), "Board.Home.Arpa.".into()],
+            my_addresses: vec!["192.0.2.25".into(), "2001:db8::25".into()],
+            ..MailConfig::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.my_ips().len(), 2);
+        let c = MailConfig {
+            my_names: vec!["not a name".into()],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.my_names");
+        let c = MailConfig {
+            my_names: vec!["[192.0.2.1]".into()],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.my_names");
+        let c = MailConfig {
+            my_addresses: vec!["192.0.2.0/24".into()],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.my_addresses");
+        let c = MailConfig {
+            my_addresses: vec!["192.0.2.1".into(); MAX_SELF_ENTRIES + 1],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.my_addresses");
     }
 }

@@ -4,7 +4,11 @@
 //! Everything goes through one configured resolver (the board's own DNS
 //! cache), never the system's. Only a real answer can
 //! make a permanent failure (NXDOMAIN, or a null MX); a timeout, SERVFAIL
-//! or anything else unclear is temporary. It never decides about retries.
+//! or anything else unclear is temporary. The board recognises itself
+//! among a domain's MX hosts ([`Me`]) and plans only hosts with a better
+//! preference than its own ([`plan`], pure); when it is the best, the mail
+//! stays queued ([`LookupError::LoopsToMe`]). It never decides about
+//! retries.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -34,12 +38,216 @@ pub enum LookupError {
     /// The domain publishes a null MX (RFC 7505): it takes no mail.
     #[error("domain {0} accepts no mail (null MX)")]
     NullMx(String),
+    /// This board is the domain's best MX host (or its only one): there
+    /// is no better host to hand the mail to, and delivering it to
+    /// ourselves would loop (RFC 5321 5.1). Temporary: the mail waits
+    /// for the primary to be listed again, or for its lifetime to end.
+    #[error(
+        "mail for {domain} loops back to myself: this board is its best MX host \
+         (preference {preference}); kept queued until a better MX host is listed"
+    )]
+    LoopsToMe { domain: String, preference: u16 },
 }
 
 impl LookupError {
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, LookupError::Temporary(..))
+        match self {
+            LookupError::NoSuchDomain(_) | LookupError::NullMx(_) => true,
+            LookupError::Temporary(..) | LookupError::LoopsToMe { .. } => false,
+        }
     }
+}
+
+/// One MX host of a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MxHost {
+    pub preference: u16,
+    pub name: Name,
+}
+
+/// Who this board is, to recognise itself among a domain's MX hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Me {
+    /// Host names (`mail.my_names`, else `system.hostname`), lower case,
+    /// without the final dot.
+    pub names: Vec<String>,
+    /// Addresses that are ours whatever the port (`mail.my_addresses`:
+    /// e.g. the public address a NAT router forwards to the board).
+    pub addresses: Vec<IpAddr>,
+    /// The board's interface addresses, read at delivery time.
+    pub local: Vec<IpAddr>,
+    /// Where our SMTP listener accepts connections (`mail.listen`).
+    pub listen: Vec<SocketAddr>,
+    /// The port MX hosts are reached on (`mail.mx_port`).
+    pub mx_port: u16,
+}
+
+impl Me {
+    /// From the configuration and the interface addresses of the moment.
+    pub fn new(config: &crate::config::MailConfig, hostname: &str, local: Vec<IpAddr>) -> Me {
+        let names = if config.my_names.is_empty() {
+            vec![hostname.to_string()]
+        } else {
+            config.my_names.clone()
+        };
+        Me {
+            names: names.iter().map(|n| normalize(n)).collect(),
+            addresses: config.my_ips(),
+            local,
+            listen: config
+                .listen
+                .iter()
+                .filter_map(|l| l.parse().ok())
+                .collect(),
+            mx_port: config.mx_port,
+        }
+    }
+
+    /// The host is named as this board.
+    pub fn has_name(&self, host: &Name) -> bool {
+        let n = normalize(&host.to_ascii());
+        self.names.contains(&n)
+    }
+
+    /// Connecting to `ip` at the MX port reaches this board: the address
+    /// is in `mail.my_addresses`, or it is loopback, unspecified or one
+    /// of our interfaces' and our listener takes connections there on
+    /// the MX port.
+    pub fn has_address(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        if self.addresses.iter().any(|a| a.to_canonical() == ip) {
+            return true;
+        }
+        let on_board = ip.is_loopback()
+            || ip.is_unspecified()
+            || self.local.iter().any(|a| a.to_canonical() == ip);
+        on_board
+            && self.listen.iter().any(|l| {
+                let lip = l.ip().to_canonical();
+                l.port() == self.mx_port
+                    && (lip == ip || (lip.is_unspecified() && lip.is_ipv4() == ip.is_ipv4()))
+            })
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The addresses of the board's network interfaces now (getifaddrs: one
+/// netlink dump, no DNS). Empty when they cannot be read: loopback and
+/// `mail.my_addresses` still count.
+pub fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| a.address)
+        .filter_map(|a| {
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
+}
+
+/// An MX host with the result of its address lookup.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub host: MxHost,
+    /// Its addresses; empty when the host was not looked up because its
+    /// name is ours.
+    pub addrs: Result<Vec<IpAddr>, LookupError>,
+}
+
+/// The addresses to try for `domain`, in order, each with its host's
+/// name (RFC 5321 5.1): `hosts` in preference order, each with its
+/// lookup. A host that is this board (by name or by any address) and
+/// every host with the same or a worse preference are dropped; when the
+/// board is a host and nothing better remains,
+/// [`LookupError::LoopsToMe`]. A host whose lookup failed is skipped;
+/// when no host has an address, the first failure, always temporary
+/// (only the recipient's own domain can be NXDOMAIN).
+pub fn plan(
+    domain: &str,
+    hosts: Vec<Resolved>,
+    me: &Me,
+) -> Result<Vec<(IpAddr, String)>, LookupError> {
+    let is_me = |r: &Resolved| {
+        me.has_name(&r.host.name)
+            || r.addrs
+                .as_ref()
+                .is_ok_and(|a| a.iter().any(|ip| me.has_address(*ip)))
+    };
+    let mine = hosts
+        .iter()
+        .filter(|r| is_me(r))
+        .map(|r| r.host.preference)
+        .min();
+    let better: Vec<Resolved> = hosts
+        .into_iter()
+        .filter(|r| mine.is_none_or(|p| r.host.preference < p))
+        .collect();
+    if let Some(preference) = mine
+        && better.is_empty()
+    {
+        return Err(LookupError::LoopsToMe {
+            domain: domain.to_string(),
+            preference,
+        });
+    }
+    let mut out = Vec::new();
+    let mut first_err = None;
+    for r in better {
+        match r.addrs {
+            Ok(ips) => out.extend(ips.into_iter().map(|ip| (ip, r.host.name.to_ascii()))),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if out.is_empty() {
+        let e = first_err.unwrap_or_else(|| {
+            LookupError::Temporary(domain.to_string(), "no MX host has an address".into())
+        });
+        return Err(match e {
+            LookupError::Temporary(..) => e,
+            other => LookupError::Temporary(domain.to_string(), other.to_string()),
+        });
+    }
+    Ok(out)
+}
+
+/// MX delivery targets for `domain`: its MX hosts, each looked up in
+/// preference order until the board finds itself (the hosts after it
+/// are no better and need no lookup), then [`plan`].
+pub async fn mx_targets(
+    resolver: SocketAddr,
+    domain: &str,
+    me: &Me,
+) -> Result<Vec<(IpAddr, String)>, LookupError> {
+    let hosts = mx_hosts(resolver, domain).await?;
+    let mut resolved = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        if me.has_name(&host.name) {
+            resolved.push(Resolved {
+                host,
+                addrs: Ok(Vec::new()),
+            });
+            break;
+        }
+        let addrs = addresses(resolver, &host.name).await;
+        let mine = addrs
+            .as_ref()
+            .is_ok_and(|a| a.iter().any(|ip| me.has_address(*ip)));
+        resolved.push(Resolved { host, addrs });
+        if mine {
+            break;
+        }
+    }
+    plan(domain, resolved, me)
 }
 
 async fn query(
@@ -104,9 +312,9 @@ async fn query(
     Err(temp(last))
 }
 
-/// MX hosts of `domain`, most preferred first; the domain itself when it
-/// has no MX (implicit MX).
-pub async fn mx_hosts(resolver: SocketAddr, domain: &str) -> Result<Vec<Name>, LookupError> {
+/// MX hosts of `domain`, most preferred first; the domain itself (with
+/// preference 0) when it has no MX (implicit MX).
+pub async fn mx_hosts(resolver: SocketAddr, domain: &str) -> Result<Vec<MxHost>, LookupError> {
     let name = Name::from_utf8(format!("{}.", domain.trim_end_matches('.')))
         .map_err(|e| LookupError::Temporary(domain.to_string(), e.to_string()))?;
     let m = query(resolver, &name, RecordType::MX).await?;
@@ -119,7 +327,10 @@ pub async fn mx_hosts(resolver: SocketAddr, domain: &str) -> Result<Vec<Name>, L
         })
         .collect();
     if mx.is_empty() {
-        return Ok(vec![name]);
+        return Ok(vec![MxHost {
+            preference: 0,
+            name,
+        }]);
     }
     if mx.len() == 1 && mx[0].1.is_root() {
         return Err(LookupError::NullMx(domain.to_string()));
@@ -129,7 +340,7 @@ pub async fn mx_hosts(resolver: SocketAddr, domain: &str) -> Result<Vec<Name>, L
         .into_iter()
         .filter(|(_, n)| !n.is_root())
         .take(MAX_MX_HOSTS)
-        .map(|(_, n)| n)
+        .map(|(preference, name)| MxHost { preference, name })
         .collect())
 }
 
@@ -240,7 +451,8 @@ mod tests {
         )
         .await;
         let hosts = mx_hosts(r, "x.test").await.unwrap();
-        assert_eq!(hosts[0].to_ascii(), "a.test.");
+        assert_eq!(hosts[0].name.to_ascii(), "a.test.");
+        assert_eq!(hosts[0].preference, 10);
         let r = fake(
             ResponseCode::NoError,
             vec![RData::A(A::new(127, 0, 0, 9))],
@@ -248,9 +460,9 @@ mod tests {
         )
         .await;
         let hosts = mx_hosts(r, "x.test").await.unwrap();
-        assert_eq!(hosts[0].to_ascii(), "x.test.", "implicit MX");
+        assert_eq!(hosts[0].name.to_ascii(), "x.test.", "implicit MX");
         assert_eq!(
-            addresses(r, &hosts[0]).await.unwrap(),
+            addresses(r, &hosts[0].name).await.unwrap(),
             vec![IpAddr::from([127, 0, 0, 9])]
         );
         let r = fake(ResponseCode::NXDomain, vec![], false).await;
@@ -316,6 +528,139 @@ mod tests {
                 .unwrap_err()
                 .is_permanent()
         );
+    }
+
+    fn me() -> Me {
+        Me {
+            names: vec!["mx2.example.org".into()],
+            addresses: vec!["203.0.113.25".parse().unwrap()],
+            local: vec!["192.168.1.5".parse().unwrap(), "fd00::5".parse().unwrap()],
+            listen: vec!["0.0.0.0:25".parse().unwrap(), "[::]:25".parse().unwrap()],
+            mx_port: 25,
+        }
+    }
+
+    fn host(preference: u16, name: &str, addrs: &[&str]) -> Resolved {
+        Resolved {
+            host: MxHost {
+                preference,
+                name: Name::from_ascii(name).unwrap(),
+            },
+            addrs: Ok(addrs.iter().map(|a| a.parse().unwrap()).collect()),
+        }
+    }
+
+    #[test]
+    fn the_board_knows_its_names_and_addresses() {
+        let m = me();
+        assert!(m.has_name(&Name::from_ascii("MX2.Example.Org.").unwrap()));
+        assert!(!m.has_name(&Name::from_ascii("mx1.example.org.").unwrap()));
+        for ours in [
+            "203.0.113.25",
+            "192.168.1.5",
+            "::ffff:192.168.1.5",
+            "fd00::5",
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+            "0.0.0.0",
+        ] {
+            assert!(m.has_address(ours.parse().unwrap()), "{ours}");
+        }
+        assert!(!m.has_address("192.168.1.6".parse().unwrap()));
+        // Our interfaces and loopback reach us only where the listener
+        // takes the MX port; a configured address is ours whatever the port.
+        let other_port = Me {
+            listen: vec!["127.0.0.1:2525".parse().unwrap()],
+            ..me()
+        };
+        assert!(!other_port.has_address("127.0.0.1".parse().unwrap()));
+        assert!(other_port.has_address("203.0.113.25".parse().unwrap()));
+        let one = Me {
+            listen: vec!["127.0.0.1:25".parse().unwrap()],
+            ..me()
+        };
+        assert!(one.has_address("127.0.0.1".parse().unwrap()));
+        assert!(!one.has_address("127.0.0.2".parse().unwrap()));
+        assert!(!one.has_address("192.168.1.5".parse().unwrap()));
+        // Defaults: system.hostname is the name.
+        let c = crate::config::MailConfig::default();
+        let d = Me::new(&c, "Board.Home.Arpa", vec![]);
+        assert_eq!(d.names, vec!["board.home.arpa".to_string()]);
+        assert!(d.addresses.is_empty());
+    }
+
+    #[test]
+    fn only_hosts_better_than_the_board_are_planned() {
+        let m = me();
+        // The board at 20 (by address): 10 is tried, 20 and 30 are not.
+        let got = plan(
+            "example.org",
+            vec![
+                host(10, "mx1.example.org.", &["198.51.100.1"]),
+                host(20, "peer.example.org.", &["198.51.100.2"]),
+                host(20, "self.example.org.", &["192.168.1.5"]),
+                host(30, "mx3.example.org.", &["198.51.100.3"]),
+            ],
+            &m,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![(
+                "198.51.100.1".parse().unwrap(),
+                "mx1.example.org.".to_string()
+            )]
+        );
+        // The board is the best (by name, not looked up): queued.
+        let e = plan(
+            "example.org",
+            vec![
+                host(10, "mx2.example.org.", &[]),
+                host(10, "peer.example.org.", &["198.51.100.2"]),
+                host(20, "mx3.example.org.", &["198.51.100.3"]),
+            ],
+            &m,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            LookupError::LoopsToMe {
+                domain: "example.org".into(),
+                preference: 10
+            }
+        );
+        assert!(!e.is_permanent());
+        assert!(e.to_string().contains("loops back to myself"), "{e}");
+        // The only MX (implicit MX included) is us: queued too.
+        let e = plan(
+            "example.org",
+            vec![host(0, "example.org.", &["127.0.0.1"])],
+            &m,
+        );
+        assert!(matches!(e, Err(LookupError::LoopsToMe { .. })), "{e:?}");
+        // Better hosts without an address: a temporary failure.
+        let mut down = host(5, "mx1.example.org.", &[]);
+        down.addrs = Err(LookupError::NoSuchDomain("mx1.example.org".into()));
+        let e = plan(
+            "example.org",
+            vec![down, host(10, "mx2.example.org.", &[])],
+            &m,
+        )
+        .unwrap_err();
+        assert!(matches!(e, LookupError::Temporary(..)), "{e}");
+        // Not among the hosts: every host, in order.
+        let got = plan(
+            "example.org",
+            vec![
+                host(10, "a.example.org.", &["198.51.100.1", "2001:db8::1"]),
+                host(20, "b.example.org.", &["198.51.100.2"]),
+            ],
+            &m,
+        )
+        .unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2].1, "b.example.org.");
     }
 
     #[tokio::test(flavor = "current_thread")]
