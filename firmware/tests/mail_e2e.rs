@@ -1297,3 +1297,74 @@ fn the_board_never_delivers_to_itself_and_tries_only_better_mx_hosts() {
     assert!(!q.contains("<u@home.arpa>"), "{q}");
     assert!(q.contains("<v@second.arpa>"), "{q}");
 }
+
+/// `n` Received header fields in the forms a loop leaves (folded, lower case).
+fn received_lines(n: usize) -> String {
+    (0..n)
+        .map(|i| match i % 3 {
+            0 => format!("Received: from h{i}.test by h{}.test; Thu, 1 Jan 2026 00:00:00 +0000\r\n", i + 1),
+            1 => format!("received: from h{i}.test\r\n\tby h{}.test;\r\n\tThu, 1 Jan 2026 00:00:00 +0000\r\n", i + 1),
+            _ => format!("Received : from h{i}.test by h{}.test\r\n", i + 1),
+        })
+        .collect()
+}
+
+#[test]
+fn too_many_received_headers_are_refused_and_not_kept() {
+    if !peers_present() {
+        return;
+    }
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-hops");
+    let _sink = sink(&sink_dir, sink_port);
+    let mut r = Router::new(
+        "hops",
+        &format!("[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{sink_port}\"\n"),
+    );
+    let envelope = "MAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\n";
+    let mut input = format!("EHLO c.test\r\n{envelope}DATA\r\n");
+    input += &received_lines(51);
+    input += "Subject: looping\r\n\r\nloop marker data\r\n.\r\n";
+    // 50 in the header, more in the body (not headers there): accepted.
+    input += &format!("{envelope}DATA\r\n");
+    input += &received_lines(50);
+    input += "Subject: fine\r\n\r\nfifty marker\r\n";
+    input += &received_lines(5);
+    input += ".\r\n";
+    let bdat = received_lines(51) + "Subject: looping\r\n\r\nloop marker bdat\r\n";
+    input += &format!("{envelope}BDAT {} LAST\r\n{bdat}QUIT\r\n", bdat.len());
+    let out = converse(r.port, input.as_bytes());
+    let codes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "220", "250", "250", "250", "354", "554", "250", "250", "354", "250", "250", "250",
+            "554", "221"
+        ],
+        "{out}"
+    );
+    assert!(out.contains("554 5.4.6 Too many hops"), "{out}");
+    r.wait("the fifty-hop message at smtp-sink", 30, || {
+        sunk(&sink_dir).iter().any(|m| m.contains("fifty marker"))
+    });
+    assert_eq!(r.log().matches("accepted from").count(), 1, "{}", r.log());
+    // Nothing of the refused ones is in the spool, even after a restart
+    // (a clean one: SIGTERM commits the delivery, so nothing goes twice).
+    assert!(r.terminate().success());
+    r.start();
+    std::thread::sleep(Duration::from_secs(2));
+    let all = sunk(&sink_dir).join("\n----\n");
+    assert_eq!(sunk(&sink_dir).len(), 1, "{all}");
+    assert!(!all.contains("loop marker"), "{all}");
+    let q = r.tool("mailq", &[]).1;
+    assert!(q.contains("Mail queue is empty"), "{q}");
+    assert!(
+        r.log().contains("spool recovered: 0 message(s)"),
+        "{}",
+        r.log()
+    );
+}

@@ -38,6 +38,10 @@ pub struct MailConfig {
     pub max_errors: u32,
     /// Delay added per protocol error, milliseconds. Default 1000 (0 .. 10000).
     pub error_delay_ms: u64,
+    /// A message whose header section has more `Received:` fields than
+    /// this is refused at the end of DATA/BDAT with 554 5.4.6 (a mail
+    /// loop; Postfix's `hopcount_limit`). Default 50 (1 .. 1000).
+    pub hopcount_limit: u32,
     /// Concurrent inbound sessions. Default 4 (1 .. 64).
     pub inbound_limit: usize,
     /// Extra connections held in the tarpit beyond the limit, greeting
@@ -121,6 +125,7 @@ impl Default for MailConfig {
             max_recipients: 100,
             max_errors: 10,
             error_delay_ms: 1000,
+            hopcount_limit: 50,
             inbound_limit: 4,
             tarpit_connections: 8,
             command_timeout_s: 300,
@@ -262,6 +267,7 @@ impl MailConfig {
         check_range("mail.max_recipients", self.max_recipients, 1, 1000)?;
         check_range("mail.max_errors", self.max_errors, 1, 100)?;
         check_range("mail.error_delay_ms", self.error_delay_ms, 0, 10_000)?;
+        check_range("mail.hopcount_limit", self.hopcount_limit, 1, 1000)?;
         check_range("mail.inbound_limit", self.inbound_limit, 1, 64)?;
         check_range("mail.tarpit_connections", self.tarpit_connections, 0, 256)?;
         check_range("mail.command_timeout_s", self.command_timeout_s, 1, 3600)?;
@@ -476,6 +482,11 @@ mod tests {
             ..MailConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "mail.smarthost.auth_file");
+        let c = MailConfig {
+            hopcount_limit: 0,
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.hopcount_limit");
         let c = MailConfig {
             inbound_limit: 0,
             ..MailConfig::default()
