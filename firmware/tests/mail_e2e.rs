@@ -1368,3 +1368,51 @@ fn too_many_received_headers_are_refused_and_not_kept() {
         r.log()
     );
 }
+
+#[test]
+fn a_truncated_mx_answer_is_asked_again_over_tcp() {
+    if !peers_present() {
+        return;
+    }
+    let zone = FakeZone::start(true);
+    // An MX set far over 512 bytes; the best host has the address.
+    zone.add("big.test.", mx_rdata(10, "mx.big.test."));
+    for i in 0..30 {
+        zone.add(
+            "big.test.",
+            mx_rdata(
+                50 + i,
+                &format!("filler-{i:02}-with-a-rather-long-host-name.big.test."),
+            ),
+        );
+    }
+    zone.add("mx.big.test.", a_rdata(1));
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-tcp-dns");
+    let _sink = sink(&sink_dir, sink_port);
+    let r = Router::new(
+        "tcpdns",
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\nresolver = \"127.0.0.1:{}\"\nmx_port = {sink_port}\n",
+            zone.port
+        ),
+    );
+    let (ok, out) = r.swaks(&[
+        "--to",
+        "x@big.test",
+        "--from",
+        "me@big.test",
+        "--body",
+        "big answer marker",
+    ]);
+    assert!(ok, "{out}");
+    r.wait("delivery via the MX from the TCP answer", 30, || {
+        sunk(&sink_dir)
+            .iter()
+            .any(|m| m.contains("big answer marker"))
+    });
+    assert!(
+        zone.tcp_queries.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "no query over TCP"
+    );
+}

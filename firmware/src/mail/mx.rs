@@ -13,7 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 /// Each query waits this long for its answer, per try.
@@ -22,6 +22,11 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const QUERY_TRIES: usize = 2;
 /// Largest DNS answer read over UDP.
 pub const MAX_ANSWER_BYTES: usize = 4096;
+/// UDP payload size advertised with EDNS(0) (RFC 6891): 1232 bytes, the
+/// DNS flag day 2020 value, fits an IPv6 packet without fragments.
+pub const EDNS_UDP_PAYLOAD: u16 = 1232;
+/// Largest DNS answer read over TCP (after a truncated UDP answer).
+pub const MAX_TCP_ANSWER_BYTES: usize = 16 * 1024;
 /// At most this many MX hosts are tried for a domain.
 pub const MAX_MX_HOSTS: usize = 8;
 
@@ -250,12 +255,62 @@ pub async fn mx_targets(
     plan(domain, resolved, me)
 }
 
+/// The answer matches our question: its ID, a response, our question.
+fn answers(m: &Message, id: u16, name: &Name, rtype: RecordType) -> bool {
+    m.metadata.id == id
+        && m.metadata.message_type == MessageType::Response
+        && m.queries.len() == 1
+        && m.queries[0].query_type() == rtype
+        && normalize(&m.queries[0].name().to_ascii()) == normalize(&name.to_ascii())
+}
+
+/// One question to `resolver`: over UDP with EDNS(0)
+/// ([`EDNS_UDP_PAYLOAD`]), [`QUERY_TRIES`] tries of [`QUERY_TIMEOUT`];
+/// a truncated answer (TC) asks the same question again over TCP
+/// (RFC 7766), within [`QUERY_TIMEOUT`]. NOERROR is an answer, NXDOMAIN
+/// is permanent, anything else temporary.
 async fn query(
     resolver: SocketAddr,
     name: &Name,
     rtype: RecordType,
 ) -> Result<Message, LookupError> {
     let temp = |why: String| LookupError::Temporary(name.to_ascii(), why);
+    let mut q = Message::query();
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(name.clone(), rtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(EDNS_UDP_PAYLOAD);
+    q.set_edns(edns);
+    let id = q.metadata.id;
+    let bytes = q.to_vec().map_err(|e| temp(e.to_string()))?;
+    let mut m = query_udp(resolver, &bytes, id, name, rtype)
+        .await
+        .map_err(temp)?;
+    if m.metadata.truncation {
+        m = tokio::time::timeout(QUERY_TIMEOUT, query_tcp(resolver, &bytes, id, name, rtype))
+            .await
+            .map_err(|_| temp("truncated answer, and timed out over TCP".into()))?
+            .map_err(|e| temp(format!("truncated answer, and over TCP: {e}")))?;
+        if m.metadata.truncation {
+            return Err(temp("truncated answer over TCP".into()));
+        }
+    }
+    match m.metadata.response_code {
+        ResponseCode::NoError => Ok(m),
+        ResponseCode::NXDomain => Err(LookupError::NoSuchDomain(name.to_ascii())),
+        ResponseCode::ServFail => Err(temp("SERVFAIL".into())),
+        other => Err(temp(format!("rcode {other}"))),
+    }
+}
+
+/// The query `bytes` over UDP: the first answer to it, truncated or not.
+async fn query_udp(
+    resolver: SocketAddr,
+    bytes: &[u8],
+    id: u16,
+    name: &Name,
+    rtype: RecordType,
+) -> Result<Message, String> {
     let bind: SocketAddr = if resolver.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -263,19 +318,12 @@ async fn query(
     };
     let sock = tokio::net::UdpSocket::bind(bind)
         .await
-        .map_err(|e| temp(e.to_string()))?;
-    sock.connect(resolver)
-        .await
-        .map_err(|e| temp(e.to_string()))?;
-    let mut q = Message::query();
-    q.metadata.recursion_desired = true;
-    q.add_query(Query::query(name.clone(), rtype));
-    let id = q.metadata.id;
-    let bytes = q.to_vec().map_err(|e| temp(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
+    sock.connect(resolver).await.map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; MAX_ANSWER_BYTES];
     let mut last = String::from("no answer");
     for _ in 0..QUERY_TRIES {
-        if let Err(e) = sock.send(&bytes).await {
+        if let Err(e) = sock.send(bytes).await {
             last = e.to_string();
             continue;
         }
@@ -292,24 +340,89 @@ async fn query(
                 }
                 Ok(Ok(n)) => n,
             };
-            let Ok(m) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            if m.metadata.id != id || m.metadata.message_type != MessageType::Response {
-                continue;
+            match Message::from_vec(&buf[..n]) {
+                Ok(m) if answers(&m, id, name, rtype) => return Ok(m),
+                _ => continue,
             }
-            if m.metadata.truncation {
-                return Err(temp("truncated answer".into()));
-            }
-            return match m.metadata.response_code {
-                ResponseCode::NoError => Ok(m),
-                ResponseCode::NXDomain => Err(LookupError::NoSuchDomain(name.to_ascii())),
-                ResponseCode::ServFail => Err(temp("SERVFAIL".into())),
-                other => Err(temp(format!("rcode {other}"))),
-            };
         }
     }
-    Err(temp(last))
+    Err(last)
+}
+
+/// The query `bytes` over TCP (RFC 1035 4.2.2: a 2-byte length before
+/// each message); the answer is bounded by that length.
+async fn query_tcp(
+    resolver: SocketAddr,
+    bytes: &[u8],
+    id: u16,
+    name: &Name,
+    rtype: RecordType,
+) -> Result<Message, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(resolver)
+        .await
+        .map_err(|e| e.to_string())?;
+    let len = u16::try_from(bytes.len()).map_err(|_| "query too long".to_string())?;
+    let mut framed = Vec::with_capacity(2 + bytes.len());
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(bytes);
+    s.write_all(&framed).await.map_err(|e| e.to_string())?;
+    let n = s.read_u16().await.map_err(|e| e.to_string())? as usize;
+    if n > MAX_TCP_ANSWER_BYTES {
+        return Err(format!("answer of {n} bytes over TCP"));
+    }
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+    match Message::from_vec(&buf) {
+        Ok(m) if answers(&m, id, name, rtype) => Ok(m),
+        Ok(_) => Err("an answer to another question over TCP".into()),
+        Err(e) => Err(format!("malformed answer over TCP: {e}")),
+    }
+}
+
+/// Puts each run of MX hosts with the same preference in a random order
+/// (RFC 5321 5.1: "randomized to spread the load"), `random` giving the
+/// draws; `hosts` is sorted by preference.
+pub fn shuffle_equal_preferences(hosts: &mut [MxHost], mut random: impl FnMut() -> u64) {
+    let mut start = 0;
+    while start < hosts.len() {
+        let p = hosts[start].preference;
+        let end = start
+            + hosts[start..]
+                .iter()
+                .take_while(|h| h.preference == p)
+                .count();
+        // Fisher-Yates on hosts[start..end].
+        for i in (start + 1..end).rev() {
+            let j = start + (random() % (i - start + 1) as u64) as usize;
+            hosts.swap(i, j);
+        }
+        start = end;
+    }
+}
+
+/// A random source for [`shuffle_equal_preferences`]: xorshift seeded by
+/// the kernel's random bytes (getrandom), one seed per lookup.
+fn random_source() -> impl FnMut() -> u64 {
+    let mut seed = [0u8; 8];
+    // SAFETY: getrandom writes at most `seed.len()` bytes into `seed`.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    let mut x = u64::from_ne_bytes(seed);
+    if n != 8 || x == 0 {
+        // Never expected on Linux >= 3.17; the clock's noise will do for
+        // spreading load.
+        x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            | 1;
+    }
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
 }
 
 /// MX hosts of `domain`, most preferred first; the domain itself (with
@@ -336,12 +449,14 @@ pub async fn mx_hosts(resolver: SocketAddr, domain: &str) -> Result<Vec<MxHost>,
         return Err(LookupError::NullMx(domain.to_string()));
     }
     mx.sort_by_key(|(p, _)| *p);
-    Ok(mx
+    let mut hosts: Vec<MxHost> = mx
         .into_iter()
         .filter(|(_, n)| !n.is_root())
-        .take(MAX_MX_HOSTS)
         .map(|(preference, name)| MxHost { preference, name })
-        .collect())
+        .collect();
+    shuffle_equal_preferences(&mut hosts, random_source());
+    hosts.truncate(MAX_MX_HOSTS);
+    Ok(hosts)
 }
 
 /// AAAA and A addresses of a host (IPv6 first).
@@ -528,6 +643,159 @@ mod tests {
                 .unwrap_err()
                 .is_permanent()
         );
+    }
+
+    /// A fake resolver that truncates every UDP answer (TC, no records)
+    /// and answers in full over TCP on the same port; it records the
+    /// EDNS payload size of each UDP query (`None`: no EDNS).
+    async fn fake_tc(
+        answers: Vec<RData>,
+    ) -> (
+        SocketAddr,
+        std::sync::Arc<std::sync::Mutex<Vec<Option<u16>>>>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (tcp, udp) = loop {
+            let t = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = t.local_addr().unwrap().port();
+            if let Ok(u) = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await {
+                break (t, u);
+            }
+        };
+        let addr = udp.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answer = move |q: &Message| {
+            let mut r = Message::response(q.metadata.id, OpCode::Query);
+            let qq = q.queries[0].clone();
+            for a in &answers {
+                if a.record_type() == qq.query_type() {
+                    r.add_answer(Record::from_rdata(qq.name().clone(), 60, a.clone()));
+                }
+            }
+            r.add_query(qq);
+            r
+        };
+        let udp_answer = answer.clone();
+        let udp_seen = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+                let q = Message::from_vec(&buf[..n]).unwrap();
+                udp_seen
+                    .lock()
+                    .unwrap()
+                    .push(q.edns.as_ref().map(|e| e.max_payload()));
+                let mut r = udp_answer(&q);
+                r.metadata.truncation = true;
+                r.answers.clear();
+                let _ = udp.send_to(&r.to_vec().unwrap(), peer).await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = tcp.accept().await {
+                let Ok(len) = c.read_u16().await else {
+                    continue;
+                };
+                let mut q = vec![0u8; len as usize];
+                if c.read_exact(&mut q).await.is_err() {
+                    continue;
+                }
+                let r = answer(&Message::from_vec(&q).unwrap()).to_vec().unwrap();
+                let _ = c.write_all(&(r.len() as u16).to_be_bytes()).await;
+                let _ = c.write_all(&r).await;
+            }
+        });
+        (addr, seen)
+    }
+
+    fn mx(preference: u16, name: &str) -> RData {
+        RData::MX(MX::new(preference, Name::from_ascii(name).unwrap()))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_truncated_answer_is_asked_again_over_tcp_with_edns() {
+        // Far more than 512 bytes of MX records.
+        let mut answers = vec![mx(10, "a.test.")];
+        for i in 0..40 {
+            answers.push(mx(
+                20,
+                &format!("filler-{i:02}-with-a-rather-long-name.x.test."),
+            ));
+        }
+        answers.push(RData::A(A::new(127, 0, 0, 9)));
+        let (r, edns) = fake_tc(answers).await;
+        let hosts = mx_hosts(r, "x.test").await.unwrap();
+        assert_eq!(hosts[0].name.to_ascii(), "a.test.");
+        assert_eq!(hosts.len(), MAX_MX_HOSTS);
+        assert!(hosts[1..].iter().all(|h| h.preference == 20));
+        assert_eq!(
+            addresses(r, &hosts[0].name).await.unwrap(),
+            vec![IpAddr::from([127, 0, 0, 9])]
+        );
+        let seen = edns.lock().unwrap().clone();
+        assert!(!seen.is_empty());
+        assert!(seen.iter().all(|e| *e == Some(1232)), "{seen:?}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn equal_preferences_are_shuffled_per_lookup() {
+        let r = fake(
+            ResponseCode::NoError,
+            vec![
+                mx(10, "a.test."),
+                mx(10, "b.test."),
+                mx(10, "c.test."),
+                mx(5, "first.test."),
+                mx(20, "last.test."),
+            ],
+            false,
+        )
+        .await;
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..40 {
+            let h = mx_hosts(r, "x.test").await.unwrap();
+            let names: Vec<String> = h.iter().map(|h| h.name.to_ascii()).collect();
+            assert_eq!(names[0], "first.test.");
+            assert_eq!(names[4], "last.test.");
+            orders.insert(names[1..4].to_vec());
+        }
+        assert!(orders.len() > 1, "never shuffled: {orders:?}");
+    }
+
+    #[test]
+    fn shuffling_keeps_preferences_and_reaches_every_order() {
+        let h = |p, n: &str| MxHost {
+            preference: p,
+            name: Name::from_ascii(n).unwrap(),
+        };
+        let sorted = vec![
+            h(5, "first."),
+            h(10, "a."),
+            h(10, "b."),
+            h(10, "c."),
+            h(20, "last1."),
+            h(20, "last2."),
+        ];
+        let mut orders = std::collections::HashSet::new();
+        let mut draws = 0u64;
+        for _ in 0..300 {
+            let mut v = sorted.clone();
+            shuffle_equal_preferences(&mut v, || {
+                draws = draws
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                draws >> 33
+            });
+            let prefs: Vec<u16> = v.iter().map(|h| h.preference).collect();
+            assert_eq!(prefs, [5, 10, 10, 10, 20, 20]);
+            orders.insert(v.iter().map(|h| h.name.to_ascii()).collect::<Vec<_>>());
+        }
+        // 3! orders of the 10s times 2 of the 20s.
+        assert_eq!(orders.len(), 12, "{orders:?}");
+        let mut one = vec![h(1, "only.")];
+        shuffle_equal_preferences(&mut one, || 7);
+        shuffle_equal_preferences(&mut [], || 7);
+        assert_eq!(one[0].name.to_ascii(), "only.");
     }
 
     fn me() -> Me {
