@@ -26,8 +26,13 @@ struct Router {
 
 impl Router {
     fn new(name: &str, extra: &str) -> Router {
+        Router::with_port(name, free_port(), extra)
+    }
+
+    /// As [`Router::new`], listening on a port the test chose (to name it
+    /// in the config, e.g. as `mx_port`).
+    fn with_port(name: &str, port: u16, extra: &str) -> Router {
         let dir = tmpdir(name);
-        let port = free_port();
         let config = dir.join("pocobelle.toml");
         std::fs::write(
             &config,
@@ -149,20 +154,25 @@ impl Router {
 
 /// smtp-sink dumping every transaction into `dir`.
 fn sink(dir: &Path, port: u16) -> Kill {
+    sink_at(dir, "127.0.0.1", port)
+}
+
+/// smtp-sink on another loopback address (127.0.0.2 ...), same port.
+fn sink_at(dir: &Path, ip: &str, port: u16) -> Kill {
     std::fs::create_dir_all(dir).unwrap();
     let child = child(SMTP_SINK)
         .arg("-u")
         .arg("root")
         .arg("-d")
         .arg(format!("{}/%H%M%S.", dir.display()))
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("{ip}:{port}"))
         .arg("64")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect((ip, port)).is_err() {
         assert!(Instant::now() < deadline, "smtp-sink did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -326,8 +336,13 @@ fn mail_waits_while_the_next_hop_is_down_then_flush_delivers() {
     r.start();
     let q = r.tool("mailq", &[]).1;
     assert!(q.contains("<u@home.arpa>"), "{q}");
-    // The total comes from the spool's own count (Summary).
-    assert!(q.contains("-- 1 message(s), "), "{q}");
+    // The total comes from the spool's own count (Summary), in
+    // Postfix's words.
+    assert_eq!(
+        q.trim_end().lines().last(),
+        Some("-- 0 Kbytes in 1 Request."),
+        "{q}"
+    );
     // The laptop comes back.
     let _sink = sink(&sink_dir, sink_port);
     let (ok, out) = r.tool("mail", &["flush"]);
@@ -1089,4 +1104,379 @@ fn sigterm_commits_outcomes_so_a_restart_redelivers_nothing() {
         "redelivered after a clean stop\n{}",
         r.log()
     );
+}
+
+/// A fake DNS server on loopback answering from a zone of (name, record)
+/// pairs the test may change, over UDP and TCP on one port. A name not
+/// in the zone is NXDOMAIN. With `tc_over_udp`, every UDP answer is
+/// truncated (TC set, no records): only TCP gives the records.
+struct FakeZone {
+    port: u16,
+    records: std::sync::Arc<std::sync::Mutex<Vec<(String, hickory_proto::rr::RData)>>>,
+    tcp_queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeZone {
+    fn start(tc_over_udp: bool) -> FakeZone {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        // One port for both: TCP first, then UDP on the same number.
+        let (tcp, udp) = loop {
+            let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = t.local_addr().unwrap().port();
+            if let Ok(u) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+                break (t, u);
+            }
+        };
+        let port = udp.local_addr().unwrap().port();
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let tcp_queries = Arc::new(AtomicUsize::new(0));
+        let zone = records.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+                    return;
+                };
+                let Some(mut r) = zone_answer(&buf[..n], &zone.lock().unwrap()) else {
+                    continue;
+                };
+                if tc_over_udp {
+                    r.metadata.truncation = true;
+                    r.answers.clear();
+                }
+                let _ = udp.send_to(&r.to_vec().unwrap(), peer);
+            }
+        });
+        let zone = records.clone();
+        let count = tcp_queries.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for c in tcp.incoming() {
+                let Ok(mut c) = c else { return };
+                let mut len = [0u8; 2];
+                if c.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                if c.read_exact(&mut q).is_err() {
+                    continue;
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                let Some(r) = zone_answer(&q, &zone.lock().unwrap()) else {
+                    continue;
+                };
+                let bytes = r.to_vec().unwrap();
+                let _ = c.write_all(&(bytes.len() as u16).to_be_bytes());
+                let _ = c.write_all(&bytes);
+            }
+        });
+        FakeZone {
+            port,
+            records,
+            tcp_queries,
+        }
+    }
+
+    fn add(&self, name: &str, data: hickory_proto::rr::RData) {
+        self.records.lock().unwrap().push((name.to_string(), data));
+    }
+}
+
+fn zone_answer(
+    query: &[u8],
+    zone: &[(String, hickory_proto::rr::RData)],
+) -> Option<hickory_proto::op::Message> {
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
+    use hickory_proto::rr::Record;
+    let q = Message::from_vec(query).ok()?;
+    let qq = q.queries.first()?.clone();
+    let mut r = Message::response(q.metadata.id, OpCode::Query);
+    r.metadata.recursion_available = true;
+    let qname = qq.name().to_ascii();
+    let mut exists = false;
+    for (n, d) in zone {
+        if n.eq_ignore_ascii_case(&qname) {
+            exists = true;
+            if d.record_type() == qq.query_type() {
+                r.add_answer(Record::from_rdata(qq.name().clone(), 60, d.clone()));
+            }
+        }
+    }
+    if !exists {
+        r.metadata.response_code = ResponseCode::NXDomain;
+    }
+    r.add_query(qq);
+    Some(r)
+}
+
+fn mx_rdata(preference: u16, host: &str) -> hickory_proto::rr::RData {
+    hickory_proto::rr::RData::MX(hickory_proto::rr::rdata::MX::new(
+        preference,
+        hickory_proto::rr::Name::from_ascii(host).unwrap(),
+    ))
+}
+
+fn a_rdata(last: u8) -> hickory_proto::rr::RData {
+    hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(127, 0, 0, last))
+}
+
+#[test]
+fn the_board_never_delivers_to_itself_and_tries_only_better_mx_hosts() {
+    if !peers_present() {
+        return;
+    }
+    let port = free_port();
+    let zone = FakeZone::start(false);
+    // home.arpa: the board is its only MX, by name (system.hostname).
+    zone.add("home.arpa.", mx_rdata(10, "mx.test."));
+    zone.add("mx.test.", a_rdata(1));
+    // second.arpa: the board again, by address (our listener, mx_port).
+    zone.add("second.arpa.", mx_rdata(10, "relay.second.arpa."));
+    zone.add("relay.second.arpa.", a_rdata(1));
+    zone.add("senders.test.", a_rdata(1));
+    let senders_port = free_port();
+    let senders_dir = tmpdir("sink-senders-selfmx");
+    let _senders = sink(&senders_dir, senders_port);
+    let r = Router::with_port(
+        "selfmx",
+        port,
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\nresolver = \"127.0.0.1:{}\"\nmx_port = {port}\n\
+             [mail.routes]\n\"senders.test\" = \"127.0.0.1:{senders_port}\"\n",
+            zone.port
+        ),
+    );
+    for (to, body) in [
+        ("u@home.arpa", "self marker home"),
+        ("v@second.arpa", "self marker second"),
+    ] {
+        let (ok, out) = r.swaks(&["--to", to, "--from", "me@senders.test", "--body", body]);
+        assert!(ok, "{out}");
+    }
+    r.wait("both deferred as loops", 30, || {
+        r.tool("mailq", &[])
+            .1
+            .matches("loops back to myself")
+            .count()
+            == 2
+    });
+    // Several retries later (1-2 s apart): still one copy of each, never
+    // handed to ourselves, no bounce.
+    std::thread::sleep(Duration::from_secs(4));
+    let q = r.tool("mailq", &[]).1;
+    assert_eq!(q.matches("<u@home.arpa>").count(), 1, "{q}\n{}", r.log());
+    assert_eq!(q.matches("<v@second.arpa>").count(), 1, "{q}\n{}", r.log());
+    assert_eq!(r.log().matches("accepted from").count(), 2, "{}", r.log());
+    assert!(r.log().contains("loops back to myself"), "{}", r.log());
+    assert!(sunk(&senders_dir).is_empty(), "a loop bounced");
+    // The primary is listed (and up) with a better preference; a host
+    // with the board's own preference and a worse one get nothing.
+    let dirs = [
+        tmpdir("sink-selfmx-primary"),
+        tmpdir("sink-selfmx-peer"),
+        tmpdir("sink-selfmx-worse"),
+    ];
+    let _sinks: Vec<Kill> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .zip(&dirs)
+        .map(|(ip, d)| sink_at(d, ip, port))
+        .collect();
+    zone.add("home.arpa.", mx_rdata(5, "primary.home.arpa."));
+    zone.add("primary.home.arpa.", a_rdata(2));
+    zone.add("home.arpa.", mx_rdata(10, "peer.home.arpa."));
+    zone.add("peer.home.arpa.", a_rdata(3));
+    zone.add("home.arpa.", mx_rdata(20, "worse.home.arpa."));
+    zone.add("worse.home.arpa.", a_rdata(4));
+    r.tool("mail", &["flush"]);
+    r.wait("delivery to the better MX host", 30, || {
+        sunk(&dirs[0])
+            .iter()
+            .any(|m| m.contains("self marker home"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sunk(&dirs[0]).len(), 1);
+    assert!(sunk(&dirs[1]).is_empty(), "a host as good as the board");
+    assert!(sunk(&dirs[2]).is_empty(), "a host worse than the board");
+    let q = r.tool("mailq", &[]).1;
+    assert!(!q.contains("<u@home.arpa>"), "{q}");
+    assert!(q.contains("<v@second.arpa>"), "{q}");
+}
+
+/// `n` Received header fields in the forms a loop leaves (folded, lower case).
+fn received_lines(n: usize) -> String {
+    (0..n)
+        .map(|i| match i % 3 {
+            0 => format!("Received: from h{i}.test by h{}.test; Thu, 1 Jan 2026 00:00:00 +0000\r\n", i + 1),
+            1 => format!("received: from h{i}.test\r\n\tby h{}.test;\r\n\tThu, 1 Jan 2026 00:00:00 +0000\r\n", i + 1),
+            _ => format!("Received : from h{i}.test by h{}.test\r\n", i + 1),
+        })
+        .collect()
+}
+
+#[test]
+fn too_many_received_headers_are_refused_and_not_kept() {
+    if !peers_present() {
+        return;
+    }
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-hops");
+    let _sink = sink(&sink_dir, sink_port);
+    let mut r = Router::new(
+        "hops",
+        &format!("[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{sink_port}\"\n"),
+    );
+    let envelope = "MAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\n";
+    let mut input = format!("EHLO c.test\r\n{envelope}DATA\r\n");
+    input += &received_lines(51);
+    input += "Subject: looping\r\n\r\nloop marker data\r\n.\r\n";
+    // 50 in the header, more in the body (not headers there): accepted.
+    input += &format!("{envelope}DATA\r\n");
+    input += &received_lines(50);
+    input += "Subject: fine\r\n\r\nfifty marker\r\n";
+    input += &received_lines(5);
+    input += ".\r\n";
+    let bdat = received_lines(51) + "Subject: looping\r\n\r\nloop marker bdat\r\n";
+    input += &format!("{envelope}BDAT {} LAST\r\n{bdat}QUIT\r\n", bdat.len());
+    let out = converse(r.port, input.as_bytes());
+    let codes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "220", "250", "250", "250", "354", "554", "250", "250", "354", "250", "250", "250",
+            "554", "221"
+        ],
+        "{out}"
+    );
+    assert!(out.contains("554 5.4.6 Too many hops"), "{out}");
+    r.wait("the fifty-hop message at smtp-sink", 30, || {
+        sunk(&sink_dir).iter().any(|m| m.contains("fifty marker"))
+    });
+    assert_eq!(r.log().matches("accepted from").count(), 1, "{}", r.log());
+    // Nothing of the refused ones is in the spool, even after a restart
+    // (a clean one: SIGTERM commits the delivery, so nothing goes twice).
+    assert!(r.terminate().success());
+    r.start();
+    std::thread::sleep(Duration::from_secs(2));
+    let all = sunk(&sink_dir).join("\n----\n");
+    assert_eq!(sunk(&sink_dir).len(), 1, "{all}");
+    assert!(!all.contains("loop marker"), "{all}");
+    let q = r.tool("mailq", &[]).1;
+    assert!(q.contains("Mail queue is empty"), "{q}");
+    assert!(
+        r.log().contains("spool recovered: 0 message(s)"),
+        "{}",
+        r.log()
+    );
+}
+
+#[test]
+fn a_truncated_mx_answer_is_asked_again_over_tcp() {
+    if !peers_present() {
+        return;
+    }
+    let zone = FakeZone::start(true);
+    // An MX set far over 512 bytes; the best host has the address.
+    zone.add("big.test.", mx_rdata(10, "mx.big.test."));
+    for i in 0..30 {
+        zone.add(
+            "big.test.",
+            mx_rdata(
+                50 + i,
+                &format!("filler-{i:02}-with-a-rather-long-host-name.big.test."),
+            ),
+        );
+    }
+    zone.add("mx.big.test.", a_rdata(1));
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-tcp-dns");
+    let _sink = sink(&sink_dir, sink_port);
+    let r = Router::new(
+        "tcpdns",
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\nresolver = \"127.0.0.1:{}\"\nmx_port = {sink_port}\n",
+            zone.port
+        ),
+    );
+    let (ok, out) = r.swaks(&[
+        "--to",
+        "x@big.test",
+        "--from",
+        "me@big.test",
+        "--body",
+        "big answer marker",
+    ]);
+    assert!(ok, "{out}");
+    r.wait("delivery via the MX from the TCP answer", 30, || {
+        sunk(&sink_dir)
+            .iter()
+            .any(|m| m.contains("big answer marker"))
+    });
+    assert!(
+        zone.tcp_queries.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "no query over TCP"
+    );
+}
+
+/// Runs an applet; its exit code and its stdout and stderr.
+fn tool_status(config: &Path, applet: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = command()
+        .arg(applet)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn mailq_ends_with_postfix_summary_and_exits_by_sysexits() {
+    let dir = tmpdir("mailq-codes");
+    // A configuration error: EX_CONFIG.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[mail]\nmx_port = 0\n").unwrap();
+    let (code, _, err) = tool_status(&bad, "mailq", &[]);
+    assert_eq!(code, Some(78), "{err}");
+    // The router is not running: EX_UNAVAILABLE, as Postfix's postqueue.
+    let down_port = free_port();
+    let mut r = Router::new(
+        "mailq-codes-router",
+        &format!("[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{down_port}\"\n"),
+    );
+    r.kill();
+    let (code, _, err) = tool_status(&r.config, "mailq", &[]);
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("mail system is down"), "{err}");
+    r.start();
+    let (code, out, err) = tool_status(&r.config, "mailq", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim_end().lines().last(), Some("Mail queue is empty"));
+    // One message of about 5.25 KiB (Received header included; the next
+    // hop is down), then two: Postfix rounds down.
+    let body = "k".repeat(5240);
+    for n in 1..=2 {
+        let msg = format!(
+            "EHLO t\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u{n}@home.arpa>\r\nDATA\r\nSubject: {n}\r\n\r\n{body}\r\n.\r\nQUIT\r\n"
+        );
+        assert!(converse(r.port, msg.as_bytes()).contains("queued as"));
+        let (code, out, err) = tool_status(&r.config, "mailq", &[]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains(&format!("<u{n}@home.arpa>")), "{out}");
+        let last = out.trim_end().lines().last().unwrap_or("").to_string();
+        let want = if n == 1 {
+            "-- 5 Kbytes in 1 Request."
+        } else {
+            "-- 10 Kbytes in 2 Requests."
+        };
+        assert_eq!(last, want, "{out}");
+    }
 }

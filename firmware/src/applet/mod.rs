@@ -23,6 +23,15 @@ use std::process::ExitCode;
 /// EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
 
+/// sysexits(3) statuses: a service is not running (EX_UNAVAILABLE).
+pub const EX_UNAVAILABLE: u8 = 69;
+/// sysexits(3): an internal error, such as an answer we do not expect.
+pub const EX_SOFTWARE: u8 = 70;
+/// sysexits(3): a temporary failure; trying again later may work.
+pub const EX_TEMPFAIL: u8 = 75;
+/// sysexits(3): the configuration file is wrong.
+pub const EX_CONFIG: u8 = 78;
+
 /// The name of the multi-call binary itself.
 pub const BINARY: &str = "pocobelle";
 

@@ -2,13 +2,16 @@
 //! delivery. Each key's default and bounds are declared here, once.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use super::net::Prefix;
 use super::{Invalid, check_range};
+
+/// At most this many entries in `mail.my_names`, and in `mail.my_addresses`.
+pub const MAX_SELF_ENTRIES: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +38,10 @@ pub struct MailConfig {
     pub max_errors: u32,
     /// Delay added per protocol error, milliseconds. Default 1000 (0 .. 10000).
     pub error_delay_ms: u64,
+    /// A message whose header section has more `Received:` fields than
+    /// this is refused at the end of DATA/BDAT with 554 5.4.6 (a mail
+    /// loop; Postfix's `hopcount_limit`). Default 50 (1 .. 1000).
+    pub hopcount_limit: u32,
     /// Concurrent inbound sessions. Default 4 (1 .. 64).
     pub inbound_limit: usize,
     /// Extra connections held in the tarpit beyond the limit, greeting
@@ -94,6 +101,16 @@ pub struct MailConfig {
     pub resolver: String,
     /// Port used to reach MX hosts. Default 25 (1 .. 65535).
     pub mx_port: u16,
+    /// Host names of this board, to recognise itself among a domain's MX
+    /// hosts (RFC 5321 5.1). Default empty: `system.hostname`. At most
+    /// [`MAX_SELF_ENTRIES`].
+    pub my_names: Vec<String>,
+    /// Addresses that reach this board although no interface carries
+    /// them (the public address a NAT router forwards). The interface
+    /// addresses, read at each MX delivery, and loopback count too when
+    /// `listen` takes connections there on `mx_port`. Default none. At
+    /// most [`MAX_SELF_ENTRIES`].
+    pub my_addresses: Vec<String>,
 }
 
 impl Default for MailConfig {
@@ -108,6 +125,7 @@ impl Default for MailConfig {
             max_recipients: 100,
             max_errors: 10,
             error_delay_ms: 1000,
+            hopcount_limit: 50,
             inbound_limit: 4,
             tarpit_connections: 8,
             command_timeout_s: 300,
@@ -129,6 +147,8 @@ impl Default for MailConfig {
             probe_interval_s: 30,
             resolver: "127.0.0.1:53".into(),
             mx_port: 25,
+            my_names: vec![],
+            my_addresses: vec![],
         }
     }
 }
@@ -202,6 +222,36 @@ impl MailConfig {
             )
         })?;
         check_range("mail.mx_port", self.mx_port, 1, 65535)?;
+        for (key, n) in [
+            ("mail.my_names", self.my_names.len()),
+            ("mail.my_addresses", self.my_addresses.len()),
+        ] {
+            if n > MAX_SELF_ENTRIES {
+                return Err(invalid(
+                    key,
+                    format!("expected at most {MAX_SELF_ENTRIES} entries, found {n}"),
+                ));
+            }
+        }
+        for n in &self.my_names {
+            use crate::smtp::command::{Domain, parse_domain};
+            if !matches!(parse_domain(n.trim_end_matches('.')), Ok(Domain::Name(_))) {
+                return Err(invalid(
+                    "mail.my_names",
+                    format!("expected host names, found {n:?}"),
+                ));
+            }
+        }
+        for a in &self.my_addresses {
+            a.parse::<IpAddr>().map_err(|_| {
+                invalid(
+                    "mail.my_addresses",
+                    format!(
+                        "expected IP addresses like \"192.0.2.1\" or \"2001:db8::1\", found {a:?}"
+                    ),
+                )
+            })?;
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid(
                 "mail.tls_key",
@@ -217,6 +267,7 @@ impl MailConfig {
         check_range("mail.max_recipients", self.max_recipients, 1, 1000)?;
         check_range("mail.max_errors", self.max_errors, 1, 100)?;
         check_range("mail.error_delay_ms", self.error_delay_ms, 0, 10_000)?;
+        check_range("mail.hopcount_limit", self.hopcount_limit, 1, 1000)?;
         check_range("mail.inbound_limit", self.inbound_limit, 1, 64)?;
         check_range("mail.tarpit_connections", self.tarpit_connections, 0, 256)?;
         check_range("mail.command_timeout_s", self.command_timeout_s, 1, 3600)?;
@@ -273,6 +324,14 @@ impl MailConfig {
         self.all_routes()
             .iter()
             .any(|(_, r)| r.tls == TlsMode::Required)
+    }
+
+    /// `my_addresses`, parsed (validation has checked them).
+    pub fn my_ips(&self) -> Vec<IpAddr> {
+        self.my_addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect()
     }
 
     pub fn relay_cidrs(&self) -> Vec<Prefix> {
@@ -424,6 +483,11 @@ mod tests {
         };
         assert_eq!(c.validate().unwrap_err().key, "mail.smarthost.auth_file");
         let c = MailConfig {
+            hopcount_limit: 0,
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.hopcount_limit");
+        let c = MailConfig {
             inbound_limit: 0,
             ..MailConfig::default()
         };
@@ -455,5 +519,32 @@ mod tests {
             ..MailConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "mail.delay_warning_s");
+        let c = MailConfig {
+            my_names: vec!["mx2.example.org".into(), "Board.Home.Arpa.".into()],
+            my_addresses: vec!["192.0.2.25".into(), "2001:db8::25".into()],
+            ..MailConfig::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.my_ips().len(), 2);
+        let c = MailConfig {
+            my_names: vec!["not a name".into()],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.my_names");
+        let c = MailConfig {
+            my_names: vec!["[192.0.2.1]".into()],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.my_names");
+        let c = MailConfig {
+            my_addresses: vec!["192.0.2.0/24".into()],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.my_addresses");
+        let c = MailConfig {
+            my_addresses: vec!["192.0.2.1".into(); MAX_SELF_ENTRIES + 1],
+            ..MailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "mail.my_addresses");
     }
 }

@@ -200,6 +200,7 @@ fn settings(shared: &Shared, kind: Listener) -> Settings {
         tls_available: shared.tls.is_some(),
         auth_available: shared.tls.is_some() && c.passwd_file.is_some(),
         auth_required: kind == Listener::Submission,
+        max_hops: c.hopcount_limit,
     }
 }
 

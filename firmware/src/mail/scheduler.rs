@@ -272,37 +272,18 @@ impl Scheduler {
             }
             Hop::Mx(d) => d,
         };
-        let hosts = super::mx::mx_hosts(resolver, domain).await?;
-        let mut out = Vec::new();
-        let mut first_err = None;
-        for h in &hosts {
-            match super::mx::addresses(resolver, h).await {
-                Ok(ips) => out.extend(ips.into_iter().map(|ip| {
-                    (
-                        std::net::SocketAddr::new(ip, self.config.mx_port),
-                        h.to_ascii(),
-                    )
-                })),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        if out.is_empty() {
-            // No host has an address. Only an NXDOMAIN for the recipient's
-            // own domain is permanent; a host without an address is not.
-            let e = first_err.unwrap_or_else(|| {
-                super::mx::LookupError::Temporary(
-                    domain.clone(),
-                    "no MX host has an address".into(),
-                )
-            });
-            return Err(match e {
-                super::mx::LookupError::Temporary(..) => e,
-                other => super::mx::LookupError::Temporary(domain.clone(), other.to_string()),
-            });
-        }
-        Ok(out)
+        // The board must not hand mail to itself (RFC 5321 5.1): its
+        // names and addresses of the moment, against the MX hosts.
+        let me = super::mx::Me::new(
+            &self.config,
+            &self.hostname,
+            super::mx::interface_addresses(),
+        );
+        Ok(super::mx::mx_targets(resolver, domain, &me)
+            .await?
+            .into_iter()
+            .map(|(ip, host)| (std::net::SocketAddr::new(ip, self.config.mx_port), host))
+            .collect())
     }
 
     async fn deliver(&self, hop: &Hop, msgs: Vec<Outgoing>) {
@@ -321,7 +302,12 @@ impl Scheduler {
                 return;
             }
             Err(e) => {
-                log::info!("mail: {e}; deferred");
+                if matches!(e, super::mx::LookupError::LoopsToMe { .. }) {
+                    // A configuration matter (DNS or my_names): say it louder.
+                    log::warn!("mail: {e}; deferred");
+                } else {
+                    log::info!("mail: {e}; deferred");
+                }
                 for m in msgs.iter().filter(|m| m.due) {
                     self.defer(m, &e.to_string()).await;
                 }

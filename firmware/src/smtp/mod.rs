@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod command;
+pub mod hops;
 pub mod reply;
 pub mod session;
 

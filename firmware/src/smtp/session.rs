@@ -4,8 +4,8 @@
 //! framing in a fixed buffer, DATA framing (ends only at CRLF.CRLF,
 //! dot-unstuffing, bare CR/LF rejected), BDAT chunks (RFC 3030: counted
 //! octets, bare CR/LF rejected too), the AUTH exchange (RFC 4954: offered
-//! only under TLS; the caller checks the password), the size and
-//! recipient limits and error accounting. It never touches a socket, a
+//! only under TLS; the caller checks the password), the size, recipient
+//! and hop-count limits and error accounting. It never touches a socket, a
 //! file or the clock: the caller feeds bytes, drains output, stores body
 //! chunks and checks credentials.
 
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::auth::{self, Credentials};
 use super::command::{Command, MailParams, Mailbox, ReversePath, SyntaxError};
+use super::hops::HopCounter;
 use super::reply::Reply;
 
 /// Longest command line accepted, CRLF included (RFC 5321 4.5.3.1.4 gives
@@ -42,6 +43,9 @@ pub struct Settings {
     pub auth_available: bool,
     /// The submission port: MAIL needs TLS and a successful AUTH (530).
     pub auth_required: bool,
+    /// A message whose header section has more `Received:` fields than
+    /// this is refused at its end (554 5.4.6): a mail loop.
+    pub max_hops: u32,
 }
 
 /// The caller's verdicts on MAIL and RCPT (admission, relay policy). They
@@ -84,8 +88,8 @@ pub enum Event {
     /// The message ended cleanly; store the last chunk, commit durably,
     /// then call [`Session::message_stored`].
     MessageEnd,
-    /// The message ended but is refused (bare CR/LF, too large): discard
-    /// what was stored. The reply is already queued.
+    /// The message ended but is refused (bare CR/LF, too large, too many
+    /// hops): discard what was stored, never commit it. The reply is already queued.
     MessageAborted,
     /// The client asked for TLS and the 220 is queued: flush, handshake,
     /// then call [`Session::tls_started`].
@@ -115,6 +119,7 @@ struct Receiving {
     size: u64,
     bare: bool,
     too_big: bool,
+    hops: HopCounter,
 }
 
 /// A BDAT transaction's progress.
@@ -132,6 +137,8 @@ struct Chunk {
     cr: bool,
     /// A bare CR or LF was seen.
     bare: bool,
+    /// `Received:` fields in the header section, across chunks.
+    hops: HopCounter,
 }
 
 /// What reading a BDAT chunk asks of [`Session::advance`].
@@ -602,6 +609,7 @@ impl Session {
                         size: 0,
                         bare: false,
                         too_big: false,
+                        hops: HopCounter::new(),
                     },
                 };
                 Some(ev)
@@ -789,6 +797,7 @@ impl Session {
                         size: n,
                         cr: false,
                         bare: false,
+                        hops: HopCounter::new(),
                     },
                 };
                 Some(ev)
@@ -855,6 +864,7 @@ impl Session {
         }
         if !rx.bare {
             self.body.extend_from_slice(&input[..take]);
+            rx.hops.feed(&input[..take]);
         }
         rx.remaining -= take as u64;
         if rx.remaining > 0 {
@@ -881,6 +891,13 @@ impl Session {
             )) {
                 return (take, ChunkStep::Event(Event::Close));
             }
+            return (take, ChunkStep::Event(Event::MessageAborted));
+        }
+        if last && rx.hops.count() > self.settings.max_hops {
+            self.body.clear();
+            self.state = State::Ready { helo: env.helo };
+            self.bdat_failed = true;
+            self.reply(too_many_hops());
             return (take, ChunkStep::Event(Event::MessageAborted));
         }
         if last {
@@ -913,6 +930,7 @@ impl Session {
             }
             if !rx.too_big && !rx.bare {
                 body.extend_from_slice(bytes);
+                rx.hops.feed(bytes);
             }
         }
         let mut i = 0;
@@ -992,9 +1010,22 @@ impl Session {
             }
             return Event::MessageAborted;
         }
+        if rx.hops.count() > self.settings.max_hops {
+            // A loop, not the client's protocol error: no delay.
+            self.state = State::Ready { helo };
+            self.body.clear();
+            self.reply(too_many_hops());
+            return Event::MessageAborted;
+        }
         self.state = State::Committing { helo };
         Event::MessageEnd
     }
+}
+
+/// The refusal of a message with more `Received:` fields than
+/// [`Settings::max_hops`] (RFC 3463 X.4.6: routing loop detected).
+fn too_many_hops() -> Reply {
+    Reply::new(554, "5.4.6", "Too many hops")
 }
 
 #[cfg(test)]
@@ -1026,6 +1057,7 @@ mod tests {
             tls_available: true,
             auth_available: true,
             auth_required: false,
+            max_hops: 3,
         }
     }
 
@@ -1615,6 +1647,52 @@ mod tests {
     /// Bounded property test: random and mutated sessions, fed in random
     /// splits, never panic, never yield a message with a bare CR or LF,
     /// and give the same result however the input is split.
+    #[test]
+    fn too_many_hops_are_refused_at_the_end_and_never_committed() {
+        // settings(): max_hops 3. Four Received fields (one folded, one
+        // with a stuffed dot line after the header) are a loop; three
+        // and Received lines in the body are fine.
+        let loop4 =
+            b"Received: a\r\nreceived: b\r\n\tc\r\nReceived : d\r\nRECEIVED: e\r\n\r\nbody\r\n";
+        let fine3 = b"Received: a\r\nReceived: b\r\nReceived: c\r\n\r\nReceived: body\r\n..x\r\n";
+        let mut input = b"EHLO x\r\n".to_vec();
+        for body in [&loop4[..], &fine3[..]] {
+            input.extend_from_slice(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\nDATA\r\n");
+            input.extend_from_slice(body);
+            input.extend_from_slice(b".\r\n");
+        }
+        // BDAT: the fields may span chunks.
+        input.extend_from_slice(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\n");
+        let (head, tail) = loop4.split_at(20);
+        input.extend_from_slice(format!("BDAT {}\r\n", head.len()).as_bytes());
+        input.extend_from_slice(head);
+        input.extend_from_slice(format!("BDAT {} LAST\r\n", tail.len()).as_bytes());
+        input.extend_from_slice(tail);
+        input.extend_from_slice(b"QUIT\r\n");
+        for split in [input.len(), 1, 7] {
+            let mut s = Session::new(settings());
+            s.greet();
+            let r = run_with(&mut s, &input, split);
+            assert_eq!(
+                codes(&r.out),
+                vec![
+                    220, 250, 250, 250, 354, 554, 250, 250, 354, 250, 250, 250, 250, 554, 221
+                ],
+                "{}",
+                r.out
+            );
+            assert_eq!(r.out.matches("554 5.4.6 Too many hops\r\n").count(), 2);
+            // Only the three-hop message reached a commit; the refused
+            // ones were aborted (the spool discards them), with no delay.
+            assert_eq!(r.messages.len(), 1);
+            assert!(r.messages[0].1.starts_with(b"Received: a\r\n"));
+            assert_eq!(r.aborted, 2);
+            let ends = r.events.iter().filter(|e| **e == Event::MessageEnd).count();
+            assert_eq!(ends, 1);
+            assert_eq!(r.delay, Duration::ZERO);
+        }
+    }
+
     #[test]
     fn random_and_mutated_input() {
         let mut x: u64 = 0x2545F4914F6CDD1D;
