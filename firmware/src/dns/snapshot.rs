@@ -11,7 +11,7 @@
 //! pure; only [`write_atomic`] and [`read_file`] touch the disk.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -411,20 +411,8 @@ fn restore_entry(cache: &mut Cache, e: SnapEntry, now: Millis, since_save_ms: u6
 /// fsync, rename, fsync of the directory.
 pub fn write_atomic(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     let path = dir.join(FILE_NAME);
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| SnapshotError::Io { path: p, source }
-    };
-    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(io(&path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
+    crate::sys::atomic::write_atomic(&path, bytes)
+        .map_err(|source| SnapshotError::Io { path, source })
 }
 
 /// Opens `dir/FILE_NAME` (for [`restore`]); `Ok(None)` when there is none.

@@ -5,7 +5,7 @@
 //! to a temporary name and renamed into place. This module never moves
 //! the clock backwards.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,13 +39,10 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Saves `secs` to `dir/clock` (write, fsync, rename).
+/// Saves `secs` to `dir/clock` (write, fsync, rename, fsync the
+/// directory).
 pub fn save(dir: &Path, secs: u64) -> io::Result<()> {
-    let tmp = dir.join(".clock.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(format!("{secs}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(CLOCK_FILE))
+    crate::sys::atomic::write_atomic(&dir.join(CLOCK_FILE), format!("{secs}\n").as_bytes())
 }
 
 /// Restores the clock from `dir/clock` when it is ahead; returns the time

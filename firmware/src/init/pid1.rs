@@ -324,7 +324,7 @@ fn load_config(flags: &BootFlags) -> Loaded {
 }
 
 /// Keeps a copy of a configuration that parsed, for safe mode (written
-/// only when it changed: write, fsync, rename).
+/// only when it changed: write, fsync, rename, fsync the directory).
 fn save_last_good(src: &Path, dest: &Path) {
     let Ok(text) = std::fs::read(src) else {
         return;
@@ -332,11 +332,7 @@ fn save_last_good(src: &Path, dest: &Path) {
     if std::fs::read(dest).ok().as_deref() == Some(&text[..]) {
         return;
     }
-    let tmp = dest.with_extension("tmp");
-    let r = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&text).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, dest));
-    match r {
+    match crate::sys::atomic::write_atomic(dest, &text) {
         Ok(()) => log::info!("init: configuration copied to {}", dest.display()),
         Err(e) => log::info!(
             "init: no copy of the configuration kept ({}: {e})",

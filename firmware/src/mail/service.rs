@@ -115,27 +115,11 @@ fn generate_pair(dir: &Path, cert: &Path, key: &Path, host: &str) -> Result<(), 
     std::fs::create_dir_all(dir).map_err(err)?;
     let ck = rcgen::generate_simple_self_signed(vec![host.to_string()])
         .map_err(|e| StartError::Tls(e.to_string()))?;
-    // Written to temporary names, synced, then renamed into place.
+    // Each written to a temporary name, synced, renamed into place, and
+    // the directory synced.
     for (path, text) in [(key, ck.signing_key.serialize_pem()), (cert, ck.cert.pem())] {
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(err)?;
-            f.write_all(text.as_bytes()).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(err)?;
+        crate::sys::atomic::write_atomic_mode(path, text.as_bytes(), 0o600).map_err(err)?;
     }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
     log::info!("mail: generated a self-signed STARTTLS certificate for {host}");
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! [`fake::FakeSys`]. This module decides nothing: it never chooses a
 //! path, a flag or an order, and it never panics on a failed call.
 
+pub mod atomic;
 #[cfg(test)]
 pub mod fake;
 pub mod region;
