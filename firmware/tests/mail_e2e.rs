@@ -472,6 +472,62 @@ fn power_cut_during_a_burst_loses_nothing_acknowledged() {
     );
 }
 
+/// Damage in the spool that recovery cannot bound to one record (here,
+/// 600 KiB of garbage at the end of an older segment) stops the service
+/// with a non-zero exit and a clear log line, and nothing on disk is
+/// changed.
+#[test]
+fn spool_damage_it_cannot_bound_stops_the_service_loudly() {
+    let mut r = Router::new("spooldamage", "");
+    assert!(r.terminate().success(), "{}", r.log());
+    let spool = r.dir.join("data/spool");
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segs.sort();
+    let damaged = segs.last().unwrap().clone();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes.extend(std::iter::repeat_n(0xA5u8, 600 * 1024));
+    std::fs::write(&damaged, &bytes).unwrap();
+    // A newer segment: the damage is not a torn tail.
+    let name = damaged.file_name().unwrap().to_str().unwrap().to_string();
+    let seq = u64::from_str_radix(&name[4..20], 16).unwrap();
+    let newer = spool.join(format!("seg-{:016x}.log", seq + 1));
+    std::fs::write(&newer, b"").unwrap();
+    let log = r.dir.join("mail.log");
+    let mut c = Kill(
+        command()
+            .args(["mail", "--config"])
+            .arg(&r.config)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = c.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "still running\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "{}", r.log());
+    assert!(
+        r.log()
+            .contains("refusing to start rather than drop acknowledged mail"),
+        "{}",
+        r.log()
+    );
+    assert_eq!(
+        std::fs::read(&damaged).unwrap(),
+        bytes,
+        "the segment was changed"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", r.port)).is_err());
+}
+
 /// smtp-sink started with extra options (e.g. `-f RCPT` to refuse
 /// recipients with 5xx, `-r RCPT` with 4xx).
 fn sink_with(dir: &Path, port: u16, opts: &[&str]) -> Kill {

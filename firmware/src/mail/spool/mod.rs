@@ -5,10 +5,16 @@
 //! them (group commit). Delivery outcomes are appended the same way, never
 //! rewritten in place. A segment is deleted, oldest first, once every
 //! message with a record in it is finished; recovery replays the
-//! segments, drops a torn tail and rebuilds the queue. This is the only
-//! code that writes spool files; it never talks to the network.
+//! segments, skips damaged records (losing at most the message they belong
+//! to, see `recovery`), cuts a torn tail and rebuilds the queue; it
+//! refuses to start rather than drop damage it cannot bound. This is the
+//! only code that writes spool files; it never talks to the network, and
+//! never rewrites a segment beyond cutting a torn tail.
 
+#[cfg(test)]
+mod damage_tests;
 pub mod record;
+pub mod recovery;
 pub mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +24,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use self::record::{DecodeError, Outcome, Record, StoredEnvelope};
+use self::recovery::Verdict;
 
 /// Buffered bytes are written to the segment once the buffer holds this
 /// much, so flash sees large sequential writes.
@@ -50,6 +57,19 @@ pub enum SpoolError {
     /// The writer thread is gone (the service is stopping).
     #[error("the spool writer has stopped")]
     WriterGone,
+    /// Recovery found damage it cannot bound to one record: skipping it
+    /// could drop several acknowledged messages, so the spool is not
+    /// opened and nothing is cut.
+    #[error(
+        "spool {path}: {len} damaged bytes at offset {offset} span more than one record; \
+         refusing to start rather than drop acknowledged mail (nothing was changed; \
+         copy the file for inspection, then move it out of the spool directory to start without it)"
+    )]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// Where a piece of a body lives on disk.
@@ -127,7 +147,13 @@ pub struct Stats {
     pub fsyncs: u64,
     pub write_calls: u64,
     pub bytes_written: u64,
+    /// Torn tails cut at recovery.
     pub torn_records: u64,
+    /// Damaged bytes skipped at recovery (torn tails not counted).
+    pub skipped_bytes: u64,
+    /// Acknowledged messages dropped at recovery because a record of
+    /// theirs was damaged.
+    pub lost_messages: u64,
 }
 
 /// Limits of one spool.
@@ -197,41 +223,58 @@ impl Spool {
             .collect();
         seqs.sort_unstable();
         let mut segments = BTreeMap::new();
-        let mut open: BTreeMap<u64, Open> = BTreeMap::new();
-        let mut msgs: BTreeMap<u64, Message> = BTreeMap::new();
+        let mut r = Replay::default();
         let mut stats = Stats::default();
-        let mut last_id = 0;
         for (i, &seq) in seqs.iter().enumerate() {
             let path = dir.join(seg_name(seq));
             let mut data = Vec::new();
             File::open(&path)
                 .and_then(|mut f| f.read_to_end(&mut data))
                 .map_err(io_err(&path))?;
-            let mut at = 0usize;
+            let newest = i + 1 == seqs.len();
             let mut seg = Segment::default();
+            let mut at = 0usize;
+            let mut cut = None;
             while at < data.len() {
-                match record::decode(&data[at..]) {
-                    Ok((rec, n)) => {
-                        let payload_at = (at + record::HEADER_LEN) as u64;
-                        replay(
-                            seq,
-                            payload_at,
-                            rec,
-                            &mut open,
-                            &mut msgs,
-                            &mut seg,
-                            &mut last_id,
-                        );
-                        at += n;
+                let e = match record::decode(&data[at..]) {
+                    Ok(d) => {
+                        let payload_at = (at + d.payload_at) as u64;
+                        r.replay(seq, payload_at, d.record, &mut seg);
+                        at += d.len;
+                        continue;
                     }
-                    Err(e) => {
+                    Err(e) => e,
+                };
+                if let Some(f) = e.frame() {
+                    // A sound header: skip exactly this record.
+                    stats.skipped_bytes += f.len as u64;
+                    r.damaged_frame(&path, at, &e, f);
+                    at += f.len;
+                    continue;
+                }
+                match recovery::verdict(&data, at, newest) {
+                    Verdict::Skip(next) => {
+                        stats.skipped_bytes += (next - at) as u64;
+                        r.damaged_bytes(&path, at, next, &e);
+                        at = next;
+                    }
+                    Verdict::CutTail => {
                         stats.torn_records += 1;
                         log_torn(&path, at, &e, data.len());
+                        cut = Some(at);
                         break;
+                    }
+                    Verdict::Unbounded { len } => {
+                        // The service logs it and exits non-zero.
+                        return Err(SpoolError::Damaged {
+                            path: path.clone(),
+                            offset: at as u64,
+                            len: len as u64,
+                        });
                     }
                 }
             }
-            if at < data.len() && i + 1 == seqs.len() {
+            if let Some(at) = cut {
                 // Only the tail of the newest segment can be torn by a
                 // crash; cut it so that it is not read again.
                 let f = OpenOptions::new()
@@ -241,20 +284,59 @@ impl Spool {
                 f.set_len(at as u64).map_err(io_err(&path))?;
                 f.sync_all().map_err(io_err(&path))?;
             }
-            seg.bytes = at as u64;
+            seg.bytes = cut.unwrap_or(data.len()) as u64;
             segments.insert(seq, seg);
         }
-        // Messages without an End record were never acknowledged.
+        let Replay {
+            mut open,
+            mut msgs,
+            last_id,
+            damage,
+            ..
+        } = r;
+        // Messages without an End record were never acknowledged (or,
+        // after damage, their End was in it).
         for (id, o) in std::mem::take(&mut open) {
-            log::info!(
-                "spool: dropping unacknowledged message {id:016X} ({} bytes)",
-                o.size
-            );
+            if damage.is_empty() {
+                log::info!(
+                    "spool: dropping unacknowledged message {id:016X} ({} bytes)",
+                    o.size
+                );
+            } else {
+                log::warn!(
+                    "spool: dropping message {id:016X} ({} bytes): it has no end record \
+                     (never acknowledged, or its end record was damaged)",
+                    o.size
+                );
+            }
             for s in o.segs {
                 if let Some(seg) = segments.get_mut(&s) {
                     seg.live.remove(&id);
                 }
             }
+        }
+        stats.lost_messages = damage.len() as u64;
+        if stats.skipped_bytes > 0 || !damage.is_empty() {
+            let shown: Vec<String> = damage
+                .iter()
+                .take(LOGGED_IDS)
+                .map(|id| format!("{id:016X}"))
+                .collect();
+            log::error!(
+                "spool: recovery skipped {} damaged bytes; {} acknowledged message(s) lost: {}{}",
+                stats.skipped_bytes,
+                damage.len(),
+                if shown.is_empty() {
+                    "none".to_string()
+                } else {
+                    shown.join(" ")
+                },
+                if damage.len() > LOGGED_IDS {
+                    " ..."
+                } else {
+                    ""
+                }
+            );
         }
         // Finished messages release their segments.
         let finished: Vec<u64> = msgs
@@ -717,6 +799,111 @@ fn log_torn(path: &Path, at: usize, e: &DecodeError, len: usize) {
     );
 }
 
+/// At most this many message ids in recovery's summary line.
+const LOGGED_IDS: usize = 32;
+
+/// Replay state: the queue as the records so far describe it.
+#[derive(Default)]
+struct Replay {
+    open: BTreeMap<u64, Open>,
+    msgs: BTreeMap<u64, Message>,
+    last_id: u64,
+    /// Messages dropped because a record of theirs is damaged: their
+    /// later records are ignored, so they cannot come back, and a record
+    /// never touches another message. Bounded by the records read.
+    lost: BTreeSet<u64>,
+    /// Acknowledged (or possibly acknowledged) messages lost to damage.
+    damage: BTreeSet<u64>,
+    /// Damage was seen before this point of the replay.
+    damaged: bool,
+}
+
+impl Replay {
+    /// A record with a sound header that does not decode: its message is
+    /// dropped, unless it only tracked delivery.
+    fn damaged_frame(&mut self, path: &Path, at: usize, e: &DecodeError, f: record::Frame) {
+        self.damaged = true;
+        let kind = record::kind_name(f.kind);
+        let Some(id) = f.id else {
+            // A version-1 record: its payload is all that names the
+            // message; the message falls out when its records do not add
+            // up (see `replay`).
+            log::error!(
+                "spool: {}: {e} at offset {at}: skipped its {} bytes ({kind} record)",
+                path.display(),
+                f.len
+            );
+            return;
+        };
+        self.last_id = self.last_id.max(id);
+        if record::is_delivery_state(f.kind) && f.version == record::VERSION {
+            log::warn!(
+                "spool: {}: {e} at offset {at}: skipped its {} bytes; message {id:016X} \
+                 is kept (a {kind} record only; it may be delivered or warned about again)",
+                path.display(),
+                f.len
+            );
+            return;
+        }
+        log::error!(
+            "spool: {}: {e} at offset {at}: skipped its {} bytes; message {id:016X} is dropped",
+            path.display(),
+            f.len
+        );
+        self.lose(id);
+    }
+
+    /// Bytes without a sound header, up to the next record.
+    fn damaged_bytes(&mut self, path: &Path, at: usize, next: usize, e: &DecodeError) {
+        self.damaged = true;
+        log::error!(
+            "spool: {}: {e} at offset {at}: skipped {} bytes, offsets {at}..{next}; \
+             a message with a begin, body or end record there is dropped",
+            path.display(),
+            next - at
+        );
+    }
+
+    fn lose(&mut self, id: u64) {
+        if !self.lost.insert(id) {
+            return;
+        }
+        let finished = self.msgs.get(&id).is_some_and(Message::is_finished);
+        self.open.remove(&id);
+        self.msgs.remove(&id);
+        if !finished {
+            self.damage.insert(id);
+        }
+    }
+
+    fn replay(&mut self, seq: u64, payload_at: u64, rec: Record, seg: &mut Segment) {
+        let id = rec.id();
+        self.last_id = self.last_id.max(id);
+        if self.lost.contains(&id) {
+            return;
+        }
+        // An end record without its begin after damage: the message was
+        // acknowledged and its begin or a body record was in the damaged
+        // bytes. (Body records alone, without their begin, are also left
+        // by a message aborted before a roll; they are ignored below.)
+        if self.damaged && matches!(rec, Record::End { .. }) && !self.open.contains_key(&id) {
+            log::error!(
+                "spool: message {id:016X}: end record after damage without its begin record; dropped"
+            );
+            self.lose(id);
+            return;
+        }
+        if let Record::End { size, .. } = rec
+            && self.open.get(&id).is_some_and(|o| o.size != size)
+        {
+            log::warn!("spool: message {id:016X}: body length mismatch; dropped");
+            self.lose(id);
+            return;
+        }
+        replay(seq, payload_at, rec, &mut self.open, &mut self.msgs, seg);
+    }
+}
+
 fn replay(
     seq: u64,
     payload_at: u64,
@@ -724,12 +911,10 @@ fn replay(
     open: &mut BTreeMap<u64, Open>,
     msgs: &mut BTreeMap<u64, Message>,
     seg: &mut Segment,
-    last_id: &mut u64,
 ) {
     match rec {
         Record::Begin(env) => {
             let id = env.id;
-            *last_id = (*last_id).max(id);
             seg.live.insert(id);
             open.insert(
                 id,
@@ -756,7 +941,6 @@ fn replay(
         Record::End { id, size } => {
             if let Some(mut o) = open.remove(&id) {
                 if o.size != size {
-                    log::warn!("spool: message {id:016X}: body length mismatch; dropped");
                     return;
                 }
                 seg.live.insert(id);

@@ -1,18 +1,44 @@
 //! The spool's record codec: self-checking, length-prefixed, typed
-//! records. Layout: magic (1) | type (1) | payload length (u32 LE) |
-//! CRC-32 of type, length and payload (u32 LE) | payload. A record that is
-//! cut short or fails its checksum is a torn tail. Pure: bytes in, values
-//! out; no file access.
+//! records. Pure: bytes in, values out; no file access.
+//!
+//! Two layouts are read; only the second is written:
+//!
+//! - version 1 (firmware before versioned records; spools on boards hold
+//!   it): `0xB5` | type (1) | payload length (u32 LE) | CRC-32 of type,
+//!   length and payload (u32 LE) | payload.
+//! - the versioned frame (version 2 and every later one): `0xB6` |
+//!   version (1) | type (1) | payload length (u32 LE) | message id (u64
+//!   LE) | CRC-32 of the 15 bytes before it (u32 LE) | CRC-32 of the
+//!   payload (u32 LE) | payload. The header has its own checksum, so a
+//!   record whose payload is damaged, does not decode, or has a version
+//!   this firmware does not know is still skipped exactly and is known to
+//!   belong to its message: recovery loses that message at most. Later
+//!   versions may change payloads and types, never this frame, and keep
+//!   payloads within [`MAX_PAYLOAD`].
+//!
+//! The payload of a given type is the same in both layouts (a body's
+//! payload is its id, then its bytes).
 
 use serde::{Deserialize, Serialize};
 
-/// First byte of every record.
+/// First byte of a version-1 record.
 pub const MAGIC: u8 = 0xB5;
-/// Bytes before the payload.
-pub const HEADER_LEN: usize = 10;
+/// Bytes before the payload of a version-1 record.
+pub const HEADER_LEN_V1: usize = 10;
+/// First byte of a versioned record (version 2 and later).
+pub const MAGIC_FRAMED: u8 = 0xB6;
+/// The version this firmware writes.
+pub const VERSION: u8 = 2;
+/// Bytes of the versioned header that its own checksum covers.
+const FRAME_CHECKED: usize = 15;
+/// Bytes before the payload of a versioned record.
+pub const HEADER_LEN: usize = FRAME_CHECKED + 8;
 /// Largest payload: a body chunk of 32 KiB plus its id, or an envelope of
 /// 1000 recipients of 256 bytes.
 pub const MAX_PAYLOAD: usize = 512 * 1024;
+/// Largest record of either layout: damage that spans more than this
+/// cannot be one record.
+pub const MAX_RECORD: usize = HEADER_LEN + MAX_PAYLOAD;
 
 /// A message's envelope as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,33 +102,113 @@ struct RetryRec {
     error: String,
 }
 
+/// A record's extent and owner, from a header whose checksum is good:
+/// such a record can be skipped exactly even when it does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub version: u8,
+    pub kind: u8,
+    /// The message the record belongs to (versioned records only).
+    pub id: Option<u64>,
+    /// The whole record's length, header included.
+    pub len: usize,
+}
+
+/// A decoded record, its length, and where its payload starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub record: Record,
+    pub len: usize,
+    /// Offset of the payload from the record's start.
+    pub payload_at: usize,
+}
+
 /// Why bytes do not decode as a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Fewer bytes than the header or the payload it announces: a torn write.
     #[error("record cut short")]
     Short,
-    /// The first byte is not the record magic.
+    /// The first byte is not a record magic.
     #[error("bad record magic {0:#04x}")]
     BadMagic(u8),
     /// The announced payload is larger than [`MAX_PAYLOAD`].
     #[error("record payload of {0} bytes is over the limit")]
     TooLong(usize),
-    /// The checksum does not match: a torn or corrupted write.
+    /// The (header) checksum does not match: a torn or corrupted write;
+    /// the record's length cannot be trusted.
     #[error("record checksum mismatch")]
     BadChecksum,
-    /// The type byte is unknown or the payload does not decode.
-    #[error("record of type {0} does not decode")]
-    BadPayload(u8),
+    /// A versioned record's header is sound but its payload checksum is
+    /// not: corrupted after it was written.
+    #[error("{} record has a bad payload checksum", kind_name(.0.kind))]
+    BadPayloadChecksum(Frame),
+    /// The checksum is good but the type is unknown or the payload does
+    /// not decode.
+    #[error("{} record (type {}) does not decode", kind_name(.0.kind), .0.kind)]
+    BadPayload(Frame),
+    /// A versioned record of a version this firmware does not read
+    /// (written by a newer one).
+    #[error("record of unknown version {} (type {})", .0.version, .0.kind)]
+    UnknownVersion(Frame),
 }
 
-const T_BEGIN: u8 = 1;
-const T_BODY: u8 = 2;
-const T_END: u8 = 3;
-const T_RCPT: u8 = 4;
-const T_RETRY: u8 = 5;
-const T_DELETE: u8 = 6;
-const T_WARNED: u8 = 7;
+impl DecodeError {
+    /// The record's sound header, when there is one: it can be skipped
+    /// exactly.
+    pub fn frame(&self) -> Option<Frame> {
+        match self {
+            DecodeError::BadPayloadChecksum(f)
+            | DecodeError::BadPayload(f)
+            | DecodeError::UnknownVersion(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+impl Record {
+    /// The message the record is about.
+    pub fn id(&self) -> u64 {
+        match self {
+            Record::Begin(env) => env.id,
+            Record::Body { id, .. }
+            | Record::End { id, .. }
+            | Record::Rcpt { id, .. }
+            | Record::Retry { id, .. }
+            | Record::Delete { id }
+            | Record::Warned { id } => *id,
+        }
+    }
+}
+
+/// A name for a record type, for log lines.
+pub fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        T_BEGIN => "begin",
+        T_BODY => "body",
+        T_END => "end",
+        T_RCPT => "outcome",
+        T_RETRY => "retry",
+        T_DELETE => "delete",
+        T_WARNED => "warned",
+        _ => "unknown",
+    }
+}
+
+/// Whether a record of this type only tracks delivery (an outcome, a retry
+/// time, the delay warning): without it the message is still whole, and
+/// at worst delivered or warned about twice.
+pub fn is_delivery_state(kind: u8) -> bool {
+    matches!(kind, T_RCPT | T_RETRY | T_WARNED)
+}
+
+pub const T_BEGIN: u8 = 1;
+pub const T_BODY: u8 = 2;
+pub const T_END: u8 = 3;
+pub const T_RCPT: u8 = 4;
+pub const T_RETRY: u8 = 5;
+pub const T_DELETE: u8 = 6;
+pub const T_WARNED: u8 = 7;
 
 const fn crc_table() -> [u32; 256] {
     let mut t = [0u32; 256];
@@ -189,9 +295,28 @@ mod erased {
     }
 }
 
-/// Appends the encoded record to `out`; returns the offset of the
+/// Appends the record, versioned, to `out`; returns the offset of the
 /// payload within `out` (where a body's id starts).
 pub fn encode(rec: &Record, out: &mut Vec<u8>) -> usize {
+    let (t, payload) = payload_of(rec);
+    let start = out.len();
+    out.push(MAGIC_FRAMED);
+    out.push(VERSION);
+    out.push(t);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&rec.id().to_le_bytes());
+    let hcrc = crc32(0, &out[start..]);
+    out.extend_from_slice(&hcrc.to_le_bytes());
+    out.extend_from_slice(&crc32(0, &payload).to_le_bytes());
+    let at = out.len();
+    out.extend_from_slice(&payload);
+    at
+}
+
+/// Appends the record in the version-1 layout (spools written before
+/// versioned records); tests build old spools with it.
+#[cfg(test)]
+pub fn encode_v1(rec: &Record, out: &mut Vec<u8>) -> usize {
     let (t, payload) = payload_of(rec);
     let len = payload.len() as u32;
     let mut crc = crc32(0, &[t]);
@@ -210,21 +335,31 @@ fn u64_at(p: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(p.get(at..at + 8)?.try_into().ok()?))
 }
 
-/// Decodes the record at the start of `buf`; returns it and its length.
-pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
-    if buf.len() < HEADER_LEN {
+fn u32_at(p: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(p.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Decodes the record at the start of `buf`, in either layout.
+pub fn decode(buf: &[u8]) -> Result<Decoded, DecodeError> {
+    match buf.first() {
+        None => Err(DecodeError::Short),
+        Some(&MAGIC) => decode_v1(buf),
+        Some(&MAGIC_FRAMED) => decode_framed(buf),
+        Some(&b) => Err(DecodeError::BadMagic(b)),
+    }
+}
+
+fn decode_v1(buf: &[u8]) -> Result<Decoded, DecodeError> {
+    if buf.len() < HEADER_LEN_V1 {
         return Err(DecodeError::Short);
     }
-    if buf[0] != MAGIC {
-        return Err(DecodeError::BadMagic(buf[0]));
-    }
     let t = buf[1];
-    let len = u32::from_le_bytes(buf[2..6].try_into().unwrap_or_default()) as usize;
+    let len = u32_at(buf, 2).unwrap_or_default() as usize;
     if len > MAX_PAYLOAD {
         return Err(DecodeError::TooLong(len));
     }
-    let want = u32::from_le_bytes(buf[6..10].try_into().unwrap_or_default());
-    let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+    let want = u32_at(buf, 6).unwrap_or_default();
+    let Some(payload) = buf.get(HEADER_LEN_V1..HEADER_LEN_V1 + len) else {
         return Err(DecodeError::Short);
     };
     let mut crc = crc32(0, &[t]);
@@ -233,32 +368,79 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
     if crc != want {
         return Err(DecodeError::BadChecksum);
     }
-    let bad = DecodeError::BadPayload(t);
-    let exact = |p: &[u8]| -> Result<(), DecodeError> {
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::BadPayload(t))
-        }
+    let frame = Frame {
+        version: 1,
+        kind: t,
+        id: None,
+        len: HEADER_LEN_V1 + len,
     };
-    let rec = match t {
-        T_BEGIN => {
-            let (env, rest) = postcard::take_from_bytes(payload).map_err(|_| bad.clone())?;
-            exact(rest)?;
-            Record::Begin(env)
+    let record = decode_payload(t, payload).ok_or(DecodeError::BadPayload(frame))?;
+    Ok(Decoded {
+        record,
+        len: frame.len,
+        payload_at: HEADER_LEN_V1,
+    })
+}
+
+fn decode_framed(buf: &[u8]) -> Result<Decoded, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Err(DecodeError::Short);
+    }
+    if crc32(0, &buf[..FRAME_CHECKED]) != u32_at(buf, FRAME_CHECKED).unwrap_or_default() {
+        return Err(DecodeError::BadChecksum);
+    }
+    let len = u32_at(buf, 3).unwrap_or_default() as usize;
+    if len > MAX_PAYLOAD {
+        return Err(DecodeError::TooLong(len));
+    }
+    let id = u64_at(buf, 7).unwrap_or_default();
+    let frame = Frame {
+        version: buf[1],
+        kind: buf[2],
+        id: Some(id),
+        len: HEADER_LEN + len,
+    };
+    let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+        return Err(DecodeError::Short);
+    };
+    if frame.version != VERSION {
+        return Err(DecodeError::UnknownVersion(frame));
+    }
+    if crc32(0, payload) != u32_at(buf, FRAME_CHECKED + 4).unwrap_or_default() {
+        return Err(DecodeError::BadPayloadChecksum(frame));
+    }
+    let record = decode_payload(frame.kind, payload)
+        .filter(|r| r.id() == id)
+        .ok_or(DecodeError::BadPayload(frame))?;
+    Ok(Decoded {
+        record,
+        len: frame.len,
+        payload_at: HEADER_LEN,
+    })
+}
+
+/// A type's payload, decoded exactly to its end (the same in both
+/// layouts).
+fn decode_payload(t: u8, payload: &[u8]) -> Option<Record> {
+    fn exact<T>(r: postcard::Result<(T, &[u8])>) -> Option<T> {
+        match r {
+            Ok((v, [])) => Some(v),
+            _ => None,
         }
+    }
+    let len = payload.len();
+    Some(match t {
+        T_BEGIN => Record::Begin(exact(postcard::take_from_bytes(payload))?),
         T_BODY => Record::Body {
-            id: u64_at(payload, 0).ok_or(bad.clone())?,
-            data: payload[8..].to_vec(),
+            id: u64_at(payload, 0)?,
+            data: payload.get(8..)?.to_vec(),
         },
         T_END if len == 16 => Record::End {
-            id: u64_at(payload, 0).ok_or(bad.clone())?,
-            size: u64_at(payload, 8).ok_or(bad.clone())?,
+            id: u64_at(payload, 0)?,
+            size: u64_at(payload, 8)?,
         },
         T_RCPT => {
-            let (r, rest): (RcptRec, _) =
-                postcard::take_from_bytes(payload).map_err(|_| bad.clone())?;
-            exact(rest)?;
+            let r: RcptRec = exact(postcard::take_from_bytes(payload))?;
             Record::Rcpt {
                 id: r.id,
                 index: r.index,
@@ -266,9 +448,7 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
             }
         }
         T_RETRY => {
-            let (r, rest): (RetryRec, _) =
-                postcard::take_from_bytes(payload).map_err(|_| bad.clone())?;
-            exact(rest)?;
+            let r: RetryRec = exact(postcard::take_from_bytes(payload))?;
             Record::Retry {
                 id: r.id,
                 attempts: r.attempts,
@@ -277,14 +457,13 @@ pub fn decode(buf: &[u8]) -> Result<(Record, usize), DecodeError> {
             }
         }
         T_DELETE if len == 8 => Record::Delete {
-            id: u64_at(payload, 0).ok_or(bad.clone())?,
+            id: u64_at(payload, 0)?,
         },
         T_WARNED if len == 8 => Record::Warned {
-            id: u64_at(payload, 0).ok_or(bad.clone())?,
+            id: u64_at(payload, 0)?,
         },
-        _ => return Err(bad),
-    };
-    Ok((rec, HEADER_LEN + len))
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -320,6 +499,42 @@ mod tests {
         ]
     }
 
+    /// `samples()` as today's (v1) firmware writes them, byte for byte:
+    /// spools on boards in the field hold these, and must keep loading.
+    const GOLDEN_V1: &str = concat!(
+        "b50128000000f7fa12780780e2cfaa06086140622e74657374020b7540686f6d",
+        "652e617270610b7640686f6d652e61727061b5021d0000000f3d80fc07000000",
+        "000000005375626a6563743a20780d0a0d0a68656c6c6f0d0ab5031000000077",
+        "2b7e1307000000000000001500000000000000b504030000005cdcd3bb070101",
+        "b5050c00000072385328070363083432312062757379b50608000000b8e658a3",
+        "0700000000000000b507080000003d3fce7e0700000000000000",
+    );
+
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn golden_v1_records_decode() {
+        let buf = unhex(GOLDEN_V1);
+        let mut at = 0;
+        for r in samples() {
+            let d = decode(&buf[at..]).unwrap();
+            assert_eq!(d.record, r);
+            assert_eq!(d.payload_at, HEADER_LEN_V1);
+            at += d.len;
+        }
+        assert_eq!(at, buf.len());
+        let mut v1 = Vec::new();
+        for r in samples() {
+            encode_v1(&r, &mut v1);
+        }
+        assert_eq!(v1, buf, "the test encoder writes today's format");
+    }
+
     #[test]
     fn crc_known_value() {
         assert_eq!(crc32(0, b"123456789"), 0xCBF4_3926);
@@ -329,23 +544,63 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = Vec::new();
+        let mut starts = Vec::new();
         for r in samples() {
-            encode(&r, &mut buf);
+            starts.push(buf.len());
+            let at = encode(&r, &mut buf);
+            assert_eq!(at, buf.len() - payload_of(&r).1.len());
         }
         let mut at = 0;
         for r in samples() {
-            let (got, n) = decode(&buf[at..]).unwrap();
-            assert_eq!(got, r);
-            at += n;
+            let d = decode(&buf[at..]).unwrap();
+            assert_eq!(d.record, r);
+            assert_eq!(d.payload_at, HEADER_LEN);
+            at += d.len;
         }
         assert_eq!(at, buf.len());
+        // The header names the message, under its own checksum.
+        assert_eq!(buf[starts[1]], MAGIC_FRAMED);
+        assert_eq!(buf[starts[1] + 1], VERSION);
+        assert_eq!(buf[starts[1] + 7..starts[1] + 15], 7u64.to_le_bytes());
+    }
+
+    #[test]
+    fn a_sound_header_is_skipped_exactly() {
+        let mut buf = Vec::new();
+        encode(&Record::Warned { id: 9 }, &mut buf);
+        let n = buf.len();
+        buf[n - 1] ^= 1;
+        let want = Frame {
+            version: VERSION,
+            kind: T_WARNED,
+            id: Some(9),
+            len: n,
+        };
+        assert_eq!(decode(&buf), Err(DecodeError::BadPayloadChecksum(want)));
+        buf[1] = 7;
+        let hcrc = crc32(0, &buf[..FRAME_CHECKED]);
+        buf[FRAME_CHECKED..FRAME_CHECKED + 4].copy_from_slice(&hcrc.to_le_bytes());
+        let future = Frame { version: 7, ..want };
+        assert_eq!(decode(&buf), Err(DecodeError::UnknownVersion(future)));
+        // A record whose header and payload ids disagree does not decode.
+        let mut buf = Vec::new();
+        encode(&Record::Delete { id: 5 }, &mut buf);
+        buf[HEADER_LEN] = 6;
+        let pcrc = crc32(0, &buf[HEADER_LEN..]);
+        buf[FRAME_CHECKED + 4..HEADER_LEN].copy_from_slice(&pcrc.to_le_bytes());
+        assert!(matches!(decode(&buf), Err(DecodeError::BadPayload(_))));
     }
 
     #[test]
     fn every_truncation_and_bit_flip_is_detected() {
-        for r in samples() {
+        for (r, enc) in samples().into_iter().flat_map(|r| {
+            [
+                (r.clone(), encode as fn(&Record, &mut Vec<u8>) -> usize),
+                (r, encode_v1),
+            ]
+        }) {
             let mut buf = Vec::new();
-            encode(&r, &mut buf);
+            enc(&r, &mut buf);
             for cut in 0..buf.len() {
                 assert!(decode(&buf[..cut]).is_err(), "{r:?} cut at {cut}");
             }
@@ -353,8 +608,8 @@ mod tests {
                 for bit in 0..8 {
                     let mut b = buf.clone();
                     b[i] ^= 1 << bit;
-                    if let Ok((got, _)) = decode(&b) {
-                        panic!("flip {i}/{bit} of {r:?} decoded as {got:?}");
+                    if let Ok(d) = decode(&b) {
+                        panic!("flip {i}/{bit} of {r:?} decoded as {:?}", d.record);
                     }
                 }
             }
@@ -371,7 +626,7 @@ mod tests {
             let len = (x % 64) as usize;
             let mut buf: Vec<u8> = (0..len).map(|i| (x >> (i % 56)) as u8).collect();
             if len > 2 {
-                buf[0] = MAGIC;
+                buf[0] = if x & 1 == 0 { MAGIC } else { MAGIC_FRAMED };
             }
             let _ = decode(&buf);
         }
