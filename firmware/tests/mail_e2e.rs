@@ -885,6 +885,112 @@ fn sendmail_refuses_unsupported_modes_and_says_when_nothing_was_queued() {
     }
 }
 
+/// `[mail.aliases]`: cron's `root` reaches the owner through sendmail
+/// (a relay client); postmaster (any case, bare `<Postmaster>` too) is
+/// accepted from an outsider and delivered to its alias, while `root`
+/// from outside stays refused; with no alias, postmaster mail is taken
+/// and kept queued with a warning, never bounced.
+#[test]
+fn aliases_take_the_boards_mail_to_its_owner() {
+    if !peers_present() {
+        return;
+    }
+    let sink_port = free_port();
+    let sink_dir = tmpdir("sink-aliases");
+    let _sink = sink(&sink_dir, sink_port);
+    let aliases = "[mail.aliases]\nroot = [\"owner@home.arpa\", \"spouse@home.arpa\"]\npostmaster = \"root\"\n";
+    let routes = format!("[mail.routes]\n\"home.arpa\" = \"127.0.0.1:{sink_port}\"\n");
+    // An outsider (loopback is not in relay_networks here).
+    let r = Router::new("aliases-outside", &format!("{routes}{aliases}"));
+    let (ok, out) = r.swaks(&[
+        "--to",
+        "PostMaster@MX.test",
+        "--from",
+        "a@b.test",
+        "--body",
+        "pm marker one",
+    ]);
+    assert!(ok, "{out}\n{}", r.log());
+    let (ok, out) = r.swaks(&[
+        "--to",
+        "root@mx.test",
+        "--from",
+        "a@b.test",
+        "--body",
+        "never",
+    ]);
+    assert!(!ok && out.contains("554 5.7.1"), "{out}");
+    let out = converse(
+        r.port,
+        b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<Postmaster>\r\nDATA\r\nSubject: bare\r\n\r\nbare pm marker three\r\n.\r\nQUIT\r\n",
+    );
+    assert!(out.contains("Ok: queued as"), "{out}");
+    // A relay client: sendmail from cron.
+    let lan = Router::new(
+        "aliases-lan",
+        &format!("relay_networks = [\"127.0.0.0/8\"]\n{routes}{aliases}"),
+    );
+    let (code, err) = sendmail_run(
+        &lan.config,
+        &["root"],
+        b"Subject: cron\n\ncron marker two\n",
+    );
+    assert_eq!(code, 0, "{err}\n{}", lan.log());
+    r.wait("the three messages at smtp-sink", 30, || {
+        let all = sunk(&sink_dir).join("");
+        ["pm marker one", "cron marker two", "bare pm marker three"]
+            .iter()
+            .all(|m| all.contains(m))
+    });
+    for m in sunk(&sink_dir).iter().filter(|m| m.contains("marker")) {
+        assert!(m.contains("X-Rcpt-Args: <owner@home.arpa>"), "{m}");
+        assert!(m.contains("X-Rcpt-Args: <spouse@home.arpa>"), "{m}");
+        assert!(
+            !m.contains("X-Rcpt-Args: <root@") && !m.contains("X-Rcpt-Args: <PostMaster@"),
+            "{m}"
+        );
+    }
+    // No alias at all: taken from an outsider, kept queued, said so.
+    let bare = Router::new("aliases-none", &routes);
+    let (ok, out) = bare.swaks(&[
+        "--to",
+        "postmaster@mx.test",
+        "--from",
+        "a@b.test",
+        "--body",
+        "kept",
+    ]);
+    assert!(ok, "{out}\n{}", bare.log());
+    assert!(
+        bare.log().contains("stays queued as postmaster@mx.test"),
+        "{}",
+        bare.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let q = bare.tool("mailq", &[]).1;
+    assert!(
+        q.contains("postmaster@mx.test") && q.contains("1 Request"),
+        "{q}"
+    );
+    // A bad table is refused with its line.
+    std::fs::write(
+        bare.dir.join("bad.toml"),
+        "[mail.aliases]\nroot = \"postmaster\"\npostmaster = \"root\"\n",
+    )
+    .unwrap();
+    let out = command()
+        .args(["check-config"])
+        .arg(bare.dir.join("bad.toml"))
+        .output()
+        .unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad.toml:3") && err.contains("alias loop"),
+        "{err}"
+    );
+}
+
 /// `s3cret` hashed by OpenSSL 3 (`openssl passwd -6 -salt saltsalt s3cret`).
 const ALICE_HASH: &str = "$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1";
 

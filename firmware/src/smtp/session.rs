@@ -52,8 +52,10 @@ pub struct Settings {
 /// must be pure decisions: no I/O.
 pub trait Gate {
     fn mail(&mut self, from: &ReversePath, size: Option<u64>) -> Result<(), Reply>;
-    /// `authenticated`: the client passed AUTH in this session.
-    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply>;
+    /// `authenticated`: the client passed AUTH in this session. On
+    /// success, the recipients to record for `to`: itself, or the
+    /// addresses an alias expands it to.
+    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply>;
 }
 
 /// The caller's verdict on credentials from [`Event::Authenticate`].
@@ -582,8 +584,13 @@ impl Session {
                     return None;
                 }
                 match gate.rcpt(&to, self.authenticated) {
-                    Ok(()) => {
-                        env.rcpts.push(to);
+                    Ok(list) => {
+                        // An alias may name a recipient already there.
+                        for m in list {
+                            if !env.rcpts.contains(&m) {
+                                env.rcpts.push(m);
+                            }
+                        }
                         self.state = State::Transaction { env };
                         self.reply(Reply::new(250, "2.1.5", "Ok"));
                         None
@@ -1038,9 +1045,15 @@ mod tests {
         fn mail(&mut self, _: &ReversePath, _: Option<u64>) -> Result<(), Reply> {
             Ok(())
         }
-        fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
-            if authenticated || to.domain == Domain::Name("home.arpa".into()) {
-                Ok(())
+        fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
+            if to.local == "family" && to.domain == Domain::Name("home.arpa".into()) {
+                // An alias, as the mail router's gate expands one.
+                Ok(["a@x.test", "u@home.arpa"]
+                    .iter()
+                    .map(|s| crate::smtp::command::parse_mailbox(s).unwrap())
+                    .collect())
+            } else if authenticated || to.domain == Domain::Name("home.arpa".into()) {
+                Ok(vec![to.clone()])
             } else {
                 Err(Reply::new(554, "5.7.1", "Relay access denied"))
             }
@@ -1158,6 +1171,22 @@ mod tests {
         assert_eq!(r.messages[0].0.rcpts[0].to_string(), "u@home.arpa");
         assert!(r.closed);
         assert_eq!(r.delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn gate_expansions_are_recorded_once_each() {
+        let r = run(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\nRCPT TO:<family@home.arpa>\r\nRCPT TO:<U@home.arpa>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n");
+        assert_eq!(
+            codes(&r.out),
+            vec![220, 250, 250, 250, 250, 250, 354, 250, 221]
+        );
+        let rcpts: Vec<String> = r.messages[0]
+            .0
+            .rcpts
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        assert_eq!(rcpts, vec!["u@home.arpa", "a@x.test", "U@home.arpa"]);
     }
 
     #[test]
