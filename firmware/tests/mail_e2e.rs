@@ -516,6 +516,8 @@ fn permanent_failure_bounces_once_and_never_bounces_a_bounce() {
         "nobody@home.arpa",
         "--from",
         "me@senders.test",
+        "--header",
+        "Subject: which mail bounced marker",
         "--body",
         "bounce me",
     ]);
@@ -559,6 +561,51 @@ fn permanent_failure_bounces_once_and_never_bounces_a_bounce() {
         !d.contains("nobody2@home.arpa"),
         "no bounce of a bounce: {d}"
     );
+    // A real MIME parser reads it: three parts, the original headers in
+    // the third, a Message-ID, an Arrival-Date.
+    let parsed = python_dsn(d);
+    assert!(
+        parsed.contains(
+            "types=multipart/report|text/plain,message/delivery-status,text/rfc822-headers"
+        ),
+        "{parsed}\n{d}"
+    );
+    assert!(parsed.contains("message-id=<"), "{parsed}");
+    assert!(parsed.contains("arrival=True"), "{parsed}");
+    assert!(parsed.contains("original=True"), "{parsed}");
+    assert!(parsed.contains("body=False"), "{parsed}");
+    assert!(parsed.contains("defects=[]"), "{parsed}");
+}
+
+/// Parses a DSN (an smtp-sink dump) with Python's `email` package and
+/// says what it found, one `key=value` per line.
+fn python_dsn(dump: &str) -> String {
+    const SCRIPT: &str = r#"
+import email, email.policy, email.utils, sys
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.compat32)
+parts = m.get_payload()
+print("types=%s|%s" % (m.get_content_type(), ",".join(p.get_content_type() for p in parts)))
+print("message-id=%s" % m["Message-ID"])
+status = parts[1].get_payload()
+arrival = email.utils.parsedate_to_datetime(status[0]["Arrival-Date"])
+print("arrival=%s" % (arrival <= email.utils.parsedate_to_datetime(m["Date"])))
+print("final=%s" % status[1]["Final-Recipient"])
+headers = parts[2].get_payload()
+print("original=%s" % ("Subject: which mail bounced marker" in headers))
+print("body=%s" % ("bounce me" in headers))
+print("defects=%s" % [p.defects for p in [m] + parts if p.defects])
+"#;
+    use std::io::Write;
+    let mut p = child("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin.take().unwrap().write_all(dump.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 #[test]

@@ -5,6 +5,7 @@
 pub mod aliases;
 pub mod auth;
 pub mod client;
+pub mod dsn;
 pub mod listener;
 pub mod mx;
 pub mod policy;
