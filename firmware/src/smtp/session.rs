@@ -584,13 +584,17 @@ impl Session {
                     return None;
                 }
                 match gate.rcpt(&to, self.authenticated) {
-                    Ok(list) => {
-                        // An alias may name a recipient already there.
-                        for m in list {
-                            if !env.rcpts.contains(&m) {
-                                env.rcpts.push(m);
-                            }
+                    Ok(mut list) => {
+                        // An alias may name a recipient already there; its
+                        // addresses count against the limit.
+                        list.retain(|m| !env.rcpts.contains(m));
+                        list.dedup();
+                        if env.rcpts.len() + list.len() > self.settings.max_recipients {
+                            self.state = State::Transaction { env };
+                            self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
+                            return None;
                         }
+                        env.rcpts.extend(list);
                         self.state = State::Transaction { env };
                         self.reply(Reply::new(250, "2.1.5", "Ok"));
                         None
@@ -1266,6 +1270,9 @@ mod tests {
     fn recipient_limit_is_a_4xx() {
         let r = run(b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<a@home.arpa>\r\nRCPT TO:<b@home.arpa>\r\nRCPT TO:<c@home.arpa>\r\nRCPT TO:<d@home.arpa>\r\n");
         assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 250, 250, 452]);
+        // An alias's addresses count: two more do not fit in the third slot.
+        let r = run(b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<a@home.arpa>\r\nRCPT TO:<b@home.arpa>\r\nRCPT TO:<family@home.arpa>\r\nRCPT TO:<c@home.arpa>\r\n");
+        assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 250, 452, 250]);
     }
 
     #[test]
