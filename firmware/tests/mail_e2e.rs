@@ -918,6 +918,8 @@ fn sendmail_refuses_unsupported_modes_and_says_when_nothing_was_queued() {
     let (code, err) = sendmail_run(&config, &["u@home.arpa"], b"Subject: x\n\nbody\n");
     assert_eq!(code, 75, "{err}");
     assert!(err.contains("nothing was queued"), "{err}");
+    let (code, err) = sendmail_run(&dir.join("missing.toml"), &["u@home.arpa"], b"x\n");
+    assert_eq!(code, 78, "EX_CONFIG: {err}");
     for (args, words) in [
         (&["-bp"][..], "mailq"),
         (&["-bs"][..], "-bs"),

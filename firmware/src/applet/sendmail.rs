@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::{EX_CONFIG, EX_TEMPFAIL};
 use crate::config::{self, Config};
 
 /// Longest header section read (for `-t`, Bcc removal and the From,
@@ -25,10 +26,6 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// The body is read and written to the router in pieces of at most this.
 const CHUNK_BYTES: usize = 32 * 1024;
-
-/// Exit status for a temporary failure (sysexits EX_TEMPFAIL): nothing
-/// was queued, the caller may try again.
-const EX_TEMPFAIL: u8 = 75;
 
 const HELP: &str = "\
 Usage: sendmail [-t] [-i] [-oi] [-f SENDER] [-F NAME] [-B 8BITMIME|7BIT] [--config FILE] [--] [RECIPIENT...]
@@ -44,7 +41,8 @@ Reads a message on stdin (any bytes) and hands it to the local mail router.
 Recipients without a domain get @hostname (the aliases map root, postmaster).
 Not supported: -bp (use mailq), -bs, -bd, -bi, -bv, -q (use `pocobelle mail flush`),
 -R, -N with other values.
-Exit: 0 queued, 64 usage, 75 not queued (router down or busy: try again), 1 refused.
+Exit: 0 queued, 64 usage, 75 not queued (router down or busy: try again),
+78 bad configuration, 1 refused.
 ";
 
 #[derive(Debug)]
@@ -546,8 +544,8 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     let config = match Config::load(&o.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
+            eprintln!("sendmail: {e}; nothing was queued");
+            return ExitCode::from(EX_CONFIG);
         }
     };
     let origin = config.system.hostname.clone();
