@@ -13,6 +13,15 @@ use super::{Invalid, check_range};
 /// At most this many entries in `mail.my_names`, and in `mail.my_addresses`.
 pub const MAX_SELF_ENTRIES: usize = 16;
 
+/// At most this many entries in `[mail.aliases]`.
+pub const MAX_ALIASES: usize = 64;
+/// At most this many addresses on the right of one alias.
+pub const MAX_ALIAS_TARGETS: usize = 16;
+/// Aliases naming aliases (`postmaster = "root"`), at most this deep.
+pub const MAX_ALIAS_DEPTH: usize = 4;
+/// One recipient expands to at most this many addresses.
+pub const MAX_ALIAS_EXPANSION: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailConfig {
@@ -111,6 +120,52 @@ pub struct MailConfig {
     /// `listen` takes connections there on `mx_port`. Default none. At
     /// most [`MAX_SELF_ENTRIES`].
     pub my_addresses: Vec<String>,
+    /// Local recipients to real addresses: `root = "me@example.org"`,
+    /// `postmaster = "root"`, `"backup@board.home.arpa" = ["a@x", "b@y"]`.
+    /// A key is a local part, or `local@name` with a name of this board
+    /// (`system.hostname`, `my_names`); a target is an address, or a
+    /// local name that is itself an alias. Applied at RCPT time to
+    /// recipients at this board's names. Default none. At most
+    /// [`MAX_ALIASES`] entries of [`MAX_ALIAS_TARGETS`] targets,
+    /// [`MAX_ALIAS_DEPTH`] deep, [`MAX_ALIAS_EXPANSION`] addresses in
+    /// all; loops are errors.
+    pub aliases: BTreeMap<String, AliasTargets>,
+}
+
+/// The right side of an alias: one address or a list of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AliasTargets(pub Vec<String>);
+
+// A string or an array, by hand (as `Route`: no untagged enum).
+impl<'de> Deserialize<'de> for AliasTargets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AliasTargets, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AliasTargets;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address or a list of addresses")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AliasTargets, E> {
+                Ok(AliasTargets(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AliasTargets, A::Error> {
+                let mut v = vec![];
+                while let Some(s) = seq.next_element::<String>()? {
+                    if v.len() == MAX_ALIAS_TARGETS {
+                        return Err(serde::de::Error::custom(format!(
+                            "expected at most {MAX_ALIAS_TARGETS} addresses"
+                        )));
+                    }
+                    v.push(s);
+                }
+                Ok(AliasTargets(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for MailConfig {
@@ -149,6 +204,7 @@ impl Default for MailConfig {
             mx_port: 25,
             my_names: vec![],
             my_addresses: vec![],
+            aliases: BTreeMap::new(),
         }
     }
 }
@@ -466,6 +522,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("f.toml:2"), "{e}");
+    }
+
+    #[test]
+    fn aliases_are_strings_or_lists_and_errors_name_their_line() {
+        use crate::config::Config;
+        let text = "[system]\nhostname = \"box.home.arpa\"\n[mail.aliases]\nroot = \"me@example.org\"\npostmaster = [\"root\", \"ops@example.org\"]\n";
+        let c = Config::parse(std::path::Path::new("f.toml"), text).unwrap();
+        assert_eq!(
+            c.mail.aliases["root"],
+            AliasTargets(vec!["me@example.org".into()])
+        );
+        assert_eq!(c.mail.aliases["postmaster"].0.len(), 2);
+        for (bad, line) in [
+            (
+                "[mail.aliases]\nroot = \"me@example.org\"\nops = \"nobody\"\n",
+                "f.toml:3",
+            ),
+            (
+                "[mail.aliases]\nroot = \"postmaster\"\npostmaster = \"root\"\n",
+                "f.toml:3",
+            ),
+            (
+                "[mail.aliases]\n\"root@example.org\" = \"me@example.org\"\n",
+                "f.toml:1",
+            ),
+            ("[mail.aliases]\nroot = 7\n", "f.toml:2"),
+        ] {
+            let e = Config::parse(std::path::Path::new("f.toml"), bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(line), "{bad:?}: {e}");
+        }
+        let many = format!(
+            "[mail.aliases]\nroot = [{}]\n",
+            vec!["\"a@x.test\""; MAX_ALIAS_TARGETS + 1].join(", ")
+        );
+        let e = Config::parse(std::path::Path::new("f.toml"), &many)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 16"), "{e}");
     }
 
     #[test]

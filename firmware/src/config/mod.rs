@@ -10,7 +10,7 @@ mod dns;
 pub mod init;
 mod locate;
 mod log;
-mod mail;
+pub mod mail;
 mod net;
 mod system;
 
@@ -191,6 +191,7 @@ impl Config {
         self.dns.validate()?;
 
         self.mail.validate()?;
+        crate::mail::aliases::Aliases::new(&self.mail, &self.system.hostname)?;
         Ok(())
     }
 }

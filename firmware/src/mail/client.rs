@@ -94,6 +94,8 @@ pub struct Outgoing {
     pub from: String,
     pub rcpts: Vec<(u32, String)>,
     pub extents: Vec<Extent>,
+    /// When it was received (Unix seconds; a DSN's Arrival-Date).
+    pub received: u64,
     /// Its retry time has come (false: it rides along on a probe, and a
     /// failed connection records nothing for it).
     pub due: bool,

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 
+use super::aliases::{Aliases, Rcpt};
 use super::policy::Policy;
 use super::spool::SpoolError;
 use super::spool::writer::SpoolHandle;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub config: MailConfig,
     pub hostname: String,
     pub policy: Policy,
+    /// `[mail.aliases]`, applied at RCPT time.
+    pub aliases: Aliases,
     pub spool: SpoolHandle,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Wakes the scheduler (ETRN, new mail).
@@ -182,10 +185,24 @@ impl Gate for SessionGate<'_> {
         Ok(())
     }
 
-    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
-        self.shared
+    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
+        let relay = self
+            .shared
             .policy
-            .check_rcpt(to, self.client, authenticated)
+            .check_rcpt(to, self.client, authenticated);
+        Ok(match self.shared.aliases.rcpt(to, relay)? {
+            Rcpt::Itself => vec![to.clone()],
+            Rcpt::Alias(list) => {
+                log::debug!("mail: {to} is an alias of {} address(es)", list.len());
+                list.to_vec()
+            }
+            Rcpt::Postmaster(pm) => {
+                log::warn!(
+                    "mail: mail for {to} accepted (postmaster is always deliverable) but [mail.aliases] has no postmaster nor root: it stays queued as {pm}; add postmaster = \"you@example.org\""
+                );
+                vec![pm]
+            }
+        })
     }
 }
 

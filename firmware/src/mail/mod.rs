@@ -2,8 +2,10 @@
 //! the durable spool, the scheduler and delivery. The SMTP protocol itself
 //! lives in `smtp/` (sans-I/O); this module owns the I/O around it.
 
+pub mod aliases;
 pub mod auth;
 pub mod client;
+pub mod dsn;
 pub mod listener;
 pub mod mx;
 pub mod policy;

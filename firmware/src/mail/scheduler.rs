@@ -15,9 +15,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
 use super::client::{Client, Credentials, OutboundTls, Outgoing, ServerReply, Session};
-use super::spool::Spool;
+use super::dsn::{Dsn, DsnKind, MAX_DSN_HEADERS};
 use super::spool::record::Outcome;
 use super::spool::writer::{QueueEntry, SpoolHandle};
+use super::spool::{Extent, Spool, read_extents};
 use crate::config::{MailConfig, Route, TlsMode};
 
 /// How often the scheduler looks at the queue when nothing wakes it.
@@ -190,6 +191,7 @@ impl Scheduler {
                         from: e.from.clone(),
                         rcpts,
                         extents: e.extents.clone(),
+                        received: e.received,
                         due,
                         attempts: e.attempts,
                     });
@@ -426,8 +428,15 @@ impl Scheduler {
             }
         }
         if !bounced.is_empty() {
-            self.send_dsn(m.id, &m.from, &bounced, DsnKind::Failed)
-                .await;
+            self.send_dsn(
+                m.id,
+                &m.from,
+                &bounced,
+                DsnKind::Failed,
+                m.received,
+                &m.extents,
+            )
+            .await;
         }
         if let Some(err) = temp {
             self.defer(m, &err).await;
@@ -464,8 +473,15 @@ impl Scheduler {
                 ));
             }
         }
-        self.send_dsn(e.id, &e.from, &bounced, DsnKind::Failed)
-            .await;
+        self.send_dsn(
+            e.id,
+            &e.from,
+            &bounced,
+            DsnKind::Failed,
+            e.received,
+            &e.extents,
+        )
+        .await;
     }
 
     /// Sends the sender one "delayed" DSN for the recipients still
@@ -480,7 +496,14 @@ impl Scheduler {
             .collect();
         let until = e.received + self.config.max_lifetime_s;
         if self
-            .send_dsn(e.id, &e.from, &waiting, DsnKind::Delayed { until })
+            .send_dsn(
+                e.id,
+                &e.from,
+                &waiting,
+                DsnKind::Delayed { until },
+                e.received,
+                &e.extents,
+            )
             .await
         {
             log::info!("mail: {:016X}: delay warning sent to <{}>", e.id, e.from);
@@ -499,17 +522,44 @@ impl Scheduler {
         from: &str,
         rcpts: &[(String, String)],
         kind: DsnKind,
+        arrival: u64,
+        extents: &[Extent],
     ) -> bool {
         if from.is_empty() || rcpts.is_empty() {
             return false;
         }
-        let body = dsn_body(&self.hostname, id, from, rcpts, Spool::unix_now(), kind);
+        // The start of the original, for its header section.
+        let mut original = Vec::new();
+        for e in extents {
+            if original.len() >= MAX_DSN_HEADERS {
+                break;
+            }
+            match read_extents(self.spool.dir(), std::slice::from_ref(e)) {
+                Ok(b) => original.extend_from_slice(&b),
+                Err(err) => {
+                    log::warn!("mail: {id:016X}: the DSN goes without the original headers: {err}");
+                    original.clear();
+                    break;
+                }
+            }
+        }
+        let body = Dsn {
+            host: &self.hostname,
+            id,
+            to: from,
+            rcpts,
+            now: Spool::unix_now(),
+            arrival,
+            original: &original,
+            kind,
+        }
+        .render();
         let spool = &self.spool;
         let r = async {
             let new = spool
                 .begin(String::new(), vec![from.to_string()], Spool::unix_now())
                 .await?;
-            for chunk in body.as_bytes().chunks(crate::smtp::session::BODY_CHUNK) {
+            for chunk in body.chunks(crate::smtp::session::BODY_CHUNK) {
                 spool.body(new, chunk.to_vec()).await?;
             }
             spool.end(new).await?;
@@ -528,93 +578,6 @@ impl Scheduler {
             }
         }
     }
-}
-
-/// Which kind of DSN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DsnKind {
-    /// The recipients failed for good (Action: failed).
-    Failed,
-    /// The recipients are still being retried until `until` (Unix
-    /// seconds) (Action: delayed).
-    Delayed { until: u64 },
-}
-
-/// The text of a DSN (multipart/report, RFC 3462/3464).
-pub fn dsn_body(
-    host: &str,
-    id: u64,
-    to: &str,
-    rcpts: &[(String, String)],
-    now: u64,
-    kind: DsnKind,
-) -> String {
-    let boundary = format!("{id:016X}/{host}");
-    let date = super::listener::rfc5322_date(now);
-    let (subject, intro) = match kind {
-        DsnKind::Failed => (
-            "Undelivered Mail Returned to Sender".to_string(),
-            format!("Your message {id:016X} could not be delivered to these recipients:"),
-        ),
-        DsnKind::Delayed { until } => (
-            "Delayed Mail (still being retried)".to_string(),
-            format!(
-                "Your message {id:016X} has not been delivered yet to these recipients.\r\n\
-                 It is still queued and will be retried until {}; you need not\r\n\
-                 send it again. This is the only warning you will get about it.",
-                super::listener::rfc5322_date(until)
-            ),
-        ),
-    };
-    let mut s = format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n\
-         To: <{to}>\r\n\
-         Subject: {subject}\r\n\
-         Date: {date}\r\n\
-         Auto-Submitted: auto-replied\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\
-         \r\n\
-         --{boundary}\r\n\
-         Content-Type: text/plain; charset=us-ascii\r\n\
-         \r\n\
-         {intro}\r\n\r\n"
-    );
-    let failed = rcpts;
-    for (a, why) in failed {
-        s.push_str(&format!("  <{a}>: {why}\r\n"));
-    }
-    s.push_str(&format!(
-        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {host}\r\nArrival-Date: {date}\r\n"
-    ));
-    for (a, why) in failed {
-        let class = match kind {
-            DsnKind::Failed => '5',
-            DsnKind::Delayed { .. } => '4',
-        };
-        let code = why
-            .split_whitespace()
-            .nth(1)
-            .filter(|c| c.starts_with(class) && c.matches('.').count() == 2)
-            .unwrap_or(if class == '5' { "5.0.0" } else { "4.0.0" });
-        let why: String = why.chars().filter(|c| !c.is_control()).collect();
-        match kind {
-            DsnKind::Failed => s.push_str(&format!(
-                "\r\nFinal-Recipient: rfc822; {a}\r\nAction: failed\r\nStatus: {code}\r\nDiagnostic-Code: smtp; {why}\r\n"
-            )),
-            DsnKind::Delayed { until } => {
-                s.push_str(&format!(
-                    "\r\nFinal-Recipient: rfc822; {a}\r\nAction: delayed\r\nStatus: {code}\r\nWill-Retry-Until: {}\r\n",
-                    super::listener::rfc5322_date(until)
-                ));
-                if !why.is_empty() {
-                    s.push_str(&format!("Diagnostic-Code: smtp; {why}\r\n"));
-                }
-            }
-        }
-    }
-    s.push_str(&format!("\r\n--{boundary}--\r\n"));
-    s
 }
 
 #[cfg(test)]
@@ -645,38 +608,5 @@ mod tests {
             route(&c, "example.org"),
             Hop::Fixed(Route::from("relay.isp.test:587"))
         );
-    }
-
-    #[test]
-    fn dsn_names_recipient_and_status() {
-        let b = dsn_body(
-            "mx.test",
-            1,
-            "a@b.test",
-            &[("u@x.test".into(), "550 5.1.1 no such user".into())],
-            0,
-            DsnKind::Failed,
-        );
-        assert!(b.contains("Final-Recipient: rfc822; u@x.test\r\n"));
-        assert!(b.contains("Status: 5.1.1\r\n"));
-        assert!(b.contains("report-type=delivery-status"));
-        assert!(!b.contains("\n\n") && !b.replace("\r\n", "").contains('\n'));
-        let d = dsn_body(
-            "mx.test",
-            1,
-            "a@b.test",
-            &[("u@x.test".into(), "127.0.0.1:25: connection refused".into())],
-            0,
-            DsnKind::Delayed { until: 432_000 },
-        );
-        assert!(d.contains("Action: delayed\r\n"), "{d}");
-        assert!(d.contains("Status: 4.0.0\r\n"));
-        assert!(
-            d.contains("Will-Retry-Until: Tue, 6 Jan 1970 00:00:00 +0000\r\n"),
-            "{d}"
-        );
-        assert!(d.contains("Subject: Delayed Mail"));
-        assert!(!d.contains("Action: failed"));
-        assert!(!d.replace("\r\n", "").contains('\n'));
     }
 }

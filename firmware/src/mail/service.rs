@@ -12,6 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Notify;
 
+use super::aliases::Aliases;
 use super::listener::{self, Admission, Shared};
 use super::policy::Policy;
 use super::scheduler::Scheduler;
@@ -160,6 +161,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config: m.clone(),
         hostname: config.system.hostname.clone(),
         policy: Policy::new(&m),
+        // Checked when the configuration was loaded.
+        aliases: Aliases::new(&m, &config.system.hostname).unwrap_or_default(),
         spool: spool.clone(),
         tls,
         kick: kick.clone(),

@@ -166,6 +166,18 @@ impl Command {
                 if !params.trim().is_empty() {
                     return Err(SyntaxError::UnknownParameter);
                 }
+                // RFC 5321 4.1.1.3: `<Postmaster>` without a domain is
+                // this server's postmaster; the empty domain says so.
+                if path.len() == 12
+                    && path[1..11].eq_ignore_ascii_case("postmaster")
+                    && path.starts_with('<')
+                    && path.ends_with('>')
+                {
+                    return Ok(Command::Rcpt(Mailbox {
+                        local: path[1..11].to_string(),
+                        domain: Domain::Name(String::new()),
+                    }));
+                }
                 Ok(Command::Rcpt(parse_path(path)?))
             }
             "DATA" => no_args(Command::Data),
@@ -532,6 +544,19 @@ mod tests {
         assert!(mb("<u@[1.2.3]>").is_err());
         assert!(mb(&format!("<{}@x.example>", "a".repeat(65))).is_err());
         assert_eq!(mb("<δοκιμή@παράδειγμα.δοκιμή>").unwrap().local, "δοκιμή");
+    }
+
+    #[test]
+    fn bare_postmaster_is_a_recipient_only() {
+        let c = Command::parse(b"RCPT TO:<PostMaster>").unwrap();
+        let Command::Rcpt(m) = c else { panic!() };
+        assert_eq!(
+            (m.local.as_str(), m.domain),
+            ("PostMaster", Domain::Name(String::new()))
+        );
+        assert!(Command::parse(b"RCPT TO:<postmasters>").is_err());
+        assert!(Command::parse(b"RCPT TO:<root>").is_err());
+        assert!(Command::parse(b"MAIL FROM:<postmaster>").is_err());
     }
 
     #[test]

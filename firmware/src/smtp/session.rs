@@ -52,8 +52,10 @@ pub struct Settings {
 /// must be pure decisions: no I/O.
 pub trait Gate {
     fn mail(&mut self, from: &ReversePath, size: Option<u64>) -> Result<(), Reply>;
-    /// `authenticated`: the client passed AUTH in this session.
-    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply>;
+    /// `authenticated`: the client passed AUTH in this session. On
+    /// success, the recipients to record for `to`: itself, or the
+    /// addresses an alias expands it to.
+    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply>;
 }
 
 /// The caller's verdict on credentials from [`Event::Authenticate`].
@@ -582,8 +584,17 @@ impl Session {
                     return None;
                 }
                 match gate.rcpt(&to, self.authenticated) {
-                    Ok(()) => {
-                        env.rcpts.push(to);
+                    Ok(mut list) => {
+                        // An alias may name a recipient already there; its
+                        // addresses count against the limit.
+                        list.retain(|m| !env.rcpts.contains(m));
+                        list.dedup();
+                        if env.rcpts.len() + list.len() > self.settings.max_recipients {
+                            self.state = State::Transaction { env };
+                            self.reply(Reply::new(452, "4.5.3", "Too many recipients"));
+                            return None;
+                        }
+                        env.rcpts.extend(list);
                         self.state = State::Transaction { env };
                         self.reply(Reply::new(250, "2.1.5", "Ok"));
                         None
@@ -1038,9 +1049,15 @@ mod tests {
         fn mail(&mut self, _: &ReversePath, _: Option<u64>) -> Result<(), Reply> {
             Ok(())
         }
-        fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
-            if authenticated || to.domain == Domain::Name("home.arpa".into()) {
-                Ok(())
+        fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
+            if to.local == "family" && to.domain == Domain::Name("home.arpa".into()) {
+                // An alias, as the mail router's gate expands one.
+                Ok(["a@x.test", "u@home.arpa"]
+                    .iter()
+                    .map(|s| crate::smtp::command::parse_mailbox(s).unwrap())
+                    .collect())
+            } else if authenticated || to.domain == Domain::Name("home.arpa".into()) {
+                Ok(vec![to.clone()])
             } else {
                 Err(Reply::new(554, "5.7.1", "Relay access denied"))
             }
@@ -1161,6 +1178,22 @@ mod tests {
     }
 
     #[test]
+    fn gate_expansions_are_recorded_once_each() {
+        let r = run(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\nRCPT TO:<family@home.arpa>\r\nRCPT TO:<U@home.arpa>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n");
+        assert_eq!(
+            codes(&r.out),
+            vec![220, 250, 250, 250, 250, 250, 354, 250, 221]
+        );
+        let rcpts: Vec<String> = r.messages[0]
+            .0
+            .rcpts
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        assert_eq!(rcpts, vec!["u@home.arpa", "a@x.test", "U@home.arpa"]);
+    }
+
+    #[test]
     fn byte_at_a_time_gives_the_same_result() {
         let mut s = Session::new(settings());
         s.greet();
@@ -1237,6 +1270,9 @@ mod tests {
     fn recipient_limit_is_a_4xx() {
         let r = run(b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<a@home.arpa>\r\nRCPT TO:<b@home.arpa>\r\nRCPT TO:<c@home.arpa>\r\nRCPT TO:<d@home.arpa>\r\n");
         assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 250, 250, 452]);
+        // An alias's addresses count: two more do not fit in the third slot.
+        let r = run(b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<a@home.arpa>\r\nRCPT TO:<b@home.arpa>\r\nRCPT TO:<family@home.arpa>\r\nRCPT TO:<c@home.arpa>\r\n");
+        assert_eq!(codes(&r.out), vec![220, 250, 250, 250, 250, 452, 250]);
     }
 
     #[test]
