@@ -53,7 +53,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(msg.starts_with(PATH), "{msg}");
             let lines = text.lines().count().max(1);
             match e {
-                ConfigError::Parse { line: Some(l), .. } | ConfigError::Invalid { line: Some(l), .. } => {
+                ConfigError::Parse { line: Some(l), .. }
+                | ConfigError::Invalid { line: Some(l), .. } => {
                     assert!(l >= 1 && l <= lines + 1, "line {l} of {lines}");
                 }
                 _ => {}

@@ -71,13 +71,19 @@ fn one_answer(data: &[u8]) {
     }
 
     let mut cache = Cache::new(lim);
-    cache.insert(&key.0, &s).expect("a stored answer fits its cache");
+    cache
+        .insert(&key.0, &s)
+        .expect("a stored answer fits its cache");
     check_cache(&cache);
     let entry = match cache.get(&key.0, now) {
         Lookup::Fresh(e) => e,
         _ => panic!("a fresh insert is not fresh"),
     };
-    assert_eq!(entry.to_stored(), s, "the packed entry unpacks to the same answer");
+    assert_eq!(
+        entry.to_stored(),
+        s,
+        "the packed entry unpacks to the same answer"
+    );
     if let Some(q) = query_for(&key, 0x4242) {
         let later = now + 1500;
         let mut out = Vec::new();
@@ -86,7 +92,11 @@ fn one_answer(data: &[u8]) {
         let rw = wire::walk(&out).expect("a reply from the cache walks");
         assert_eq!(rw.id, 0x4242);
         assert!(rw.qname.eq_ignore_ascii_case(&key.0[..key.0.len() - 4]));
-        assert_eq!(rw.records.len(), sw.records.len() + 1, "our OPT is appended");
+        assert_eq!(
+            rw.records.len(),
+            sw.records.len() + 1,
+            "our OPT is appended"
+        );
         for (r, o) in rw.records.iter().zip(sw.records.iter()) {
             assert!(wire::ttl_at(&out, r.ttl_at) <= wire::ttl_at(&s.wire, o.ttl_at));
         }
@@ -111,7 +121,10 @@ fn one_answer(data: &[u8]) {
     }
     // Expiry: stale after its TTL, gone after the stale age.
     let ttl_ms = s.ttl as Millis * 1000;
-    assert!(matches!(cache.get(&key.0, now + ttl_ms), Lookup::Stale { .. }));
+    assert!(matches!(
+        cache.get(&key.0, now + ttl_ms),
+        Lookup::Stale { .. }
+    ));
     let gone = now + ttl_ms + lim.stale_max_age as Millis * 1000;
     assert!(matches!(cache.get(&key.0, gone), Lookup::Miss));
     assert!(cache.is_empty());
@@ -151,7 +164,9 @@ fn script(mut inp: Input<'_>) {
                     Err(e) => panic!("our template is refused: {e}"),
                 };
                 let key = Key::new(&w.qname, w.qtype, w.qclass);
-                cache.insert(&key.0, &s).expect("an entry within the bound is stored");
+                cache
+                    .insert(&key.0, &s)
+                    .expect("an entry within the bound is stored");
                 match cache.get(&key.0, now) {
                     Lookup::Fresh(e) => assert_eq!(e.wire(), &s.wire[..]),
                     _ => panic!("an entry just stored is not fresh"),

@@ -37,7 +37,9 @@ fn check(c: &mut Cache) {
         assert!(k.is_valid());
         // Far in the past, so that nothing is dropped as too old here.
         match c.get(&k.0, i64::MIN / 4) {
-            Lookup::Fresh(e) | Lookup::Stale { entry: e, .. } => assert_eq!(e.key_bytes(), &k.0[..]),
+            Lookup::Fresh(e) | Lookup::Stale { entry: e, .. } => {
+                assert_eq!(e.key_bytes(), &k.0[..])
+            }
             Lookup::Miss => panic!("a loaded entry is not found under its key"),
         }
     }

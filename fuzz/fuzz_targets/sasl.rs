@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!c.user.is_empty() && c.user.len() <= auth::MAX_USER);
                 assert!(!c.password.is_empty() && c.password.len() <= auth::MAX_PASSWORD);
                 assert!(!c.password.contains(&0) && !c.user.contains('\0'));
-                assert!(!format!("{c:?}").contains("password: ["), "Debug shows the password");
+                assert!(
+                    !format!("{c:?}").contains("password: ["),
+                    "Debug shows the password"
+                );
                 // The same message with our own encoding decodes the same.
                 let mut m = Vec::new();
                 m.push(0);

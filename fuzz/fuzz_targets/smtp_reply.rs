@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let mut n_lines = 0;
     while !rest.is_empty() {
         let window = &rest[..rest.len().min(MAX_REPLY_LINE)];
-        let len = window.iter().position(|&b| b == b'\n').map_or(window.len(), |i| i + 1);
+        let len = window
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(window.len(), |i| i + 1);
         let (line, tail) = rest.split_at(len);
         rest = tail;
         n_lines += 1;
@@ -32,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
                 assert!(lines.iter().all(|l| l.len() <= 3 * MAX_REPLY_LINE));
                 let x = Extensions::parse(&lines);
                 if x.auth_plain || x.auth_login {
-                    assert!(lines.iter().skip(1).any(|l| l.to_ascii_uppercase().starts_with("AUTH")));
+                    assert!(
+                        lines
+                            .iter()
+                            .skip(1)
+                            .any(|l| l.to_ascii_uppercase().starts_with("AUTH"))
+                    );
                 }
                 let _ = (r.is_ok(), r.is_permanent(), r.to_string());
                 reply = ReplyLines::default();

@@ -18,11 +18,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pocobelle::smtp::Reply;
 use pocobelle::smtp::command::{self, Domain, Mailbox, ReversePath};
 use pocobelle::smtp::session::{
     AuthVerdict, BODY_CHUNK, Envelope, Event, Gate, MAX_DELAY_STEPS, Session, Settings,
 };
-use pocobelle::smtp::Reply;
 use pocobelle_fuzz::check_smtp_replies;
 use std::time::Duration;
 
@@ -125,7 +125,11 @@ fuzz_target!(|data: &[u8]| {
                 Event::Body => {
                     let chunk = s.take_body();
                     assert!(chunk.len() <= BODY_CHUNK);
-                    current.as_mut().expect("Body outside a message").1.extend(chunk);
+                    current
+                        .as_mut()
+                        .expect("Body outside a message")
+                        .1
+                        .extend(chunk);
                 }
                 Event::MessageEnd => {
                     let (_, mut body) = current.take().expect("MessageEnd outside a message");

@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let req = sntp::request(t1);
     assert_eq!(req.len(), sntp::PACKET_LEN);
-    assert!(sntp::parse_reply(&req, t1, t4).is_err(), "our request is not a reply");
+    assert!(
+        sntp::parse_reply(&req, t1, t4).is_err(),
+        "our request is not a reply"
+    );
     let Ok(text) = std::str::from_utf8(p) else {
         return;
     };

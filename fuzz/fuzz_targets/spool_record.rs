@@ -48,13 +48,27 @@ fuzz_target!(|data: &[u8]| {
     ) {
         assert_eq!(again[..], buf[..n]);
     }
-    for cut in [0, 1, record::HEADER_LEN - 1, record::HEADER_LEN, n / 2, n - 1] {
+    for cut in [
+        0,
+        1,
+        record::HEADER_LEN - 1,
+        record::HEADER_LEN,
+        n / 2,
+        n - 1,
+    ] {
         if cut < n {
-            assert_eq!(record::decode(&buf[..cut]), Err(DecodeError::Short), "prefix {cut}");
+            assert_eq!(
+                record::decode(&buf[..cut]),
+                Err(DecodeError::Short),
+                "prefix {cut}"
+            );
         }
     }
     let bit = (data.len() * 7919) % (n * 8);
     let mut flipped = buf[..n].to_vec();
     flipped[bit / 8] ^= 1 << (bit % 8);
-    assert!(record::decode(&flipped).is_err(), "a flipped bit {bit} went unnoticed");
+    assert!(
+        record::decode(&flipped).is_err(),
+        "a flipped bit {bit} went unnoticed"
+    );
 });

@@ -43,7 +43,16 @@ fn fix_checksums(seg: &mut [u8]) {
 }
 
 /// The queue as a comparable value.
-type Queue = Vec<(u64, Vec<RcptState>, u64, u32, u64, String, bool, Vec<String>)>;
+type Queue = Vec<(
+    u64,
+    Vec<RcptState>,
+    u64,
+    u32,
+    u64,
+    String,
+    bool,
+    Vec<String>,
+)>;
 
 fn queue(s: &Spool) -> Queue {
     s.messages()
@@ -110,6 +119,9 @@ fuzz_target!(|data: &[u8]| {
     drop(s);
     let s = Spool::open(&dir, limits()).expect("third recovery");
     check(&s);
-    let m = s.messages().find(|m| m.env.id == id).expect("the new message survives");
+    let m = s
+        .messages()
+        .find(|m| m.env.id == id)
+        .expect("the new message survives");
     assert_eq!(read_extents(s.dir(), &m.extents).unwrap(), b"new body\r\n");
 });

@@ -106,7 +106,11 @@ pub fn check_smtp_replies(out: &[u8]) {
             .unwrap_or_else(|| panic!("reply line without CRLF: {rest:?}"));
         let line = &rest[..end];
         rest = &rest[end + 2..];
-        assert!(line.len() + 2 <= 512, "reply line of {} octets", line.len() + 2);
+        assert!(
+            line.len() + 2 <= 512,
+            "reply line of {} octets",
+            line.len() + 2
+        );
         assert!(
             !line.contains(&b'\r') && !line.contains(&b'\n'),
             "CR or LF inside a reply line: {line:?}"
