@@ -7,6 +7,7 @@
 #   make test       host tests, lint, ARM builds, ARM tests under qemu-user,
 #                   QEMU boots, the images
 #   make setup      install what is missing (Debian 12 packages)
+#   make fuzz       every fuzz target for FUZZ_SECONDS (default 300) each
 #   make clean
 
 SHELL := /bin/bash
@@ -25,7 +26,7 @@ MAX_BINARY_BYTES := 4194304
 
 .PHONY: all firmware setup test test-host lint test-arm test-armv5 test-armv7 \
         test-boot test-image test-boots check-buildroot armv5 armv7 clean \
-        bench-dns bench-smtp image images run flash
+        bench-dns bench-smtp image images run flash fuzz test-fuzz
 
 all: firmware
 
@@ -82,7 +83,7 @@ flash: $(SETUP_STAMP)
 	$(CARGO) build --release --locked -p pocobelle
 	target/release/pocobelle flash $(OUT)/$(BOARD)/pocobelle-$(BOARD).img $(DEV)
 
-test: check-buildroot test-host lint test-arm test-boots
+test: check-buildroot test-host lint test-arm test-boots test-fuzz
 # The Buildroot tree (buildroot/) against board/, rootfs-overlay/ and
 # Cross.toml, without Buildroot: a second or less.
 check-buildroot:
@@ -150,6 +151,15 @@ bench-dns:
 bench-smtp:
 	bash scripts/setup.sh bench
 	bash bench/smtp.sh
+
+# Coverage-guided fuzzing of the parsers (fuzz/, scripts/fuzz.sh).
+# test-fuzz: each target over its committed corpus, then 20 s.
+FUZZ_SECONDS ?= 300
+fuzz:
+	bash scripts/fuzz.sh run $(FUZZ_SECONDS)
+
+test-fuzz:
+	bash scripts/fuzz.sh test 20
 
 clean:
 	$(CARGO) clean

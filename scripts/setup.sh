@@ -4,6 +4,31 @@
 # names; needs root (or sudo) for apt-get.
 set -euo pipefail
 
+# Fuzzing (`setup.sh fuzz`, run by scripts/fuzz.sh for `make fuzz` and
+# `make test-fuzz` only, so that `make setup` stays fast): cargo-fuzz,
+# pinned to a version that builds with Rust 1.95, and a C++ compiler for
+# libFuzzer (libfuzzer-sys builds it from source).
+CARGO_FUZZ_VERSION=0.13.2
+setup_fuzz() {
+  if ! command -v c++ >/dev/null 2>&1; then
+    echo "setup: installing g++ (libFuzzer)"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends g++ >/dev/null
+  fi
+  if cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
+    echo "setup: cargo-fuzz $CARGO_FUZZ_VERSION present"
+  else
+    echo "setup: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+  fi
+}
+if [ "${1:-}" = "fuzz" ]; then
+  setup_fuzz
+  exit 0
+fi
+
 # Build: Debian's Rust 1.96 with the standard library's source (for
 # -Z build-std), the ARM cross linkers and C libraries, user-mode QEMU.
 BUILD_PKGS=(

@@ -484,6 +484,10 @@ impl Cache {
         self.index.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
     /// The entry at ring offset `at`.
     fn entry(&self, at: usize) -> Entry<'_> {
         entry_at(&self.ring, at)

@@ -247,7 +247,8 @@ fn read_plain_name(buf: &[u8], mut at: usize) -> Result<(NameBuf, usize), WireEr
 }
 
 /// Skips a possibly compressed name at `at`; returns the offset after it.
-/// Pointers must point strictly backwards, at most [`MAX_POINTER_HOPS`].
+/// Pointers must point strictly backwards, past the header, at most
+/// [`MAX_POINTER_HOPS`].
 pub fn skip_name(buf: &[u8], at: usize) -> Result<usize, WireError> {
     let mut pos = at;
     let mut end = None;
@@ -280,6 +281,12 @@ pub fn skip_name(buf: &[u8], at: usize) -> Result<usize, WireError> {
                     return Err(WireError::Malformed(
                         "compression pointer does not point back",
                     ));
+                }
+                // No name lives in the header, and the header is what a
+                // stored answer has patched (ID, flags) before it is sent:
+                // a pointer there would read another name then.
+                if target < HEADER_LEN {
+                    return Err(WireError::Malformed("compression pointer into the header"));
                 }
                 hops += 1;
                 if hops > MAX_POINTER_HOPS {
@@ -613,6 +620,39 @@ impl Walked {
     }
 }
 
+/// Whether the owner name at `at` (already checked by [`skip_name`])
+/// reads, through a compression pointer, a byte of an earlier record's
+/// TTL: a stored answer has its TTLs rewritten, so that name would change.
+fn reads_a_ttl(buf: &[u8], mut at: usize, earlier: &[RecordPos]) -> bool {
+    for _ in 0..=MAX_POINTER_HOPS + MAX_NAME_BYTES {
+        let Some(&len) = buf.get(at) else {
+            return false;
+        };
+        let span = if len & 0xC0 == 0xC0 {
+            2
+        } else {
+            1 + len as usize
+        };
+        // Records are in offset order: the first whose TTL ends after
+        // `at` is the only one this span can reach first.
+        let i = earlier.partition_point(|r| r.ttl_at + 4 <= at);
+        if earlier.get(i).is_some_and(|r| r.ttl_at < at + span) {
+            return true;
+        }
+        match len & 0xC0 {
+            0xC0 => {
+                let Some(&b2) = buf.get(at + 1) else {
+                    return false;
+                };
+                at = ((len as usize & 0x3F) << 8) | b2 as usize;
+            }
+            _ if len == 0 => return false,
+            _ => at += span,
+        }
+    }
+    false
+}
+
 /// Walks a complete message with exactly one question: every record's
 /// position is checked against the buffer, names are checked for loops
 /// and length, and trailing bytes are an error.
@@ -637,6 +677,9 @@ pub fn walk(buf: &[u8]) -> Result<Walked, WireError> {
     for (section, count) in [(0u8, an), (1, ns), (2, ar)] {
         for _ in 0..count {
             let name_end = skip_name(buf, pos)?;
+            if reads_a_ttl(buf, pos, &records) {
+                return Err(WireError::Malformed("compression pointer into a TTL"));
+            }
             if name_end + 10 > buf.len() {
                 return Err(WireError::Malformed("record cut short"));
             }
@@ -865,6 +908,45 @@ pub(crate) mod tests {
         let mut b = vec![0u8; 12];
         b.extend_from_slice(&[0xC0, 12]);
         assert!(skip_name(&b, 12).is_err());
+    }
+
+    /// Found by fuzz/fuzz_targets/dns_cache.rs: an upstream answer whose
+    /// owner name pointed at offset 0 (the ID, 0x00: the root) walked and
+    /// was cached; once the ID was patched for a client the pointer read
+    /// 0x42.. as a label and the client got a malformed reply.
+    #[test]
+    fn pointers_into_the_header_are_rejected() {
+        let mut m = vec![0x00, 0x50, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x01t\x07example\x00\x00\x10\x00\x01");
+        m.extend_from_slice(&[0xC0, 0x00, 0, 16, 0, 1, 0, 0, 0, 5, 0, 1, 0]);
+        assert_eq!(
+            walk(&m),
+            Err(WireError::Malformed("compression pointer into the header"))
+        );
+        // The same answer with the owner pointing at the question walks.
+        let at = m.len() - 13;
+        m[at + 1] = HEADER_LEN as u8;
+        assert!(walk(&m).is_ok());
+    }
+
+    /// The same for a pointer to an earlier record's TTL, which the cache
+    /// rewrites (clamped, counted down) in every reply.
+    #[test]
+    fn pointers_into_a_ttl_are_rejected() {
+        let mut m = vec![0x00, 0x50, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x01t\x07example\x00\x00\x10\x00\x01");
+        let first = m.len();
+        // TTL 0x00000000: its first byte reads as the root name.
+        m.extend_from_slice(&[0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 0, 0, 1, 0]);
+        let ttl_at = first + 6;
+        m.extend_from_slice(&[0xC0, ttl_at as u8, 0, 16, 0, 1, 0, 0, 0, 9, 0, 1, 0]);
+        assert_eq!(
+            walk(&m),
+            Err(WireError::Malformed("compression pointer into a TTL"))
+        );
+        let at = m.len() - 12;
+        m[at] = first as u8; // the first record's owner name instead
+        assert!(walk(&m).is_ok());
     }
 
     /// Bounded property test: random and mutated packets never panic,

@@ -272,6 +272,14 @@ fn parts(mut b: &[u8]) -> Result<Vec<Part<'_>>, NetlinkError> {
     Ok(out)
 }
 
+/// The error of an NLMSG_ERROR: the kernel sends a negative errno; one
+/// that has no positive counterpart (i32::MIN) is malformed.
+fn refused(err: i32) -> Result<NetlinkError, NetlinkError> {
+    err.checked_neg()
+        .map(NetlinkError::Refused)
+        .ok_or(NetlinkError::Malformed)
+}
+
 /// Whether `reply` holds the end of request `seq` (an acknowledgement,
 /// an error or the end of a dump): the I/O side reads until it does.
 pub fn is_complete(reply: &[u8], seq: u32) -> bool {
@@ -288,11 +296,7 @@ pub fn parse_ack(reply: &[u8], seq: u32) -> Result<(), NetlinkError> {
             continue;
         }
         let err = u32_at(m.payload, 0).ok_or(NetlinkError::Malformed)? as i32;
-        return if err == 0 {
-            Ok(())
-        } else {
-            Err(NetlinkError::Refused(-err))
-        };
+        return if err == 0 { Ok(()) } else { Err(refused(err)?) };
     }
     Err(NetlinkError::NoEnd)
 }
@@ -326,7 +330,7 @@ pub fn parse_addresses(reply: &[u8], seq: u32) -> Result<Vec<AddrInfo>, NetlinkE
             NLMSG_DONE => ended = true,
             NLMSG_ERROR => {
                 let err = u32_at(m.payload, 0).ok_or(NetlinkError::Malformed)? as i32;
-                return Err(NetlinkError::Refused(-err));
+                return Err(refused(err)?);
             }
             RTM_NEWADDR if out.len() < MAX_ADDRS => {
                 if let Some(a) = parse_ifaddr(m.payload) {
@@ -476,6 +480,23 @@ mod tests {
         b.extend_from_slice(&err.to_ne_bytes());
         b.extend_from_slice(&[0; 16]);
         b
+    }
+
+    /// Found by fuzz/fuzz_targets/netlink.rs: an error code of i32::MIN
+    /// overflowed its negation (a panic in PID 1 with overflow checks).
+    #[test]
+    fn an_error_code_without_a_positive_errno_is_malformed() {
+        assert_eq!(
+            parse_ack(&ack(5, i32::MIN), 5),
+            Err(NetlinkError::Malformed)
+        );
+        let mut d = ack(9, i32::MIN);
+        d.extend(ack(9, 0));
+        assert_eq!(parse_addresses(&d, 9), Err(NetlinkError::Malformed));
+        assert_eq!(
+            parse_ack(&ack(5, i32::MAX), 5),
+            Err(NetlinkError::Refused(-i32::MAX))
+        );
     }
 
     #[test]

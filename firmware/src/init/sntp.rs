@@ -189,7 +189,7 @@ pub fn parse_server(s: &str) -> Option<(String, u16)> {
         return Some((ip.to_string(), NTP_PORT));
     }
     if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
-        return Some((sa.ip().to_string(), sa.port()));
+        return (sa.port() != 0).then(|| (sa.ip().to_string(), sa.port()));
     }
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().ok().filter(|&p| p != 0)?),
@@ -348,6 +348,16 @@ mod tests {
             correction(-500_000_000, Duration::from_millis(128)),
             Correction::Step
         );
+    }
+
+    /// Found by fuzz/fuzz_targets/sntp.rs: an address literal with port 0
+    /// passed (and so passed config validation of init.sntp.servers),
+    /// while `host:0` did not.
+    #[test]
+    fn port_zero_is_refused_for_address_literals_too() {
+        for bad in ["192.0.2.1:0", "[2001:db8::123]:0", "[::1]:0"] {
+            assert_eq!(parse_server(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -45,6 +45,52 @@ impl std::fmt::Display for ServerReply {
     }
 }
 
+/// A server reply as its lines arrive (sans-I/O: the caller reads each
+/// line, at most [`MAX_REPLY_LINE`] bytes up to and including its LF).
+/// At most [`MAX_REPLY_LINES`] lines; a line that does not start with
+/// three digits is [`ClientError::Malformed`].
+#[derive(Debug, Default)]
+pub struct ReplyLines {
+    text: String,
+    lines: Vec<String>,
+}
+
+impl ReplyLines {
+    /// Adds one line; the whole reply (and each line's text) once this
+    /// was its last line.
+    #[allow(clippy::type_complexity)]
+    pub fn push(&mut self, line: &[u8]) -> Result<Option<(ServerReply, Vec<String>)>, ClientError> {
+        let l = String::from_utf8_lossy(line);
+        let l = l.trim_end();
+        // Three ASCII digits (slicing the text at byte 3 could split a
+        // character a server sent there).
+        let digits = l.as_bytes().get(..3).ok_or(ClientError::Malformed)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(ClientError::Malformed);
+        }
+        let code = digits
+            .iter()
+            .fold(0u16, |c, d| c * 10 + u16::from(d - b'0'));
+        let rest = l.get(4..).unwrap_or("");
+        if !self.text.is_empty() {
+            self.text.push(' ');
+        }
+        self.text.push_str(rest);
+        self.lines.push(rest.to_string());
+        if l.as_bytes().get(3) != Some(&b'-') {
+            let text = std::mem::take(&mut self.text);
+            return Ok(Some((
+                ServerReply { code, text },
+                std::mem::take(&mut self.lines),
+            )));
+        }
+        if self.lines.len() >= MAX_REPLY_LINES {
+            return Err(ClientError::Malformed);
+        }
+        Ok(None)
+    }
+}
+
 /// What went wrong on a connection as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -416,9 +462,8 @@ impl Client {
 
     /// A reply, and the text of each of its lines.
     async fn read_reply_lines(&mut self) -> Result<(ServerReply, Vec<String>), ClientError> {
-        let mut text = String::new();
-        let mut lines = Vec::new();
-        for _ in 0..MAX_REPLY_LINES {
+        let mut reply = ReplyLines::default();
+        loop {
             let mut line = Vec::new();
             let read = async {
                 let mut limited = (&mut self.io).take(MAX_REPLY_LINE as u64);
@@ -430,23 +475,10 @@ impl Client {
             if n == 0 {
                 return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            let l = String::from_utf8_lossy(&line);
-            let l = l.trim_end();
-            if l.len() < 3 {
-                return Err(ClientError::Malformed);
-            }
-            let code: u16 = l[..3].parse().map_err(|_| ClientError::Malformed)?;
-            let rest = l.get(4..).unwrap_or("");
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            text.push_str(rest);
-            lines.push(rest.to_string());
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return Ok((ServerReply { code, text }, lines));
+            if let Some(done) = reply.push(&line)? {
+                return Ok(done);
             }
         }
-        Err(ClientError::Malformed)
     }
 
     async fn send_line(&mut self, line: &str) -> Result<(), ClientError> {
@@ -576,6 +608,36 @@ mod tests {
         let r = c.command("NOOP").await;
         assert!(matches!(r, Err(ClientError::Malformed)), "{r:?}");
         server.await.unwrap();
+    }
+
+    #[test]
+    fn reply_lines_parse_without_io() {
+        let mut r = ReplyLines::default();
+        assert!(r.push(b"250-mx.test hi\r\n").unwrap().is_none());
+        let (reply, lines) = r.push(b"250 SIZE 10\r\n").unwrap().unwrap();
+        assert_eq!(reply.code, 250);
+        assert_eq!(reply.text, "mx.test hi SIZE 10");
+        assert_eq!(lines, ["mx.test hi", "SIZE 10"]);
+        let mut r = ReplyLines::default();
+        for _ in 0..MAX_REPLY_LINES - 1 {
+            assert!(r.push(b"250-x\r\n").unwrap().is_none());
+        }
+        assert!(matches!(r.push(b"250-x\r\n"), Err(ClientError::Malformed)));
+        for bad in [&b"25\r\n"[..], b"+25 x\r\n", b"2x0 x\r\n"] {
+            let r = ReplyLines::default().push(bad);
+            assert!(matches!(r, Err(ClientError::Malformed)), "{bad:?}");
+        }
+    }
+
+    /// Found while writing fuzz/fuzz_targets/smtp_reply.rs: a reply whose
+    /// first three bytes split a UTF-8 character made the mail service
+    /// panic (the code was read by slicing the text at byte 3).
+    #[test]
+    fn a_split_character_in_the_code_is_malformed_not_a_panic() {
+        for bad in ["22\u{e9} ok\r\n", "2\u{20ac} ok\r\n", "\u{e9}\r\n"] {
+            let r = ReplyLines::default().push(bad.as_bytes());
+            assert!(matches!(r, Err(ClientError::Malformed)), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora fuzz/corpus/<target>/ (a handful of small files
+each), from the fixtures and golden bytes of the firmware's unit tests,
+rebuilt here by hand (DNS packets, postcard bodies, spool records, SMTP
+transcripts, netlink messages). Run again after a format changes:
+    python3 fuzz/make-corpus.py
+It only writes files under fuzz/corpus/."""
+
+import os
+import struct
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "corpus")
+
+
+def write(target, name, data):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- postcard ------------------------------------------------------------
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pbytes(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return varint(len(b)) + b
+
+
+# ---- DNS -----------------------------------------------------------------
+def name(text):
+    out = b""
+    for label in text.strip(".").split("."):
+        if label:
+            out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def header(id_, flags, qd, an, ns, ar):
+    return struct.pack(">HHHHHH", id_, flags, qd, an, ns, ar)
+
+
+def opt(payload=1232, version=0):
+    return b"\0" + struct.pack(">HHBBHH", 41, payload, 0, version, 0, 0)
+
+
+def query(qname, qtype=1, qclass=1, edns=True, id_=0x1234, version=0):
+    q = header(id_, 0x0100, 1, 0, 0, 1 if edns else 0) + name(qname)
+    q += struct.pack(">HH", qtype, qclass)
+    if edns:
+        q += opt(version=version)
+    return q
+
+
+def rr(owner, rtype, ttl, rdata, rclass=1):
+    return owner + struct.pack(">HHIH", rtype, rclass, ttl, len(rdata)) + rdata
+
+
+def answer_a(qname, ttl, ip, id_=77, edns=False):
+    m = header(id_, 0x8180, 1, 1, 0, 1 if edns else 0) + name(qname) + struct.pack(">HH", 1, 1)
+    m += rr(b"\xc0\x0c", 1, ttl, bytes(ip))
+    if edns:
+        m += opt()
+    return m
+
+
+def nxdomain(qname, soa_ttl, minimum, id_=78):
+    zone = name("example.")
+    soa = zone + zone + struct.pack(">IIIII", 1, 2, 3, 4, minimum)
+    m = header(id_, 0x8183, 1, 0, 1, 0) + name(qname) + struct.pack(">HH", 1, 1)
+    return m + rr(zone, 6, soa_ttl, soa)
+
+
+def cname_chain(id_=79):
+    m = header(id_, 0x8180, 1, 2, 0, 0) + name("www.Example.COM.") + struct.pack(">HH", 1, 1)
+    m += rr(b"\xc0\x0c", 5, 300, name("web.example.com."))
+    m += rr(b"\xc0\x2a", 1, 60, bytes([192, 0, 2, 7]))
+    return m
+
+
+def txt_answer(qname, ttl, text, id_=80):
+    m = header(id_, 0x8180, 1, 1, 0, 0) + name(qname) + struct.pack(">HH", 16, 1)
+    return m + rr(b"\xc0\x0c", 16, ttl, bytes([len(text)]) + text.encode())
+
+
+write("dns_query", "a-edns", query("example.com."))
+write("dns_query", "aaaa-plain", query("nas.home.arpa.", 28, edns=False))
+write("dns_query", "ptr", query("1.2.0.192.in-addr.arpa.", 12))
+write("dns_query", "badvers", query("example.com.", version=1))
+write("dns_query", "axfr", query("example.com.", 252))
+write("dns_query", "chaos", query("version.bind.", 16, 3))
+write("dns_query", "response", answer_a("example.com.", 60, [192, 0, 2, 1]))
+
+answers = {
+    "a": answer_a("a.example.", 60, [192, 0, 2, 1]),
+    "a-opt": answer_a("b.example.", 3600, [192, 0, 2, 2], edns=True),
+    "nxdomain": nxdomain("missing.example.", 900, 300),
+    "cname": cname_chain(),
+    "txt": txt_answer("t.example.", 5, "hello"),
+}
+for k, v in answers.items():
+    write("dns_answer", k, v)
+    write("dns_cache", k, b"\0" + v)
+write("dns_answer", "truncated", answers["a"][:-3])
+# Scripts: inserts (op 0), lookups (2), clock steps (3), failures (4).
+write("dns_cache", "script-fill", b"\x01\x10\x00\x00\x00\x00\x00"
+      + b"".join(bytes([0, i, 0, 60, 1, 0x80, 0x41]) for i in range(12))
+      + b"\x02\x03\x03\x10\x00\x02\x05\x04\x05")
+write("dns_cache", "script-expire", b"\x01\x00\x00\x7f\xff\xff\xff"
+      + bytes([0, 1, 0, 10, 0, 20, 0x61, 3, 0xff, 0xff, 2, 1, 3, 0xff, 0xff, 2, 1]))
+
+
+def snap_entry(key, wire, age_ms, ttl, hits):
+    return pbytes(key) + pbytes(wire) + varint(age_ms) + varint(ttl) + varint(hits)
+
+
+def key_of(qname, qtype=1):
+    return name(qname).lower() + struct.pack(">HH", qtype, 1)
+
+
+def stored(resp):
+    # As the cache stores it: ID 0, QR|RA, question lower-cased (our
+    # fixtures are lower-case already except the CNAME one).
+    b = bytearray(resp)
+    b[0:2] = b"\0\0"
+    return bytes(b)
+
+
+entries = [
+    snap_entry(key_of("a.example."), stored(answers["a"]), 1500, 60, 3),
+    snap_entry(key_of("missing.example."), stored(answers["nxdomain"]), 0, 300, 0),
+    snap_entry(key_of("t.example.", 16), stored(answers["txt"]), 10_000, 5, 1),
+]
+hot = [key_of("a.example.")]
+body = varint(1_700_000_000) + varint(len(entries)) + b"".join(entries) + varint(len(hot)) + b"".join(pbytes(k) for k in hot)
+write("dns_snapshot", "body", b"\0" + body)
+write("dns_snapshot", "body-empty", b"\0" + varint(0) + varint(0) + varint(0))
+
+
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+snap_file = b"PCBLDNS\x01" + struct.pack(">IQQ", 1, len(body), fnv1a64(body)) + body
+write("dns_snapshot", "file", b"\x01" + snap_file)
+write("dns_snapshot", "file-bad-sum", b"\x01" + snap_file[:-1] + b"\xff")
+
+write("dns_dhcp", "render", "# DNS servers of the DHCP lease, written by pocobelle dhcp-event\n192.168.1.1\n2001:db8::53\n")
+write("dns_dhcp", "ports", "10.0.0.1:5353\n[2001:db8::1]:53\n[fe80::1]\n# comment\n\n10.0.0.1:5353\n")
+write("dns_dhcp", "bad", "0.0.0.0\n224.0.0.1\n255.255.255.255\nnot-an-ip\n1.2.3.4:0\n1.1.1.1\n8.8.8.8\n9.9.9.9\n8.8.4.4\n1.0.0.1\n")
+
+# ---- SMTP ----------------------------------------------------------------
+GOOD = b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\nDATA\r\nSubject: hi\r\n\r\n..dot\r\nbody\r\n.\r\nQUIT\r\n"
+# flags byte: 1 TLS offered, 2 AUTH offered, 4 submission, 8 MAIL 4xx,
+# 16 RCPT 5xx, 32 spool fails, 64/128 AUTH verdict; then chunk size-1 and
+# message size limit (64 + 64 * n).
+write("smtp_session", "good", bytes([0x13, 0xFF, 4]) + GOOD)
+write("smtp_session", "good-bytewise", bytes([0x00, 0x00, 4]) + GOOD)
+write("smtp_session", "smuggle", bytes([0x10, 0x20, 4]) + b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\nDATA\r\nhello\n.\r\nMAIL FROM:<evil@b.test>\r\nRCPT TO:<u@home.arpa>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n")
+write("smtp_session", "bdat", bytes([0x00, 0x40, 1]) + b"EHLO x\r\nMAIL FROM:<> SIZE=20\r\nRCPT TO:<u@home.arpa>\r\nRCPT TO:<\"q u\"@[192.0.2.1]>\r\nBDAT 6\r\nab\r\ncdBDAT 4 LAST\r\nef\r\nQUIT\r\n")
+write("smtp_session", "auth", bytes([0xC7, 0xFF, 8]) + b"EHLO x\r\nSTARTTLS\r\nEHLO x\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nMAIL FROM:<alice@home.arpa>\r\nRCPT TO:<bob@elsewhere.test>\r\nDATA\r\nhi\r\n.\r\nAUTH LOGIN\r\n*\r\nETRN example.org\r\nQUIT\r\n")
+write("smtp_session", "errors", bytes([0x00, 0x07, 0]) + b"HELO\r\nMAIL\r\nRCPT TO:<x>\r\nDATA\r\nBDAT x\r\nVRFY a\r\nNOOP\r\nRSET\r\nbare\nline\r\n" + b"X" * 1200 + b"\r\nQUIT\r\n")
+
+write("smtp_reply", "ehlo", b"250-mx.test hi\r\n250-SIZE 10240000\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
+write("smtp_reply", "greeting-and-errors", b"220 mx.test ESMTP\r\n451 4.3.0 try later\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\ngarbage\r\n")
+write("smtp_reply", "credentials", b"# relay\nme@isp.test:pa:ss\n")
+write("smtp_reply", "auth-eq", b"250-x\r\n250 AUTH=PLAIN\r\n")
+
+# ---- SASL ----------------------------------------------------------------
+write("sasl", "plain", b"AGFsaWNlAHMzY3JldA==")
+write("sasl", "plain-authzid", b"YWxpY2UAYWxpY2UAczNjcmV0")
+write("sasl", "login-user", b"YWxpY2U=")
+write("sasl", "empty", b"=")
+write("sasl", "bad", b"YWxp*2U=")
+
+
+# ---- spool ---------------------------------------------------------------
+def record(t, payload):
+    length = struct.pack("<I", len(payload))
+    crc = zlib.crc32(payload, zlib.crc32(length, zlib.crc32(bytes([t]))))
+    return bytes([0xB5, t]) + length + struct.pack("<I", crc) + payload
+
+
+def begin(id_, rcpts, sender="a@b.test", received=1_700_000_000):
+    p = varint(id_) + varint(received) + pbytes(sender) + varint(len(rcpts)) + b"".join(pbytes(r) for r in rcpts)
+    return 1, p
+
+
+def body_rec(id_, data):
+    return 2, struct.pack("<Q", id_) + data
+
+
+def end_rec(id_, size):
+    return 3, struct.pack("<QQ", id_, size)
+
+
+def rcpt_rec(id_, index, outcome):
+    return 4, varint(id_) + varint(index) + varint(outcome)
+
+
+def retry_rec(id_, attempts, next_at, error):
+    return 5, varint(id_) + varint(attempts) + varint(next_at) + pbytes(error)
+
+
+recs = [begin(1001, ["u@home.arpa", "v@home.arpa"]), body_rec(1001, b"Subject: hi\r\n\r\nbody\r\n"),
+        end_rec(1001, 21), rcpt_rec(1001, 0, 0), retry_rec(1001, 2, 1_700_000_600, "451 try later"),
+        (6, struct.pack("<Q", 1001)), (7, struct.pack("<Q", 1001))]
+for i, (t, p) in enumerate(recs):
+    write("spool_record", f"framed-{t}", b"\0" + bytes([t]) + p)
+    write("spool_record", f"raw-{t}", b"\x01" + record(t, p))
+
+seg1 = b"".join(record(*r) for r in [
+    begin(1001, ["u@home.arpa", "v@home.arpa"]), body_rec(1001, b"Subject: hi\r\n\r\n"),
+    begin(1002, ["w@home.arpa"]), body_rec(1002, b"other\r\n"), body_rec(1001, b"body\r\n"),
+    end_rec(1001, 21), end_rec(1002, 7)])
+seg2 = b"".join(record(*r) for r in [
+    rcpt_rec(1001, 0, 0), retry_rec(1002, 1, 1_700_000_600, "451 try later"), (7, struct.pack("<Q", 1002)),
+    begin(1003, ["x@home.arpa"]), body_rec(1003, b"unended")])
+write("spool_recovery", "two-segments", b"\0" + seg1 + b"%SEG" + seg2)
+write("spool_recovery", "torn-tail", b"\x01" + seg1 + seg2[:-5])
+write("spool_recovery", "delete", b"\0" + seg1 + b"%SEG" + record(6, struct.pack("<Q", 1001)) + record(4, varint(1002) + varint(0) + varint(1)))
+
+# ---- control -------------------------------------------------------------
+# type byte: 0/1 init request/response, 2/3 dns, 4/5 mail.
+write("control", "init-status", b"\x00" + varint(0))
+write("control", "init-shutdown", b"\x00" + varint(2) + varint(1))
+write("control", "init-log", b"\x01" + varint(1) + varint(2) + pbytes("boot") + pbytes("dns started"))
+write("control", "dns-prime", b"\x02" + varint(1))
+write("control", "dns-prime-started", b"\x03" + varint(1) + varint(42))
+write("control", "mail-delete", b"\x04" + varint(1) + varint(1001))
+write("control", "mail-summary", b"\x05" + varint(3) + varint(2) + varint(4096))
+write("control", "mail-error", b"\x05" + varint(2) + pbytes("no such message"))
+
+# ---- config --------------------------------------------------------------
+with open(os.path.join(ROOT, "rootfs-overlay", "etc", "pocobelle.toml"), "rb") as f:
+    write("config", "shipped-example", f.read())
+write("config", "empty", b"")
+write("config", "dns-hosts", b'[system]\nhostname = "box"\n\n[dns]\nlocal_domain = "home.arpa"\ncache_bytes = 65536\n\n[[dns.hosts]]\nname = "nas"\naddrs = ["192.168.1.10", "fd00::10"]\n')
+write("config", "typo", b'[system]\nhostname = "box"\n\n[log]\nlevle = "debug"\n')
+write("config", "syntax", b'[log]\nlevel = "info\n')
+
+# ---- SNTP ----------------------------------------------------------------
+t1 = struct.pack(">Q", ((1_700_000_000 + 2_208_988_800) << 32) | 0x80000000)
+t4 = struct.pack(">Q", ((1_700_000_000 + 2_208_988_800) << 32) | 0x90000000)
+reply = bytearray(48)
+reply[0] = (4 << 3) | 4
+reply[1] = 2
+reply[12:16] = b"LOCL"
+reply[24:32] = t1
+reply[32:40] = struct.pack(">Q", ((1_700_000_005 + 2_208_988_800) << 32) | 0x81000000)
+reply[40:48] = struct.pack(">Q", ((1_700_000_005 + 2_208_988_800) << 32) | 0x82000000)
+write("sntp", "good", t1 + t4 + bytes(reply))
+kod = bytearray(reply)
+kod[1] = 0
+kod[12:16] = b"RATE"
+write("sntp", "kiss-of-death", t1 + t4 + bytes(kod))
+write("sntp", "server-names", t1 + t4 + b"pool.ntp.org:123")
+write("sntp", "state-line", t1 + t4 + b"192.0.2.1 -15 1700000000\n")
+write("sntp", "v6-server", t1 + t4 + b"[2001:db8::123]:123")
+
+
+# ---- netlink (native endian: little on the hosts and boards) ---------------
+def nlmsg(kind, seq, payload, flags=0):
+    m = struct.pack("<IHHII", 16 + len(payload), kind, flags, seq, 0) + payload
+    return m + b"\0" * (-len(m) % 4)
+
+
+def nlattr(kind, value):
+    a = struct.pack("<HH", 4 + len(value), kind) + value
+    return a + b"\0" * (-len(a) % 4)
+
+
+ack = nlmsg(2, 5, struct.pack("<i", 0) + b"\0" * 16)
+write("netlink", "ack", struct.pack(">I", 5) + ack)
+write("netlink", "eexist", struct.pack(">I", 5) + nlmsg(2, 5, struct.pack("<i", -17) + b"\0" * 16))
+v6 = bytes.fromhex("fec00000000000000000000000000015")
+dump = nlmsg(20, 9, bytes([10, 64, 0, 0]) + struct.pack("<I", 2) + nlattr(1, v6) + nlattr(8, struct.pack("<I", 0x40)))
+dump += nlmsg(20, 9, bytes([2, 24, 0x80, 0]) + struct.pack("<I", 2) + nlattr(2, bytes([10, 0, 2, 15])) + nlattr(1, bytes([10, 0, 2, 15])))
+dump += nlmsg(3, 9, struct.pack("<I", 0))
+write("netlink", "addr-dump", struct.pack(">I", 9) + dump)
+write("netlink", "addr-dump-cut", struct.pack(">I", 9) + dump[:-20])

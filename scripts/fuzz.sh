@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh run|test [SECONDS] [TARGET...]
+#
+# Coverage-guided fuzzing of the firmware's parsers (the fuzz/ crate,
+# libFuzzer through cargo-fuzz). Builds every target once, then runs them
+# one after another, each for SECONDS, and prints the executions of each
+# from libFuzzer's final stats.
+#   run   (make fuzz)       SECONDS from FUZZ_SECONDS, default 300; the
+#                           corpus grows in fuzz/target/corpus/<target>
+#                           (not committed), seeded from fuzz/corpus/<target>.
+#   test  (make test-fuzz)  every input of fuzz/corpus/<target> (the seeds,
+#                           and each crash once fixed: a regression test),
+#                           then SECONDS (default 20) of fuzzing from a
+#                           fresh scratch corpus.
+# A crash, a hang (-timeout) or memory growth (-rss_limit_mb) fails the
+# target; its input is saved under fuzz/artifacts/<target>/ and the
+# script exits non-zero after running the others.
+#
+# cargo fuzz needs nightly flags (-Z sanitizer, -C passes=sancov): the
+# stable 1.95 toolchain accepts them with RUSTC_BOOTSTRAP=1, which is
+# known to work here; no nightly toolchain is installed.
+set -euo pipefail
+
+mode=${1:?usage: fuzz.sh run|test [SECONDS] [TARGET...]}
+shift
+case "$mode" in
+  run) seconds=${1:-${FUZZ_SECONDS:-300}} ;;
+  test) seconds=${1:-20} ;;
+  *) echo "fuzz.sh: unknown mode $mode (run or test)" >&2; exit 64 ;;
+esac
+[ $# -gt 0 ] && shift
+cd "$(dirname "$0")/.."
+
+# Memory bound per target (libFuzzer's -rss_limit_mb, also its largest
+# single allocation) and per-input time before it counts as a hang.
+RSS_LIMIT_MB=${FUZZ_RSS_LIMIT_MB:-1024}
+TIMEOUT_S=${FUZZ_TIMEOUT_S:-10}
+
+bash scripts/setup.sh fuzz
+
+export RUSTC_BOOTSTRAP=1
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(cd fuzz && cargo fuzz list)
+fi
+
+start=$(date +%s)
+(cd fuzz && nice -n "${FUZZ_NICE:-10}" cargo fuzz build)
+echo "fuzz: built ${#targets[@]} targets in $(( $(date +%s) - start )) s"
+
+host=$(rustc -vV | sed -n 's/^host: //p')
+bin=fuzz/target/$host/release
+failed=()
+for t in "${targets[@]}"; do
+  seeds=fuzz/corpus/$t
+  mkdir -p "$seeds" "fuzz/artifacts/$t"
+  if [ "$mode" = run ]; then
+    work=fuzz/target/corpus/$t
+    mkdir -p "$work"
+  else
+    work=$(mktemp -d "${TMPDIR:-/tmp}/pocobelle-fuzz-$t.XXXXXX")
+  fi
+  log=fuzz/target/$t.log
+  rc=0
+  nice -n "${FUZZ_NICE:-10}" "$bin/$t" "$work" "$seeds" \
+    -max_total_time="$seconds" -timeout="$TIMEOUT_S" -rss_limit_mb="$RSS_LIMIT_MB" \
+    -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 || rc=$?
+  [ "$mode" = test ] && rm -rf "$work"
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+  secs=${secs:-$seconds}
+  rate=$(( ${execs:-0} / (secs > 0 ? secs : 1) ))
+  if [ $rc -eq 0 ]; then
+    printf 'fuzz: %-16s ok      %12s execs in %4s s (%s/s)\n' "$t" "${execs:-?}" "$secs" "$rate"
+  else
+    printf 'fuzz: %-16s FAILED  %12s execs (exit %s; log %s)\n' "$t" "${execs:-?}" "$rc" "$log"
+    grep -E '^(==[0-9]+==ERROR|thread .* panicked|SUMMARY|artifact_prefix|Test unit written)' "$log" | head -8 || true
+    failed+=("$t")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz: ${#failed[@]} of ${#targets[@]} targets failed: ${failed[*]}"
+  exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets passed ($(( $(date +%s) - start )) s in all)"
