@@ -1797,3 +1797,152 @@ fn mailq_ends_with_postfix_summary_and_exits_by_sysexits() {
         assert_eq!(last, want, "{out}");
     }
 }
+
+/// A tiny SMTP server in Python that offers SIZE, 8BITMIME and SMTPUTF8
+/// (smtp-sink offers neither SIZE nor SMTPUTF8) and appends each MAIL
+/// command it gets, as sent, to `out`.
+fn python_sink(port: u16, out: &Path) -> Kill {
+    const SCRIPT: &str = r#"
+import socketserver, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        w = self.wfile.write
+        w(b"220 pysink ESMTP\r\n")
+        while True:
+            l = self.rfile.readline()
+            if not l:
+                return
+            u = l.upper()
+            if u.startswith(b"EHLO"):
+                w(b"250-pysink\r\n250-SIZE 10000000\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+            elif u.startswith(b"MAIL"):
+                with open(out, "ab") as f:
+                    f.write(l.rstrip(b"\r\n") + b"\n")
+                w(b"250 2.1.0 Ok\r\n")
+            elif u.startswith(b"DATA"):
+                w(b"354 go on\r\n")
+                while self.rfile.readline() not in (b".\r\n", b""):
+                    pass
+                w(b"250 2.0.0 Ok\r\n")
+            elif u.startswith(b"QUIT"):
+                w(b"221 2.0.0 Bye\r\n")
+                return
+            else:
+                w(b"250 2.0.0 Ok\r\n")
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+    let child = child("python3")
+        .args(["-c", SCRIPT, &port.to_string()])
+        .arg(out)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the python sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Kill(child)
+}
+
+/// Sends one message over a raw socket with these MAIL parameters
+/// (swaks cannot set SMTPUTF8); the router's replies.
+fn send_raw(port: u16, mail_params: &str, to: &str, subject: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.write_all(
+        format!(
+            "EHLO t\r\nMAIL FROM:<me@senders.test>{mail_params}\r\nRCPT TO:<{to}>\r\nDATA\r\n\
+             Subject: {subject}\r\n\r\ncaf\u{e9}\r\n.\r\nQUIT\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn esmtp_parameters_reach_the_next_hop_and_smtputf8_bounces_without_it() {
+    if !peers_present() || !have("python3") {
+        return;
+    }
+    let (full_port, plain_port, senders_port) = (free_port(), free_port(), free_port());
+    let full_log = tmpdir("pysink").join("mail-lines");
+    let plain_dir = tmpdir("sink-plain");
+    let senders_dir = tmpdir("sink-senders3");
+    let _full = python_sink(full_port, &full_log);
+    // smtp-sink offers 8BITMIME, and neither SIZE nor SMTPUTF8.
+    let _plain = sink(&plain_dir, plain_port);
+    let _senders = sink(&senders_dir, senders_port);
+    let r = Router::new(
+        "esmtp",
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\n[mail.routes]\n\"full.test\" = \"127.0.0.1:{full_port}\"\n\
+             \"plain.test\" = \"127.0.0.1:{plain_port}\"\n\"senders.test\" = \"127.0.0.1:{senders_port}\"\n"
+        ),
+    );
+    for (params, to, subject) in [
+        (" BODY=8BITMIME SMTPUTF8", "u@full.test", "utf8 to full"),
+        (" BODY=7BIT", "v@full.test", "7bit to full"),
+        (" BODY=8BITMIME", "u@plain.test", "8bit to plain"),
+        (" SMTPUTF8", "w@plain.test", "utf8 to plain"),
+    ] {
+        let out = send_raw(r.port, params, to, subject);
+        assert!(out.contains("queued as"), "{subject}: {out}");
+    }
+    r.wait("two messages at the python sink", 30, || {
+        std::fs::read_to_string(&full_log).is_ok_and(|t| t.lines().count() == 2)
+    });
+    let mut lines: Vec<String> = std::fs::read_to_string(&full_log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    let utf8 = lines.iter().find(|l| l.contains("SMTPUTF8"));
+    let utf8 = utf8.unwrap_or_else(|| panic!("{lines:?}"));
+    let (_, size) = utf8.split_once("SIZE=").unwrap();
+    let size: u64 = size.split(' ').next().unwrap().parse().unwrap();
+    assert!(size > 20, "{utf8}");
+    assert_eq!(
+        *utf8,
+        format!("MAIL FROM:<me@senders.test> SIZE={size} BODY=8BITMIME SMTPUTF8")
+    );
+    let plain = lines.iter().find(|l| !l.contains("SMTPUTF8")).unwrap();
+    assert!(
+        plain.starts_with("MAIL FROM:<me@senders.test> SIZE=") && !plain.contains("BODY="),
+        "{lines:?}"
+    );
+    // smtp-sink: BODY=8BITMIME passed on, no SIZE= (not offered); the
+    // SMTPUTF8 message never reaches it.
+    r.wait("the 8bit message at smtp-sink", 30, || {
+        !sunk(&plain_dir).is_empty()
+    });
+    r.wait("a DSN at the sender's server", 30, || {
+        !sunk(&senders_dir).is_empty()
+    });
+    let got = sunk(&plain_dir);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let args = got[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Mail-Args: "))
+        .map(str::trim_end);
+    assert_eq!(args, Some("<me@senders.test> BODY=8BITMIME"), "{}", got[0]);
+    assert!(got[0].contains("8bit to plain"), "{}", got[0]);
+    // The SMTPUTF8 message bounced at once (RFC 6531 3.4), 5.6.7.
+    let dsns = sunk(&senders_dir);
+    assert_eq!(dsns.len(), 1, "{dsns:?}");
+    let d = &dsns[0];
+    assert!(d.contains("Final-Recipient: rfc822; w@plain.test"), "{d}");
+    assert!(d.contains("Action: failed"), "{d}");
+    assert!(d.contains("Status: 5.6.7"), "{d}");
+    assert!(d.contains("SMTPUTF8 is required"), "{d}");
+    r.wait("an empty queue", 30, || {
+        r.tool("mailq", &[]).1.contains("Mail queue is empty")
+    });
+}

@@ -264,13 +264,13 @@ expect 1 'fsck: checking /dev/vda' "fsck after an unclean shutdown"
 expect 1 'swap: writing /data/swapfile' "swap file created"
 expect 2 'the last shutdown was clean' "clean shutdown recognised"
 # The DNS cache's memory on the board, 20,000 names loaded from the snapshot.
-expect 2 "^dns: dns: INFO: snapshot loaded: $board_names entries \(0 skipped\)" "dns: the host-made snapshot loaded on ARM"
+expect 2 "^dns: INFO: snapshot loaded: $board_names entries \(0 skipped\)" "dns: the host-made snapshot loaded on ARM"
 for c in "board-mem: dns loaded the snapshot" "board-mem: n[0-9]+.board.test answered" \
          "board-mem: the [0-9]+ names came from the cache" "board-mem: dns VmHWM"; do
   expect 2 "^checker: CHECK: $c.* ok" "$c"
 done
-expect 2 "^dns: dns: INFO: snapshot written: $board_names entries" "dns replaced the snapshot it was given (owner and mode right)"
-expect 3 "^dns: dns: INFO: snapshot loaded: $board_names entries \(0 skipped\)" "dns loaded boot 2's snapshot"
+expect 2 "^dns: INFO: snapshot written: $board_names entries" "dns replaced the snapshot it was given (owner and mode right)"
+expect 3 "^dns: INFO: snapshot loaded: $board_names entries \(0 skipped\)" "dns loaded boot 2's snapshot"
 echo "boot-test: DNS memory on the board (ARMv7 guest, 64 MB), cold (boot 1) and with $board_names names (boot 2):"
 for n in 1 2; do
   grep -E '^checker: board-mem: ' "$work/boot$n.log.txt" | sed "s/^checker: /  boot $n: /" || true

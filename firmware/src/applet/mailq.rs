@@ -160,6 +160,7 @@ mod tests {
             next_at: 160,
             last_error: "127.0.0.1:25: connection refused".into(),
             warned: false,
+            flags: Default::default(),
             extents: vec![],
         }
     }

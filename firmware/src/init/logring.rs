@@ -66,6 +66,23 @@ pub fn record(line: &str) {
     crate::init::logfile::record(line);
 }
 
+/// A service's output line as the console and the ring show it, with the
+/// service's name once. A pocobelle applet's own logger already starts
+/// its lines with its name (`dns: INFO: ...`), so a line that starts with
+/// `<name>: ` is taken as it is; any other line (a shell script, udhcpc)
+/// gets the prefix. Without this a service's records read
+/// `dns: dns: INFO: ...`.
+pub fn service_line(name: &str, line: &str) -> String {
+    let own = line
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.starts_with(": "));
+    if own {
+        line.to_string()
+    } else {
+        format!("{name}: {line}")
+    }
+}
+
 /// Splits service output into lines: bytes come in as read from the pipe,
 /// complete lines come out; a partial line waits for more, bounded by
 /// [`MAX_LINE`] (a longer one is emitted in pieces).
@@ -102,6 +119,30 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_line_carries_its_name_once() {
+        assert_eq!(
+            service_line("dns", "dns: INFO: snapshot loaded"),
+            "dns: INFO: snapshot loaded"
+        );
+        assert_eq!(
+            service_line("mail", "mail: INFO: mail: listening on 0.0.0.0:25 (Smtp)"),
+            "mail: INFO: mail: listening on 0.0.0.0:25 (Smtp)"
+        );
+        assert_eq!(
+            service_line("checker", "CHECK: done"),
+            "checker: CHECK: done"
+        );
+        assert_eq!(
+            service_line("dhcp", "udhcpc: lease obtained"),
+            "dhcp: udhcpc: lease obtained"
+        );
+        // Only the name followed by ": " counts as the prefix.
+        assert_eq!(service_line("dns", "dnsmasq: x"), "dns: dnsmasq: x");
+        assert_eq!(service_line("dns", "dns:x"), "dns: dns:x");
+        assert_eq!(service_line("dns", ""), "dns: ");
+    }
 
     #[test]
     fn ring_keeps_the_newest_within_bounds() {

@@ -324,8 +324,9 @@ impl Supervisor {
     }
 
     /// The output pipe of service `i` is readable (or closed): copies its
-    /// complete lines, prefixed with the service name, to the console and
-    /// the log ring. Reads at most [`OUTPUT_READ_BYTES`] per call.
+    /// complete lines, with the service name once (see
+    /// [`logring::service_line`]), to the console and the log ring. Reads
+    /// at most [`OUTPUT_READ_BYTES`] per call.
     pub fn on_output_fd(&mut self, i: usize) {
         let s = &mut self.services[i];
         let name = s.cfg.name.clone();
@@ -333,7 +334,7 @@ impl Supervisor {
             return;
         };
         let emit = |l: &str| {
-            let line = format!("{name}: {l}");
+            let line = logring::service_line(&name, l);
             let _ = writeln!(std::io::stderr(), "{line}");
             logring::record(&line);
         };

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use super::spool::record::MessageFlags;
 use super::spool::{Extent, SpoolError, read_extents};
 use crate::config::TlsMode;
 
@@ -147,6 +148,10 @@ pub struct Outgoing {
     pub due: bool,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// The ESMTP parameters it arrived with.
+    pub flags: MessageFlags,
+    /// Its size in the spool (for `SIZE=`).
+    pub size: u64,
 }
 
 /// Per-recipient result of one message.
@@ -269,6 +274,12 @@ pub struct Extensions {
     pub starttls: bool,
     pub auth_plain: bool,
     pub auth_login: bool,
+    /// 8BITMIME (RFC 6152).
+    pub eight_bit_mime: bool,
+    /// SMTPUTF8 (RFC 6531).
+    pub smtputf8: bool,
+    /// SIZE, with or without a limit (RFC 1870).
+    pub size: bool,
 }
 
 impl Extensions {
@@ -279,6 +290,9 @@ impl Extensions {
             let mut words = u.split([' ', '=']);
             match words.next() {
                 Some("STARTTLS") => x.starttls = true,
+                Some("8BITMIME") => x.eight_bit_mime = true,
+                Some("SMTPUTF8") => x.smtputf8 = true,
+                Some("SIZE") => x.size = true,
                 Some("AUTH") => {
                     for w in words {
                         x.auth_plain |= w == "PLAIN";
@@ -292,6 +306,57 @@ impl Extensions {
     }
 }
 
+/// Why a message cannot be handed to a server at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsendable {
+    /// The message arrived with `SMTPUTF8` and the server does not offer
+    /// it: RFC 6531 3.4 forbids sending it there; it fails permanently
+    /// (5.6.7) rather than waiting for a server that will never change.
+    SmtpUtf8NotOffered,
+}
+
+impl Unsendable {
+    /// The permanent reply recorded for each recipient (its status is the
+    /// DSN's); `peer` names the server.
+    pub fn reply(self, peer: &str) -> ServerReply {
+        match self {
+            Unsendable::SmtpUtf8NotOffered => ServerReply {
+                code: 553,
+                text: format!("5.6.7 SMTPUTF8 is required, but was not offered by host {peer}"),
+            },
+        }
+    }
+}
+
+/// The `MAIL FROM` command for a message to a server that offered `ext`:
+/// `BODY=8BITMIME` when the message arrived with it and the server offers
+/// 8BITMIME, `SMTPUTF8` likewise, `SIZE=<size>` when the server offers
+/// SIZE. An 8BITMIME message to a server without 8BITMIME goes as it is,
+/// without `BODY=` and unconverted (sendmail's "pass8"; Postfix would
+/// convert it to quoted-printable unless `disable_mime_output_conversion`).
+/// An SMTPUTF8 message to a server without SMTPUTF8 cannot go at all.
+pub fn mail_from_command(
+    from: &str,
+    flags: MessageFlags,
+    size: u64,
+    ext: &Extensions,
+) -> Result<String, Unsendable> {
+    if flags.smtputf8 && !ext.smtputf8 {
+        return Err(Unsendable::SmtpUtf8NotOffered);
+    }
+    let mut line = format!("MAIL FROM:<{from}>");
+    if ext.size {
+        line.push_str(&format!(" SIZE={size}"));
+    }
+    if flags.eight_bit && ext.eight_bit_mime {
+        line.push_str(" BODY=8BITMIME");
+    }
+    if flags.smtputf8 {
+        line.push_str(" SMTPUTF8");
+    }
+    Ok(line)
+}
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -299,6 +364,10 @@ pub struct Client {
     io: BufReader<Box<dyn Stream>>,
     /// Protocol and cipher suite when the session is encrypted.
     tls: Option<String>,
+    /// What the server offered (in its last EHLO reply).
+    ext: Extensions,
+    /// The server's address, for replies made up here.
+    peer: SocketAddr,
 }
 
 impl Client {
@@ -328,6 +397,8 @@ impl Client {
         let mut c = Client {
             io: BufReader::with_capacity(IO_BUFFER, Box::new(tcp)),
             tls: None,
+            ext: Extensions::default(),
+            peer: hop,
         };
         let greet = c.read_reply().await?;
         if !greet.is_ok() {
@@ -367,6 +438,7 @@ impl Client {
         if let Some(cred) = s.auth {
             c.auth(cred, &ext).await?;
         }
+        c.ext = ext;
         Ok(c)
     }
 
@@ -415,6 +487,8 @@ impl Client {
         Ok(Client {
             io: BufReader::with_capacity(IO_BUFFER, Box::new(tls)),
             tls: Some(info),
+            ext: Extensions::default(),
+            peer: self.peer,
         })
     }
 
@@ -502,7 +576,21 @@ impl Client {
         spool_dir: &std::path::Path,
         m: &Outgoing,
     ) -> Result<Vec<Result1>, ClientError> {
-        let mail = self.command(&format!("MAIL FROM:<{}>", m.from)).await?;
+        let line = match mail_from_command(&m.from, m.flags, m.size, &self.ext) {
+            Ok(l) => l,
+            Err(why) => {
+                let reply = why.reply(&self.peer.to_string());
+                return Ok(m
+                    .rcpts
+                    .iter()
+                    .map(|(i, _)| Result1 {
+                        index: *i,
+                        reply: reply.clone(),
+                    })
+                    .collect());
+            }
+        };
+        let mail = self.command(&line).await?;
         if !mail.is_ok() {
             let _ = self.command("RSET").await;
             return Ok(m
@@ -610,6 +698,71 @@ mod tests {
         server.await.unwrap();
     }
 
+    fn flags(eight_bit: bool, smtputf8: bool) -> MessageFlags {
+        MessageFlags {
+            eight_bit,
+            smtputf8,
+        }
+    }
+
+    #[test]
+    fn mail_from_passes_on_what_the_hop_offers() {
+        let all = Extensions {
+            eight_bit_mime: true,
+            smtputf8: true,
+            size: true,
+            ..Extensions::default()
+        };
+        let none = Extensions::default();
+        let line = |f, x: &Extensions| mail_from_command("a@b.test", f, 1234, x);
+        assert_eq!(
+            line(flags(true, true), &all).unwrap(),
+            "MAIL FROM:<a@b.test> SIZE=1234 BODY=8BITMIME SMTPUTF8"
+        );
+        assert_eq!(
+            line(flags(false, false), &all).unwrap(),
+            "MAIL FROM:<a@b.test> SIZE=1234"
+        );
+        assert_eq!(
+            line(flags(false, false), &none).unwrap(),
+            "MAIL FROM:<a@b.test>"
+        );
+        // 8BITMIME not offered: sent as it is, without BODY=.
+        let no8 = Extensions {
+            eight_bit_mime: false,
+            ..all
+        };
+        assert_eq!(
+            line(flags(true, false), &no8).unwrap(),
+            "MAIL FROM:<a@b.test> SIZE=1234"
+        );
+        let only8 = Extensions {
+            eight_bit_mime: true,
+            ..none
+        };
+        assert_eq!(
+            line(flags(true, false), &only8).unwrap(),
+            "MAIL FROM:<a@b.test> BODY=8BITMIME"
+        );
+        // SMTPUTF8 not offered: the message cannot go (RFC 6531 3.4).
+        let no_utf8 = Extensions {
+            smtputf8: false,
+            ..all
+        };
+        assert_eq!(
+            line(flags(false, true), &no_utf8),
+            Err(Unsendable::SmtpUtf8NotOffered)
+        );
+        let r = Unsendable::SmtpUtf8NotOffered.reply("192.0.2.1:25");
+        assert!(r.is_permanent());
+        assert!(r.text.starts_with("5.6.7 "), "{r}");
+        // The null sender.
+        assert_eq!(
+            mail_from_command("", flags(false, false), 5, &none).unwrap(),
+            "MAIL FROM:<>"
+        );
+    }
+
     #[test]
     fn reply_lines_parse_without_io() {
         let mut r = ReplyLines::default();
@@ -648,6 +801,10 @@ mod tests {
         let x = Extensions::parse(&l(&["STARTTLS", "AUTH=PLAIN"]));
         assert!(!x.starttls, "the first line is the greeting");
         assert!(x.auth_plain);
+        let x = Extensions::parse(&l(&["mx.test", "SIZE 10240000", "8bitmime", "SMTPUTF8"]));
+        assert!(x.size && x.eight_bit_mime && x.smtputf8);
+        let x = Extensions::parse(&l(&["mx.test", "SIZE", "PIPELINING"]));
+        assert!(x.size && !x.eight_bit_mime && !x.smtputf8);
         let c = Credentials::parse("# relay\nme@isp.test:pa:ss\n").unwrap();
         assert_eq!(
             (c.user.as_str(), c.password.as_str()),

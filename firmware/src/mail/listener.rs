@@ -329,9 +329,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     failed = None;
                     let rcpts = env.rcpts.iter().map(|m| m.to_string()).collect();
                     let received = crate::mail::spool::Spool::unix_now();
+                    let flags = crate::mail::spool::record::MessageFlags {
+                        eight_bit: env.eight_bit,
+                        smtputf8: env.smtputf8,
+                    };
                     match shared
                         .spool
-                        .begin(env.from.to_string(), rcpts, received)
+                        .begin(env.from.to_string(), rcpts, received, flags)
                         .await
                     {
                         Ok(id) => {

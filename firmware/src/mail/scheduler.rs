@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::client::{Client, Credentials, OutboundTls, Outgoing, ServerReply, Session};
 use super::dsn::{Dsn, DsnKind, MAX_DSN_HEADERS};
-use super::spool::record::Outcome;
+use super::spool::record::{MessageFlags, Outcome};
 use super::spool::writer::{QueueEntry, SpoolHandle};
 use super::spool::{Extent, Spool, read_extents};
 use crate::config::{MailConfig, Route, TlsMode};
@@ -194,6 +194,8 @@ impl Scheduler {
                         received: e.received,
                         due,
                         attempts: e.attempts,
+                        flags: e.flags,
+                        size: e.size,
                     });
                 }
             }
@@ -554,10 +556,21 @@ impl Scheduler {
             kind,
         }
         .render();
+        // The DSN declares 8bit for original headers that are not ASCII,
+        // and needs SMTPUTF8 to reach a sender whose address is not.
+        let flags = MessageFlags {
+            eight_bit: !body.is_ascii(),
+            smtputf8: !from.is_ascii(),
+        };
         let spool = &self.spool;
         let r = async {
             let new = spool
-                .begin(String::new(), vec![from.to_string()], Spool::unix_now())
+                .begin(
+                    String::new(),
+                    vec![from.to_string()],
+                    Spool::unix_now(),
+                    flags,
+                )
                 .await?;
             for chunk in body.chunks(crate::smtp::session::BODY_CHUNK) {
                 spool.body(new, chunk.to_vec()).await?;

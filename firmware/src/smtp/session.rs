@@ -75,6 +75,10 @@ pub struct Envelope {
     pub helo: String,
     pub from: ReversePath,
     pub rcpts: Vec<Mailbox>,
+    /// MAIL FROM carried `BODY=8BITMIME`.
+    pub eight_bit: bool,
+    /// MAIL FROM carried `SMTPUTF8`.
+    pub smtputf8: bool,
 }
 
 /// What the caller must do next.
@@ -677,6 +681,8 @@ impl Session {
                         helo,
                         from,
                         rcpts: Vec::new(),
+                        eight_bit: params.eight_bit,
+                        smtputf8: params.smtputf8,
                     },
                 };
                 self.reply(Reply::new(250, "2.1.0", "Ok"));
@@ -1161,6 +1167,17 @@ mod tests {
     }
 
     const GOOD: &[u8] = b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\nDATA\r\nSubject: hi\r\n\r\n..dot\r\nbody\r\n.\r\nQUIT\r\n";
+
+    #[test]
+    fn the_envelope_keeps_body_and_smtputf8_for_the_next_hop() {
+        let r = run(b"EHLO c.test\r\nMAIL FROM:<a@b.test> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<u@home.arpa>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<a@b.test> BODY=7BIT\r\nRCPT TO:<u@home.arpa>\r\nDATA\r\ny\r\n.\r\n");
+        let flags: Vec<(bool, bool)> = r
+            .messages
+            .iter()
+            .map(|(e, _)| (e.eight_bit, e.smtputf8))
+            .collect();
+        assert_eq!(flags, vec![(true, true), (false, false)]);
+    }
 
     #[test]
     fn a_whole_session_pipelined() {

@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::record::{self, Outcome, Record, StoredEnvelope};
+use super::record::{self, MessageFlags, Outcome, Record, StoredEnvelope};
 use super::{Limits, Spool, SpoolError, seg_name};
 
 fn tmp(name: &str) -> PathBuf {
@@ -46,6 +46,7 @@ fn message(id: u64, out: &mut Vec<u8>, enc: fn(&Record, &mut Vec<u8>)) -> Vec<(u
             received: 1_700_000_000,
             from: "a@b.test".into(),
             rcpts: vec!["u@home.arpa".into(), "v@home.arpa".into()],
+            flags: MessageFlags::default(),
         }),
         Record::Body {
             id,
@@ -357,7 +358,12 @@ fn an_old_spool_keeps_loading_and_new_records_follow_it() {
     s.outcome(1, 0, Outcome::Delivered).unwrap();
     s.outcome(1, 1, Outcome::Delivered).unwrap();
     let id = s
-        .begin("x@b.test".into(), vec!["u@home.arpa".into()], 1)
+        .begin(
+            "x@b.test".into(),
+            vec!["u@home.arpa".into()],
+            1,
+            MessageFlags::default(),
+        )
         .unwrap();
     s.body(id, b"new\r\n").unwrap();
     s.end(id).unwrap();

@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use self::record::{DecodeError, Outcome, Record, StoredEnvelope};
+use self::record::{DecodeError, MessageFlags, Outcome, Record, StoredEnvelope};
 use self::recovery::Verdict;
 
 /// Buffered bytes are written to the segment once the buffer holds this
@@ -514,12 +514,14 @@ impl Spool {
         }
     }
 
-    /// Starts a message; returns its id.
+    /// Starts a message; returns its id. `flags`: the ESMTP parameters it
+    /// arrived with, recorded to be passed on at delivery.
     pub fn begin(
         &mut self,
         from: String,
         rcpts: Vec<String>,
         received: u64,
+        flags: MessageFlags,
     ) -> Result<u64, SpoolError> {
         if self.open.len() >= MAX_OPEN_MESSAGES {
             return Err(SpoolError::TooManyOpen);
@@ -536,6 +538,7 @@ impl Spool {
             received,
             from,
             rcpts,
+            flags,
         };
         let (seq, _) = self.append(&Record::Begin(env.clone()))?;
         self.touch(id, seq);
@@ -836,7 +839,7 @@ impl Replay {
             return;
         };
         self.last_id = self.last_id.max(id);
-        if record::is_delivery_state(f.kind) && f.version == record::VERSION {
+        if record::is_delivery_state(f.kind) && record::is_known_version(f.version) {
             log::warn!(
                 "spool: {}: {e} at offset {at}: skipped its {} bytes; message {id:016X} \
                  is kept (a {kind} record only; it may be delivered or warned about again)",
@@ -1025,6 +1028,7 @@ mod tests {
                 "a@b.test".into(),
                 (0..rcpts).map(|i| format!("u{i}@home.arpa")).collect(),
                 1,
+                MessageFlags::default(),
             )
             .unwrap();
         for c in body.chunks(1000) {
@@ -1081,11 +1085,38 @@ mod tests {
     }
 
     #[test]
+    fn esmtp_flags_survive_a_restart() {
+        let d = tmp("flags");
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let flags = MessageFlags {
+            eight_bit: true,
+            smtputf8: true,
+        };
+        let id = s
+            .begin("a@b.test".into(), vec!["u@home.arpa".into()], 1, flags)
+            .unwrap();
+        s.body(id, b"caf\xc3\xa9\r\n").unwrap();
+        s.end(id).unwrap();
+        let plain = store(&mut s, b"plain\r\n", 1);
+        s.commit().unwrap();
+        drop(s);
+        let s = Spool::open(&d, limits()).unwrap();
+        assert_eq!(s.message(id).unwrap().env.flags, flags);
+        assert_eq!(s.message(plain).unwrap().env.flags, MessageFlags::default());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn unended_messages_are_dropped_at_recovery() {
         let d = tmp("unended");
         let mut s = Spool::open(&d, limits()).unwrap();
         let id = s
-            .begin("a@b.test".into(), vec!["u@home.arpa".into()], 1)
+            .begin(
+                "a@b.test".into(),
+                vec!["u@home.arpa".into()],
+                1,
+                MessageFlags::default(),
+            )
             .unwrap();
         s.body(id, b"partial").unwrap();
         let done = store(&mut s, b"whole\r\n", 1);
@@ -1240,7 +1271,12 @@ mod tests {
         )
         .unwrap();
         let id = s
-            .begin("a@b.test".into(), vec!["u@home.arpa".into()], 1)
+            .begin(
+                "a@b.test".into(),
+                vec!["u@home.arpa".into()],
+                1,
+                MessageFlags::default(),
+            )
             .unwrap();
         let mut err = None;
         for _ in 0..100 {

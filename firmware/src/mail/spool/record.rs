@@ -16,8 +16,11 @@
 //!   versions may change payloads and types, never this frame, and keep
 //!   payloads within [`MAX_PAYLOAD`].
 //!
-//! The payload of a given type is the same in both layouts (a body's
-//! payload is its id, then its bytes).
+//! The payload of a given type is the same in every version (a body's
+//! payload is its id, then its bytes), except the begin record's: from
+//! version 3 on, the envelope ends with the message's [`MessageFlags`]
+//! (the ESMTP parameters it arrived with, passed on at delivery). A begin
+//! record of version 1 or 2 has none and decodes as 7bit, no SMTPUTF8.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +30,11 @@ pub const MAGIC: u8 = 0xB5;
 pub const HEADER_LEN_V1: usize = 10;
 /// First byte of a versioned record (version 2 and later).
 pub const MAGIC_FRAMED: u8 = 0xB6;
-/// The version this firmware writes.
-pub const VERSION: u8 = 2;
+/// The version this firmware writes (3: the begin record carries the
+/// message's [`MessageFlags`]).
+pub const VERSION: u8 = 3;
+/// The oldest versioned-frame version this firmware reads.
+pub const FIRST_FRAMED_VERSION: u8 = 2;
 /// Bytes of the versioned header that its own checksum covers.
 const FRAME_CHECKED: usize = 15;
 /// Bytes before the payload of a versioned record.
@@ -40,6 +46,16 @@ pub const MAX_PAYLOAD: usize = 512 * 1024;
 /// cannot be one record.
 pub const MAX_RECORD: usize = HEADER_LEN + MAX_PAYLOAD;
 
+/// The ESMTP parameters a message arrived with on `MAIL FROM`, passed on
+/// to the next hop (RFC 6152, RFC 6531).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageFlags {
+    /// `BODY=8BITMIME`.
+    pub eight_bit: bool,
+    /// `SMTPUTF8`.
+    pub smtputf8: bool,
+}
+
 /// A message's envelope as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEnvelope {
@@ -49,6 +65,35 @@ pub struct StoredEnvelope {
     /// The reverse path, empty for the null sender.
     pub from: String,
     pub rcpts: Vec<String>,
+    /// Written from version 3 on (last, so that the fields before keep
+    /// their version-2 encoding).
+    pub flags: MessageFlags,
+}
+
+/// The envelope of version-1 and version-2 begin records: no flags.
+#[derive(Serialize, Deserialize)]
+struct EnvelopeV2 {
+    id: u64,
+    received: u64,
+    from: String,
+    rcpts: Vec<String>,
+}
+
+impl From<EnvelopeV2> for StoredEnvelope {
+    fn from(e: EnvelopeV2) -> StoredEnvelope {
+        StoredEnvelope {
+            id: e.id,
+            received: e.received,
+            from: e.from,
+            rcpts: e.rcpts,
+            flags: MessageFlags::default(),
+        }
+    }
+}
+
+/// Whether this firmware reads versioned records of `version`.
+pub fn is_known_version(version: u8) -> bool {
+    (FIRST_FRAMED_VERSION..=VERSION).contains(&version)
 }
 
 /// What happened to one recipient, final.
@@ -240,9 +285,19 @@ pub fn crc32(crc: u32, data: &[u8]) -> u32 {
     !c
 }
 
-fn payload_of(rec: &Record) -> (u8, Vec<u8>) {
+/// A record's type and payload as `version` writes it.
+fn payload_of(rec: &Record, version: u8) -> (u8, Vec<u8>) {
     let pc = |v: &dyn erased::Ser| v.to_vec();
     match rec {
+        Record::Begin(env) if version < 3 => (
+            T_BEGIN,
+            pc(&EnvelopeV2 {
+                id: env.id,
+                received: env.received,
+                from: env.from.clone(),
+                rcpts: env.rcpts.clone(),
+            }),
+        ),
         Record::Begin(env) => (T_BEGIN, pc(env)),
         Record::Body { id, data } => {
             let mut p = Vec::with_capacity(8 + data.len());
@@ -298,10 +353,16 @@ mod erased {
 /// Appends the record, versioned, to `out`; returns the offset of the
 /// payload within `out` (where a body's id starts).
 pub fn encode(rec: &Record, out: &mut Vec<u8>) -> usize {
-    let (t, payload) = payload_of(rec);
+    encode_version(rec, VERSION, out)
+}
+
+/// Appends the record in the versioned frame of `version` (tests build
+/// spools of earlier firmware with it).
+fn encode_version(rec: &Record, version: u8, out: &mut Vec<u8>) -> usize {
+    let (t, payload) = payload_of(rec, version);
     let start = out.len();
     out.push(MAGIC_FRAMED);
-    out.push(VERSION);
+    out.push(version);
     out.push(t);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&rec.id().to_le_bytes());
@@ -317,7 +378,7 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) -> usize {
 /// versioned records); tests build old spools with it.
 #[cfg(test)]
 pub fn encode_v1(rec: &Record, out: &mut Vec<u8>) -> usize {
-    let (t, payload) = payload_of(rec);
+    let (t, payload) = payload_of(rec, 1);
     let len = payload.len() as u32;
     let mut crc = crc32(0, &[t]);
     crc = crc32(crc, &len.to_le_bytes());
@@ -374,7 +435,7 @@ fn decode_v1(buf: &[u8]) -> Result<Decoded, DecodeError> {
         id: None,
         len: HEADER_LEN_V1 + len,
     };
-    let record = decode_payload(t, payload).ok_or(DecodeError::BadPayload(frame))?;
+    let record = decode_payload(1, t, payload).ok_or(DecodeError::BadPayload(frame))?;
     Ok(Decoded {
         record,
         len: frame.len,
@@ -403,13 +464,13 @@ fn decode_framed(buf: &[u8]) -> Result<Decoded, DecodeError> {
     let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
         return Err(DecodeError::Short);
     };
-    if frame.version != VERSION {
+    if !is_known_version(frame.version) {
         return Err(DecodeError::UnknownVersion(frame));
     }
     if crc32(0, payload) != u32_at(buf, FRAME_CHECKED + 4).unwrap_or_default() {
         return Err(DecodeError::BadPayloadChecksum(frame));
     }
-    let record = decode_payload(frame.kind, payload)
+    let record = decode_payload(frame.version, frame.kind, payload)
         .filter(|r| r.id() == id)
         .ok_or(DecodeError::BadPayload(frame))?;
     Ok(Decoded {
@@ -419,9 +480,8 @@ fn decode_framed(buf: &[u8]) -> Result<Decoded, DecodeError> {
     })
 }
 
-/// A type's payload, decoded exactly to its end (the same in both
-/// layouts).
-fn decode_payload(t: u8, payload: &[u8]) -> Option<Record> {
+/// A type's payload as `version` wrote it, decoded exactly to its end.
+fn decode_payload(version: u8, t: u8, payload: &[u8]) -> Option<Record> {
     fn exact<T>(r: postcard::Result<(T, &[u8])>) -> Option<T> {
         match r {
             Ok((v, [])) => Some(v),
@@ -430,6 +490,10 @@ fn decode_payload(t: u8, payload: &[u8]) -> Option<Record> {
     }
     let len = payload.len();
     Some(match t {
+        T_BEGIN if version < 3 => {
+            let e: EnvelopeV2 = exact(postcard::take_from_bytes(payload))?;
+            Record::Begin(e.into())
+        }
         T_BEGIN => Record::Begin(exact(postcard::take_from_bytes(payload))?),
         T_BODY => Record::Body {
             id: u64_at(payload, 0)?,
@@ -477,6 +541,7 @@ mod tests {
                 received: 1_700_000_000,
                 from: "a@b.test".into(),
                 rcpts: vec!["u@home.arpa".into(), "v@home.arpa".into()],
+                flags: MessageFlags::default(),
             }),
             Record::Body {
                 id: 7,
@@ -535,6 +600,109 @@ mod tests {
         assert_eq!(v1, buf, "the test encoder writes today's format");
     }
 
+    /// `samples()` as the previous firmware wrote them (version 2, the
+    /// first versioned frame; begin records without flags), byte for byte.
+    const GOLDEN_V2: &str = concat!(
+        "b60201280000000700000000000000483f095f78a2883b0780e2cfaa06086140",
+        "622e74657374020b7540686f6d652e617270610b7640686f6d652e61727061b6",
+        "02021d00000007000000000000009212496e3b67b7a707000000000000005375",
+        "626a6563743a20780d0a0d0a68656c6c6f0d0ab6020310000000070000000000",
+        "0000f9ca702d6f8c192507000000000000001500000000000000b60204030000",
+        "000700000000000000adf3852b40ce1294070101b602050c0000000700000000",
+        "00000059b58784e430e5c9070363083432312062757379b60206080000000700",
+        "000000000000e8e24b3a70d6e76f0700000000000000b6020708000000070000",
+        "00000000006d3bdde770d6e76f0700000000000000",
+    );
+
+    /// `samples()` as this firmware writes them (version 3), the message
+    /// having arrived with `BODY=8BITMIME` and without `SMTPUTF8`: its
+    /// begin payload ends with the flags `01 00`.
+    const GOLDEN_V3: &str = concat!(
+        "b603012a0000000700000000000000a1403d2e0c29fc870780e2cfaa06086140",
+        "622e74657374020b7540686f6d652e617270610b7640686f6d652e6172706101",
+        "00b603021d0000000700000000000000e4f346f33b67b7a70700000000000000",
+        "5375626a6563743a20780d0a0d0a68656c6c6f0d0ab603031000000007000000",
+        "000000008f2b7fb06f8c192507000000000000001500000000000000b6030403",
+        "0000000700000000000000db128ab640ce1294070101b603050c000000070000",
+        "00000000002f548819e430e5c9070363083432312062757379b6030608000000",
+        "07000000000000009e0344a770d6e76f0700000000000000b603070800000007",
+        "000000000000001bdad27a70d6e76f0700000000000000",
+    );
+
+    fn eight_bit_samples() -> Vec<Record> {
+        let mut v = samples();
+        if let Record::Begin(env) = &mut v[0] {
+            env.flags.eight_bit = true;
+        }
+        v
+    }
+
+    fn decode_all(buf: &[u8]) -> Vec<Record> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < buf.len() {
+            let d = decode(&buf[at..]).unwrap();
+            assert_eq!(d.payload_at, HEADER_LEN);
+            out.push(d.record);
+            at += d.len;
+        }
+        out
+    }
+
+    #[test]
+    fn golden_v2_records_decode_as_7bit_without_smtputf8() {
+        let buf = unhex(GOLDEN_V2);
+        let got = decode_all(&buf);
+        assert_eq!(got, samples());
+        let Record::Begin(env) = &got[0] else {
+            panic!("{:?}", got[0]);
+        };
+        assert_eq!(env.flags, MessageFlags::default());
+        let mut v2 = Vec::new();
+        for r in samples() {
+            encode_version(&r, 2, &mut v2);
+        }
+        assert_eq!(v2, buf, "the test encoder writes version 2 as it was");
+    }
+
+    #[test]
+    fn golden_v3_records_carry_the_flags() {
+        let buf = unhex(GOLDEN_V3);
+        assert_eq!(decode_all(&buf), eight_bit_samples());
+        let mut v3 = Vec::new();
+        for r in eight_bit_samples() {
+            encode(&r, &mut v3);
+        }
+        assert_eq!(v3, buf, "this firmware writes version 3 so");
+        // Both flags survive, in their places.
+        for (eight_bit, smtputf8) in [(false, true), (true, true), (false, false)] {
+            let r = Record::Begin(StoredEnvelope {
+                id: 1,
+                received: 2,
+                from: String::new(),
+                rcpts: vec!["u@x.test".into()],
+                flags: MessageFlags {
+                    eight_bit,
+                    smtputf8,
+                },
+            });
+            let mut b = Vec::new();
+            encode(&r, &mut b);
+            assert_eq!(decode(&b).unwrap().record, r);
+        }
+    }
+
+    #[test]
+    fn a_begin_payload_decodes_only_as_its_version_wrote_it() {
+        // A version-3 payload in a version-2 frame has two bytes too many;
+        // a version-2 payload in a version-3 frame two too few.
+        let begin = eight_bit_samples().remove(0);
+        for (payload_version, frame_version) in [(3, 2), (2, 3)] {
+            let (t, payload) = payload_of(&begin, payload_version);
+            assert!(decode_payload(frame_version, t, &payload).is_none());
+        }
+    }
+
     #[test]
     fn crc_known_value() {
         assert_eq!(crc32(0, b"123456789"), 0xCBF4_3926);
@@ -548,7 +716,7 @@ mod tests {
         for r in samples() {
             starts.push(buf.len());
             let at = encode(&r, &mut buf);
-            assert_eq!(at, buf.len() - payload_of(&r).1.len());
+            assert_eq!(at, buf.len() - payload_of(&r, VERSION).1.len());
         }
         let mut at = 0;
         for r in samples() {

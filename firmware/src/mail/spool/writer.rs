@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::Outcome;
+use super::record::{MessageFlags, Outcome};
 use super::{Spool, SpoolError};
 
 /// Requests waiting for the writer; senders wait when it is full, so
@@ -35,6 +35,9 @@ pub struct QueueEntry {
     /// The sender got its "delayed" DSN.
     #[serde(default)]
     pub warned: bool,
+    /// The ESMTP parameters it arrived with, passed on at delivery.
+    #[serde(skip)]
+    pub flags: MessageFlags,
     #[serde(skip)]
     pub extents: Vec<super::Extent>,
 }
@@ -46,6 +49,7 @@ enum Op {
         from: String,
         rcpts: Vec<String>,
         received: u64,
+        flags: MessageFlags,
         reply: Reply<u64>,
     },
     Body {
@@ -137,12 +141,14 @@ impl SpoolHandle {
         from: String,
         rcpts: Vec<String>,
         received: u64,
+        flags: MessageFlags,
     ) -> Result<u64, SpoolError> {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Begin {
             from,
             rcpts,
             received,
+            flags,
             reply,
         })
         .await?;
@@ -399,9 +405,10 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
             from,
             rcpts,
             received,
+            flags,
             reply,
         } => {
-            let _ = reply.send(spool.begin(from, rcpts, received));
+            let _ = reply.send(spool.begin(from, rcpts, received, flags));
             false
         }
         Op::Body { id, data } => {
@@ -475,6 +482,7 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
                     next_at: m.next_at,
                     last_error: m.last_error.clone(),
                     warned: m.warned,
+                    flags: m.env.flags,
                     extents: m.extents.clone(),
                 })
                 .collect();
@@ -508,7 +516,12 @@ mod tests {
             let h = h.clone();
             tasks.push(tokio::spawn(async move {
                 let id = h
-                    .begin("a@b.test".into(), vec![format!("u{i}@home.arpa")], 1)
+                    .begin(
+                        "a@b.test".into(),
+                        vec![format!("u{i}@home.arpa")],
+                        1,
+                        MessageFlags::default(),
+                    )
                     .await
                     .unwrap();
                 h.body(id, format!("message {i}\r\n").into_bytes())
@@ -548,7 +561,12 @@ mod tests {
         let mut ids = vec![];
         for i in 0..3 {
             let id = h
-                .begin("a@b.test".into(), vec![format!("u{i}@home.arpa")], 1)
+                .begin(
+                    "a@b.test".into(),
+                    vec![format!("u{i}@home.arpa")],
+                    1,
+                    MessageFlags::default(),
+                )
                 .await
                 .unwrap();
             h.body(id, b"x\r\n".to_vec()).await.unwrap();
@@ -570,7 +588,12 @@ mod tests {
         assert_eq!(size(&d), acked, "an outcome alone is not written at once");
         // The next message's commit carries it.
         let id = h
-            .begin("a@b.test".into(), vec!["v@home.arpa".into()], 1)
+            .begin(
+                "a@b.test".into(),
+                vec!["v@home.arpa".into()],
+                1,
+                MessageFlags::default(),
+            )
             .await
             .unwrap();
         h.end(id).await.unwrap();
