@@ -38,11 +38,11 @@ impl Gate for FuzzGate {
         }
         Ok(())
     }
-    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
+    fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
         if self.rcpt_5xx && !authenticated && to.domain != Domain::Name("home.arpa".into()) {
             return Err(Reply::new(554, "5.7.1", "Relay access denied"));
         }
-        Ok(())
+        Ok(vec![to.clone()])
     }
 }
 
@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
         tls_available: flags & 1 != 0,
         auth_available: flags & 2 != 0,
         auth_required: flags & 4 != 0,
+        max_hops: 2,
     };
     let mut gate = FuzzGate {
         mail_4xx: flags & 8 != 0,
