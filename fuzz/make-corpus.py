@@ -299,3 +299,12 @@ dump += nlmsg(20, 9, bytes([2, 24, 0x80, 0]) + struct.pack("<I", 2) + nlattr(2, 
 dump += nlmsg(3, 9, struct.pack("<I", 0))
 write("netlink", "addr-dump", struct.pack(">I", 9) + dump)
 write("netlink", "addr-dump-cut", struct.pack(">I", 9) + dump[:-20])
+
+# ---- bmap (flash) ----------------------------------------------------------
+# The golden files bmaptool 3.6 made for the flash unit tests; mode byte 0
+# (checksum made right, already is) and 1 (as is).
+for g in ("golden-1m", "golden-odd"):
+    with open(os.path.join(ROOT, "firmware/src/flash/testdata", g + ".bmap"), "rb") as f:
+        text = f.read()
+    write("bmap", g + "-fixed", b"\0" + text)
+    write("bmap", g + "-asis", b"\1" + text)
