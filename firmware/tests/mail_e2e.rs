@@ -1874,7 +1874,7 @@ fn esmtp_parameters_reach_the_next_hop_and_smtputf8_bounces_without_it() {
     let (full_port, plain_port, senders_port) = (free_port(), free_port(), free_port());
     let full_log = tmpdir("pysink").join("mail-lines");
     let plain_dir = tmpdir("sink-plain");
-    let senders_dir = tmpdir("sink-senders3");
+    let senders_dir = tmpdir("sink-senders-esmtp");
     let _full = python_sink(full_port, &full_log);
     // smtp-sink offers 8BITMIME, and neither SIZE nor SMTPUTF8.
     let _plain = sink(&plain_dir, plain_port);
