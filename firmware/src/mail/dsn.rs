@@ -7,7 +7,7 @@
 //! tell which mail it was. Pure: the caller reads the spool and queues
 //! the result; never any I/O here.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::listener::rfc5322_date;
 
@@ -68,7 +68,9 @@ pub fn header_section(message: &[u8]) -> &[u8] {
 
 /// DSNs made by this process so far: keeps two Message-IDs of one second
 /// apart.
-static SERIAL: AtomicU64 = AtomicU64::new(0);
+// (32 bits: ARMv5 has no 64-bit atomics; with the time, pid and message
+// id beside it, a wrap cannot repeat an id.)
+static SERIAL: AtomicU32 = AtomicU32::new(0);
 
 impl Dsn<'_> {
     /// The Message-ID of this DSN.
