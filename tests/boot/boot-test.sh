@@ -17,7 +17,8 @@
 # own, plus /data/board-mem.expect: check.sh then asserts the names were
 # loaded on ARM and are answered from the cache, prints the resident
 # memory of dns, init and mail (`board-mem:` lines, shown here too) and
-# holds dns's peak (VmHWM) to DNS_HWM_MAX_KB.
+# holds dns's private memory to DNS_ANON_MAX_KB and its peak (VmHWM) to
+# DNS_HWM_MAX_KB.
 # Boot 3 (kernel flag pocobelle.drill-panic): init panics on purpose
 # once /data is mounted and swap is on, its panic hook writes
 # the log file and re-executes it in recovery mode, and the boot
@@ -266,7 +267,8 @@ expect 2 'the last shutdown was clean' "clean shutdown recognised"
 # The DNS cache's memory on the board, 20,000 names loaded from the snapshot.
 expect 2 "^dns: INFO: snapshot loaded: $board_names entries \(0 skipped\)" "dns: the host-made snapshot loaded on ARM"
 for c in "board-mem: dns loaded the snapshot" "board-mem: n[0-9]+.board.test answered" \
-         "board-mem: the [0-9]+ names came from the cache" "board-mem: dns VmHWM"; do
+         "board-mem: the [0-9]+ names came from the cache" "board-mem: dns private \\(RssAnon\\)" \
+         "board-mem: dns VmHWM"; do
   expect 2 "^checker: CHECK: $c.* ok" "$c"
 done
 expect 2 "^dns: INFO: snapshot written: $board_names entries" "dns replaced the snapshot it was given (owner and mode right)"
