@@ -70,8 +70,12 @@ one() { # TARGET: runs it, writes its result line to fuzz/target/TARGET.result
   else
     work=$(mktemp -d "${TMPDIR:-/tmp}/pocobelle-fuzz-$t.XXXXXX")
   fi
+  # 0 seconds: the corpus inputs only, no mutation (a deterministic
+  # regression run).
+  local budget=(-max_total_time="$seconds")
+  [ "$seconds" = 0 ] && budget=(-runs=0)
   nice -n "${FUZZ_NICE:-10}" "$bin/$t" "$work" "$seeds" \
-    -max_total_time="$seconds" -timeout="$TIMEOUT_S" -rss_limit_mb="$RSS_LIMIT_MB" \
+    "${budget[@]}" -timeout="$TIMEOUT_S" -rss_limit_mb="$RSS_LIMIT_MB" \
     -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 || rc=$?
   [ "$mode" = test ] && rm -rf "$work"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
