@@ -153,12 +153,12 @@ bench-smtp:
 	bash bench/smtp.sh
 
 # Coverage-guided fuzzing of the parsers (fuzz/, scripts/fuzz.sh).
-# test-fuzz: each target over its committed corpus, then 20 s.
+# test-fuzz: each target over its committed corpus (then TEST_FUZZ_SECONDS).
 FUZZ_SECONDS ?= 300
 # In make test: the committed corpora only (deterministic). Exploration
 # (TEST_FUZZ_SECONDS=20) finds new crashes at random, which belongs in
-# make fuzz, not in a gate: on 2026-12-05 a 20 s run found an open
-# spool-recovery bug (fuzz/known-crashes/).
+# make fuzz, not in a gate: on 2026-12-05 a 20 s run found a
+# spool-recovery bug (now fixed, kept as a regress-* input).
 TEST_FUZZ_SECONDS ?= 0
 fuzz:
 	bash scripts/fuzz.sh run $(FUZZ_SECONDS)

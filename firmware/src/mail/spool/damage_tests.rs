@@ -428,3 +428,52 @@ fn every_flipped_byte_costs_at_most_one_message() {
         let _ = fs::remove_dir_all(&d);
     }
 }
+
+#[test]
+fn a_repeated_begin_record_neither_doubles_nor_cuts_the_message() {
+    // Found by fuzzing (fuzz/corpus/spool_recovery/regress-fbfd9d94):
+    // message 1 is whole, then damage, then a copy of its begin and body
+    // records without an end. The copy reopened message 1, and dropping
+    // the unfinished copy at the end took message 1's segment out of use:
+    // it was removed and message 1's body with it.
+    for with_end in [false, true] {
+        for newest in [true, false] {
+            let mut b = vec![];
+            let spans = message(1, &mut b, enc_v1);
+            b.push(0x01);
+            let copy = b[spans[0].0..spans[1].1].to_vec();
+            b.extend_from_slice(&copy);
+            if with_end {
+                // The copy's end record must not bring a second message 1.
+                b.extend_from_within(spans[2].0..spans[2].1);
+            }
+            let name = format!("repeat-{with_end}-{newest}");
+            let (d, p, s) = open_as(&name, &b, newest);
+            let s = s.unwrap();
+            assert_eq!(survivors(&s), vec![1], "{name}");
+            check_bodies(&s);
+            drop(s);
+            assert_eq!(fs::read(&p).unwrap(), b, "{name}: nothing cut");
+            // Recovered twice: the same queue, its segment still there.
+            let s = Spool::open(&d, limits()).unwrap();
+            assert_eq!(survivors(&s), vec![1], "{name}");
+            check_bodies(&s);
+            let _ = fs::remove_dir_all(&d);
+        }
+    }
+}
+
+#[test]
+fn a_second_begin_before_the_end_drops_only_that_message() {
+    let mut b = vec![];
+    let spans = message(1, &mut b, enc_v1);
+    let mut bad = b[..spans[1].1].to_vec();
+    bad.extend_from_slice(&b[spans[0].0..spans[0].1]);
+    bad.extend_from_slice(&b[spans[2].0..spans[2].1]);
+    message(2, &mut bad, enc_v1);
+    let (d, _p, s) = open_as("begin-twice", &bad, true);
+    let s = s.unwrap();
+    assert_eq!(survivors(&s), vec![2]);
+    check_bodies(&s);
+    let _ = fs::remove_dir_all(&d);
+}

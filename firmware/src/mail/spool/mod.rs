@@ -819,6 +819,15 @@ struct Replay {
     damage: BTreeSet<u64>,
     /// Damage was seen before this point of the replay.
     damaged: bool,
+    /// Every message id a begin record was replayed for. Ids are never
+    /// reused (the writer counts up from the highest id recovered), so a
+    /// second begin record for one of them is damage: repeated bytes.
+    /// Bounded by the records read.
+    begun: BTreeSet<u64>,
+    /// Ids whose second begin record was ignored: their later body and
+    /// end records belong to the copy and are ignored too, so the message
+    /// queued first is neither doubled nor cut.
+    doubled: BTreeSet<u64>,
 }
 
 impl Replay {
@@ -883,6 +892,28 @@ impl Replay {
         let id = rec.id();
         self.last_id = self.last_id.max(id);
         if self.lost.contains(&id) {
+            return;
+        }
+        if let Record::Begin(_) = rec
+            && !self.begun.insert(id)
+        {
+            self.damaged = true;
+            if self.open.contains_key(&id) {
+                // Its body is no longer known to be one message's.
+                log::error!(
+                    "spool: message {id:016X}: a second begin record before its end; dropped"
+                );
+                self.lose(id);
+            } else {
+                log::error!(
+                    "spool: message {id:016X}: a second begin record (repeated bytes); \
+                     it and the records of that copy are ignored"
+                );
+                self.doubled.insert(id);
+            }
+            return;
+        }
+        if self.doubled.contains(&id) && matches!(rec, Record::Body { .. } | Record::End { .. }) {
             return;
         }
         // An end record without its begin after damage: the message was
