@@ -44,9 +44,11 @@ umask 022
 hex() { printf '%s' "pocobelle:$board:$1" | sha256sum | cut -c1-"$2"; }
 uuid() { local h; h=$(hex "$1" 32); echo "${h:0:8}-${h:8:4}-4${h:13:3}-a${h:17:3}-${h:20:12}"; }
 
+# shellcheck source=board/common/debs.sh
+. "$repo/board/common/debs.sh"
 cache="$repo/target/debs/$DEB_ARCH-${KERNEL_PKG#linux-image-}"
-bash "$repo/scripts/fetch-debs.sh" "$cache" "$DEB_ARCH" "$KERNEL_PKG" \
-  busybox-static e2fsck-static ca-certificates >&2
+# shellcheck disable=SC2086 # word lists
+bash "$repo/scripts/fetch-debs.sh" "$cache" "$DEB_ARCH" "$KERNEL_PKG" $BASE_DEBS $NUT_DEBS >&2
 deb="$cache/root"
 kver=$(basename "$(ls -d "$deb"/lib/modules/*/ | head -n1)")
 moddir="$deb/lib/modules/$kver"
@@ -107,6 +109,24 @@ for a in $($qemu "$deb/bin/busybox" --list); do
   ln -s busybox "$root/bin/$a"
 done
 ln -s /bin/busybox "$root/sbin/udhcpc"
+# Network UPS Tools: the drivers of NUT_DRIVERS and upsd, at Debian's
+# paths, with the shared libraries they load (symbolic links kept as
+# links). Run only when [ups] mode is "local".
+copy_from_deb() {
+  local f=$1 t
+  while [ -L "$deb/$f" ]; do
+    t=$(readlink "$deb/$f")
+    mkdir -p "$root/$(dirname "$f")"
+    [ -e "$root/$f" ] || [ -L "$root/$f" ] || ln -s "$t" "$root/$f"
+    case "$t" in /*) f=${t#/} ;; *) f=$(dirname "$f")/$t ;; esac
+  done
+  mkdir -p "$root/$(dirname "$f")"
+  [ -e "$root/$f" ] || cp -p "$deb/$f" "$root/$f"
+}
+nut=(lib/nut/upsd)
+for d in $NUT_DRIVERS; do nut+=("lib/nut/$d"); done
+closure=$(bash "$repo/scripts/elf-closure.sh" "$deb" "${nut[@]}")
+for f in "${nut[@]}" $closure; do copy_from_deb "$f"; done
 # The CA bundle as update-ca-certificates writes it: every certificate of
 # the package, in name order.
 find "$deb/usr/share/ca-certificates/mozilla" -name '*.crt' | sort | xargs cat >"$root/etc/ssl/certs/ca-certificates.crt"

@@ -5,7 +5,8 @@
 # partition's files for the board's boot method (mkimage reads the boot
 # script and legacy images back), the configuration on it valid for the
 # ARM binary itself, the root file system's contents (the binary equal to
-# out/, links, modules, e2fsck, BusyBox, the CA bundle), the initramfs,
+# out/, links, modules, e2fsck, BusyBox, the CA bundle, NUT starting
+# from it under qemu-user), the initramfs,
 # the data partition, SHA256SUMS, and the bmap (bmaptool copies the image
 # through it to a file and the copy must equal the image). With
 # REPRODUCE=1 it builds the image a second time into a scratch directory
@@ -132,6 +133,24 @@ for m in $MODULES; do
   else fail "root lacks module $m"; fi
 done
 
+# Network UPS Tools: every driver of NUT_DRIVERS and upsd start from the
+# image's own root (its glibc and libraries, found by the image's dynamic
+# loader) under qemu-user, and print their version.
+. "$repo/board/common/debs.sh"
+mkdir -p "$work/nutroot"
+for d in lib usr; do debugfs -R "rdump /$d $work/nutroot" "$work/root.img" >/dev/null 2>&1; done
+nutq=$([ "$DEB_ARCH" = armel ] && echo "qemu-arm-static -cpu arm926" || echo "qemu-arm-static -cpu cortex-a7")
+for prog in upsd $NUT_DRIVERS; do
+  nut_out=$($nutq -L "$work/nutroot" "$work/nutroot/lib/nut/$prog" -h 2>&1 | head -n1 || true)
+  if grep -q 'Network UPS Tools' <<<"$nut_out"; then
+    ok "NUT $prog starts from the image ($nut_out)"
+  else
+    fail "NUT $prog does not start from the image: $nut_out"
+  fi
+done
+nut_kb=$(du -sk "$work/nutroot/lib/nut" "$work/nutroot/lib/arm-linux-gnueabi"* "$work/nutroot/usr/lib/arm-linux-gnueabi"* 2>/dev/null | awk '{s+=$1} END {print s}')
+ok "NUT and its libraries take $nut_kb KiB of the root file system"
+
 # --- data partition --------------------------------------------------------
 check "data partition is ext4 labelled pocodata, clean" \
   bash -c "blkid -o export '$work/data.img' | grep -qx LABEL=pocodata && e2fsck -fn '$work/data.img'"
@@ -141,7 +160,7 @@ rm -f "$work/copy.img"
 check "bmaptool copies the image through the .bmap (checksums verified)" \
   bmaptool -q copy --bmap "$out/pocobelle-$board.bmap" "$img" "$work/copy.img"
 cmp -s "$img" "$work/copy.img" && ok "the bmap copy equals the image" || fail "the bmap copy differs from the image"
-rm -f "$work/copy.img" "$work"/*.img
+rm -rf "$work/copy.img" "$work"/*.img "$work/nutroot"
 
 if [ "${REPRODUCE:-0}" = 1 ]; then
   bash "$repo/scripts/image.sh" "$board" "$work/again" >/dev/null

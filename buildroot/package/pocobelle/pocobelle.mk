@@ -25,7 +25,7 @@ POCOBELLE_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 # (scripts/check-buildroot.sh compares the two lists). BusyBox installs
 # some of these names too: pocobelle is installed after it.
 POCOBELLE_APPLET_LINKS = \
-	sbin/init sbin/poweroff sbin/reboot sbin/halt \
+	sbin/init sbin/poweroff sbin/reboot sbin/halt sbin/shutdown \
 	usr/sbin/sendmail usr/bin/mailq
 
 ifeq ($(BR2_PACKAGE_BUSYBOX),y)

@@ -1,6 +1,7 @@
 //! The applets around PID 1: `init` (also run as `/sbin/init`), and the
 //! clients of its control socket: `status`, `log`, `poweroff`, `reboot`,
-//! `halt`.
+//! `halt`, and `shutdown` (the command NUT's upsmon and other tools
+//! call).
 //! This module parses command lines and prints; the work is in
 //! `crate::init`.
 
@@ -171,4 +172,166 @@ pub fn run_reboot(args: Vec<OsString>) -> ExitCode {
 
 pub fn run_halt(args: Vec<OsString>) -> ExitCode {
     shutdown("halt", Halt::Halt, args)
+}
+
+/// What `shutdown [OPTIONS] [TIME] [MESSAGE]` asked for.
+#[derive(Debug, PartialEq, Eq)]
+struct ShutdownArgs {
+    how: Halt,
+    /// Seconds to wait before asking init (`+N` minutes; `now` is 0).
+    delay_secs: u64,
+    /// `-k`: only warn, do not shut down.
+    warn_only: bool,
+    config: Option<PathBuf>,
+}
+
+/// The longest delay `shutdown +N` accepts: a day.
+const MAX_SHUTDOWN_DELAY_MINUTES: u64 = 24 * 60;
+
+/// Parses the sysvinit/systemd `shutdown` command line as far as a board
+/// needs it: `-h`/`-P` power off (the default), `-r` reboot, `-H` halt,
+/// `-k` warn only, TIME `now` or `+N` (minutes); a message after TIME is
+/// accepted and logged. `hh:mm` and `-c` need a clock and a pending
+/// shutdown to cancel, which a board whose init shuts down at once has
+/// not: they are refused with a sentence saying so.
+fn parse_shutdown(args: Vec<OsString>) -> Result<ShutdownArgs, String> {
+    let mut p = lexopt::Parser::from_args(args);
+    let mut a = ShutdownArgs {
+        how: Halt::Poweroff,
+        delay_secs: 0,
+        warn_only: false,
+        config: None,
+    };
+    let mut time_seen = false;
+    loop {
+        let arg = match p.next() {
+            Ok(None) => return Ok(a),
+            Ok(Some(arg)) => arg,
+            Err(e) => return Err(e.to_string()),
+        };
+        match arg {
+            lexopt::Arg::Short('h' | 'P') | lexopt::Arg::Long("poweroff") => a.how = Halt::Poweroff,
+            lexopt::Arg::Short('r') | lexopt::Arg::Long("reboot") => a.how = Halt::Reboot,
+            lexopt::Arg::Short('H') | lexopt::Arg::Long("halt") => a.how = Halt::Halt,
+            lexopt::Arg::Short('k') => a.warn_only = true,
+            // sysvinit's "seconds between warning and kill" and "force
+            // fsck" flags: init's own shutdown order applies.
+            lexopt::Arg::Short('f' | 'F' | 'n') => {}
+            lexopt::Arg::Short('t') => {
+                p.value().map_err(|e| e.to_string())?;
+            }
+            lexopt::Arg::Short('c') => {
+                return Err("-c: nothing to cancel (init shuts down at once)".into());
+            }
+            lexopt::Arg::Long("config") => {
+                a.config = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?));
+            }
+            lexopt::Arg::Value(v) if !time_seen => {
+                time_seen = true;
+                let v = v.to_string_lossy();
+                a.delay_secs = match v.as_ref() {
+                    "now" | "+0" => 0,
+                    t if t.starts_with('+') => {
+                        let m: u64 = t[1..]
+                            .parse()
+                            .map_err(|_| format!("{t}: not a time (now or +MINUTES)"))?;
+                        if m > MAX_SHUTDOWN_DELAY_MINUTES {
+                            return Err(format!(
+                                "{t}: more than {MAX_SHUTDOWN_DELAY_MINUTES} minutes"
+                            ));
+                        }
+                        m * 60
+                    }
+                    t => {
+                        return Err(format!(
+                            "{t}: not supported (now or +MINUTES; a wall-clock time needs a \
+                             clock this board may not have yet)"
+                        ));
+                    }
+                };
+            }
+            // The wall message: there are no terminals to write it to;
+            // init's log says why it shut down.
+            lexopt::Arg::Value(_) => {}
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+}
+
+/// `shutdown [-h|-P|-r|-H] [-k] [now|+MINUTES] [MESSAGE]`: asks init to
+/// power off, reboot or halt, as NUT's upsmon (`SHUTDOWNCMD
+/// "/sbin/shutdown -h +0"`) and scripts written for other systems call it.
+pub fn run_shutdown(args: Vec<OsString>) -> ExitCode {
+    if args.iter().any(|a| a == "--help") {
+        println!(
+            "Usage: shutdown [-h|-P|-r|-H] [-k] [now|+MINUTES] [MESSAGE]\n\
+             Asks init to power off (-h, -P, the default), reboot (-r) or halt (-H);\n\
+             -k only says what would happen."
+        );
+        return ExitCode::SUCCESS;
+    }
+    let a = match parse_shutdown(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("pocobelle shutdown: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let what = match a.how {
+        Halt::Poweroff => "power off",
+        Halt::Reboot => "reboot",
+        Halt::Halt => "halt",
+    };
+    if a.warn_only {
+        println!("pocobelle shutdown: would {what} (-k: nothing done)");
+        return ExitCode::SUCCESS;
+    }
+    if a.delay_secs > 0 {
+        println!(
+            "pocobelle shutdown: will {what} in {} minute(s); interrupt to cancel",
+            a.delay_secs / 60
+        );
+        std::thread::sleep(std::time::Duration::from_secs(a.delay_secs));
+    }
+    let mut args = Vec::new();
+    if let Some(c) = a.config {
+        args.push(OsString::from("--config"));
+        args.push(c.into_os_string());
+    }
+    shutdown("shutdown", a.how, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<ShutdownArgs, String> {
+        parse_shutdown(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn shutdown_command_lines_as_other_tools_write_them() {
+        // NUT's upsmon default SHUTDOWNCMD.
+        let a = p(&["-h", "+0"]).unwrap();
+        assert_eq!(
+            (a.how, a.delay_secs, a.warn_only),
+            (Halt::Poweroff, 0, false)
+        );
+        let a = p(&["-r", "now", "kernel", "update"]).unwrap();
+        assert_eq!((a.how, a.delay_secs), (Halt::Reboot, 0));
+        assert_eq!(p(&[]).unwrap().how, Halt::Poweroff);
+        assert_eq!(p(&["-H", "now"]).unwrap().how, Halt::Halt);
+        assert_eq!(p(&["-P", "+5"]).unwrap().delay_secs, 300);
+        assert!(p(&["-k", "now"]).unwrap().warn_only);
+        assert_eq!(p(&["-t", "5", "-h", "now"]).unwrap().how, Halt::Poweroff);
+    }
+
+    #[test]
+    fn shutdown_refuses_what_it_cannot_do_with_a_reason() {
+        assert!(p(&["-c"]).unwrap_err().contains("nothing to cancel"));
+        assert!(p(&["-h", "23:00"]).unwrap_err().contains("not supported"));
+        assert!(p(&["-h", "+x"]).unwrap_err().contains("not a time"));
+        assert!(p(&["-h", "+100000"]).unwrap_err().contains("more than"));
+        assert!(p(&["-z"]).is_err());
+    }
 }

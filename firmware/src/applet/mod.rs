@@ -91,6 +91,12 @@ pub const APPLETS: &[Applet] = &[
         run: init::run_halt,
     },
     Applet {
+        name: "shutdown",
+        aliases: &[],
+        summary: "shutdown [-h|-r|-H] [now|+MIN]: as other systems' (NUT's upsmon calls it)",
+        run: init::run_shutdown,
+    },
+    Applet {
         name: "dns",
         aliases: &[],
         summary: "the household DNS cache; `dns stats`, `dns prime` query a running one",
