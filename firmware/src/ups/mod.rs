@@ -3,10 +3,16 @@
 //!
 //! - `proto`: the upsd network protocol, sans-I/O (requests encoded,
 //!   reply lines parsed with named bounds, `ups.status` decoded).
+//! - `state`: the pure power state machine (on line, on battery, low
+//!   battery, forced shutdown, the dead-time rule) and its decisions.
 //!
-//! This module decides nothing about services itself. It never runs
-//! NUT's driver or upsd (init supervises them in local mode).
+//! This module decides nothing about services itself: init reads the
+//! [`PowerView`] (hold mail at boot, throttle delivery, shut down) and
+//! acts. It never runs NUT's driver or upsd (init supervises them in
+//! local mode).
 
 pub mod proto;
+pub mod state;
 
 pub use self::proto::{ProtoError, Reading, Status};
+pub use self::state::{Observation, Params, PowerMachine, PowerState, PowerView, ShutdownReason};
