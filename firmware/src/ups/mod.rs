@@ -16,3 +16,15 @@ pub mod state;
 
 pub use self::proto::{ProtoError, Reading, Status};
 pub use self::state::{Observation, Params, PowerMachine, PowerState, PowerView, ShutdownReason};
+
+impl crate::config::UpsConfig {
+    /// The state machine's thresholds from `[ups]`.
+    pub fn params(&self) -> Params {
+        Params {
+            dead_time: self.dead_time(),
+            start_min_charge: self.start_min_charge,
+            settle_time: self.settle_time(),
+            shutdown_on_runtime_below: self.shutdown_on_runtime_below_secs,
+        }
+    }
+}
