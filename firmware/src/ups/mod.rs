@@ -5,15 +5,19 @@
 //!   reply lines parsed with named bounds, `ups.status` decoded).
 //! - `state`: the pure power state machine (on line, on battery, low
 //!   battery, forced shutdown, the dead-time rule) and its decisions.
+//! - `client`: the tokio client that polls upsd, reconnects with backoff
+//!   and publishes a [`PowerView`] through a `watch` channel.
 //!
 //! This module decides nothing about services itself: init reads the
 //! [`PowerView`] (hold mail at boot, throttle delivery, shut down) and
 //! acts. It never runs NUT's driver or upsd (init supervises them in
-//! local mode).
+//! local mode, from the files `config::UpsConfig::nut_files` renders).
 
+pub mod client;
 pub mod proto;
 pub mod state;
 
+pub use self::client::{ClientError, Monitor, fsd};
 pub use self::proto::{ProtoError, Reading, Status};
 pub use self::state::{Observation, Params, PowerMachine, PowerState, PowerView, ShutdownReason};
 
