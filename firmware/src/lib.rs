@@ -15,6 +15,7 @@ pub mod init;
 mod logging;
 mod sys;
 mod tls;
+pub mod ups;
 
 pub mod mail;
 pub mod smtp;

@@ -13,6 +13,7 @@ mod log;
 pub mod mail;
 mod net;
 mod system;
+pub mod ups;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use self::log::{LogConfig, LogLevel};
 pub use self::mail::{MailConfig, Route, TlsMode};
 pub use self::net::Prefix;
 pub use self::system::SystemConfig;
+pub use self::ups::{UpsConfig, UpsMode};
 
 /// Where the board's configuration lives unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/pocobelle.toml";
@@ -47,6 +49,8 @@ pub struct Config {
     pub dns: DnsConfig,
 
     pub mail: MailConfig,
+    /// `[ups]`: absent, no UPS is watched.
+    pub ups: Option<UpsConfig>,
 }
 
 /// What went wrong while loading a configuration file.
@@ -191,6 +195,9 @@ impl Config {
         self.dns.validate()?;
 
         self.mail.validate()?;
+        if let Some(u) = &self.ups {
+            u.validate()?;
+        }
         crate::mail::aliases::Aliases::new(&self.mail, &self.system.hostname)?;
         Ok(())
     }
