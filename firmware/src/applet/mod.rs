@@ -14,6 +14,7 @@ mod net;
 mod self_test;
 mod sendmail;
 mod sntp;
+mod ups;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -107,6 +108,12 @@ pub const APPLETS: &[Applet] = &[
         aliases: &[],
         summary: "keep the clock set from init.sntp.servers (run by init)",
         run: sntp::run,
+    },
+    Applet {
+        name: "ups",
+        aliases: &[],
+        summary: "watch the UPS of [ups] through upsd (run by init); `ups status`",
+        run: ups::run,
     },
     Applet {
         name: "dhcp-event",

@@ -312,6 +312,10 @@ pub struct ServiceConfig {
     /// Started in safe mode (config did not parse). Default false.
     #[serde(default)]
     pub safe_mode: bool,
+    /// Extra environment, `KEY=VALUE` each (NUT's programs find their
+    /// configuration through `NUT_CONFPATH`). Default none.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 impl ServiceConfig {
@@ -328,6 +332,7 @@ impl ServiceConfig {
                 memory_max_mib: 32,
                 ready: Readiness::Primed,
                 safe_mode: true,
+                env: Vec::new(),
             });
         }
         if has_applet("mail") {
@@ -339,6 +344,7 @@ impl ServiceConfig {
                 memory_max_mib: 48,
                 ready: Readiness::None,
                 safe_mode: false,
+                env: Vec::new(),
             });
         }
         v
@@ -623,6 +629,23 @@ impl InitConfig {
                     format!("service {:?} is listed twice", svc.name),
                 ));
             }
+            if svc.env.len() > MAX_ARGV
+                || svc.env.iter().any(|kv| {
+                    kv.len() > MAX_WORD_BYTES
+                        || kv.contains('\0')
+                        || !kv.split_once('=').is_some_and(|(k, _)| {
+                            !k.is_empty()
+                                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        })
+                })
+            {
+                return Err(invalid(
+                    key("env"),
+                    format!(
+                        "at most {MAX_ARGV} entries KEY=VALUE (KEY letters, digits, '_'), of at most {MAX_WORD_BYTES} bytes"
+                    ),
+                ));
+            }
             if svc.argv.len() > MAX_ARGV
                 || svc
                     .argv
@@ -683,6 +706,11 @@ mod tests {
         assert!(e.contains(":2:") && e.contains("init.swap.size_mib"), "{e}");
         let e = parse("[init.swap]\nfile = \"../etc/passwd\"\n").unwrap_err();
         assert!(e.contains("init.swap.file"), "{e}");
+        let e = parse("[[init.service]]\nname = \"a\"\nenv = [\"NO_EQUALS\"]\n").unwrap_err();
+        assert!(e.contains("init.service[0].env"), "{e}");
+        let c =
+            parse("[[init.service]]\nname = \"a\"\nenv = [\"NUT_CONFPATH=/run/nut\"]\n").unwrap();
+        assert_eq!(c.init.service[0].env, ["NUT_CONFPATH=/run/nut"]);
         let e = parse("[[init.service]]\nname = \"a b\"\n").unwrap_err();
         assert!(e.contains("init.service[0].name"), "{e}");
         let e =

@@ -103,6 +103,14 @@ pub struct StatusReport {
     /// every 10 s`; `None`: no watchdog.
     #[serde(default)]
     pub watchdog: Option<String>,
+    /// `e2fsck -p`'s outcome on the data partition, when this boot ran it
+    /// (the last shutdown was not clean).
+    #[serde(default)]
+    pub fsck: Option<String>,
+    /// The UPS monitor's last word (`init::power`), when `[ups]` is
+    /// configured: `Some("")` while there is no reading yet.
+    #[serde(default)]
+    pub power: Option<String>,
     pub services: Vec<ServiceReport>,
 }
 
@@ -228,6 +236,19 @@ pub fn render(r: &StatusReport) -> String {
         Some(w) => out.push_str(&wrap(&format!("watchdog active: {w}"), "", STATUS_COLUMNS)),
         None => out.push_str("watchdog none\n"),
     }
+    // "label  text", the text wrapped under itself.
+    let labelled = |label: &str, text: &str| {
+        let body = wrap(text, "       ", STATUS_COLUMNS);
+        format!("{label:<7}{}", &body[7.min(body.len())..])
+    };
+    if let Some(f) = &r.fsck {
+        out.push_str(&labelled("fsck", &format!("data partition: {f}")));
+    }
+    match r.power.as_deref() {
+        None => out.push_str("power  no UPS configured\n"),
+        Some("") => out.push_str("power  UPS configured, no reading yet\n"),
+        Some(p) => out.push_str(&labelled("power", p)),
+    }
     if let Some(why) = &r.safe_reason {
         out.push_str("SAFE MODE: the configuration did not parse; only safe-mode services run\n");
         out.push_str(&wrap(why, "  ", STATUS_COLUMNS));
@@ -334,6 +355,8 @@ mod tests {
             swap_free_kib: 120_000,
             safe_reason: None,
             watchdog: None,
+            fsck: None,
+            power: None,
             services: vec![
                 ServiceReport {
                     name: "dns".into(),
@@ -380,6 +403,32 @@ mod tests {
         assert!(text.contains("swap 10.8 MiB used of 128.0 MiB"), "{text}");
         assert!(text.contains("restored from the saved time"), "{text}");
         assert!(text.contains("dns          running"), "{text}");
+    }
+
+    #[test]
+    fn fsck_and_power_lines() {
+        let mut r = report();
+        let text = render(&r);
+        assert!(text.contains("power  no UPS configured"), "{text}");
+        assert!(!text.contains("fsck"), "{text}");
+        r.fsck = Some("errors corrected (status 1)".into());
+        r.power = Some(String::new());
+        let text = render(&r);
+        assert!(
+            text.contains("fsck   data partition: errors corrected (status 1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("power  UPS configured, no reading yet"),
+            "{text}"
+        );
+        r.power = Some(format!(
+            "ON BATTERY, 45 %, about 12 min left{}",
+            " x".repeat(60)
+        ));
+        let text = render(&r);
+        assert!(text.contains("power  ON BATTERY, 45 %"), "{text}");
+        assert!(text.lines().all(|l| l.len() <= STATUS_COLUMNS), "{text}");
     }
 
     #[test]

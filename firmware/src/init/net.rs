@@ -352,6 +352,7 @@ pub fn dhcp_service(cfg: &NetworkConfig, run_dir: &Path) -> Option<ServiceConfig
         memory_max_mib: 0,
         ready: Readiness::Primed,
         safe_mode: true,
+        env: Vec::new(),
     })
 }
 

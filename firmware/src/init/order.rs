@@ -2,6 +2,8 @@
 //! `ready = "primed"` holds back the ones after it until it reports primed
 //! or the budget (`init.primed_budget_secs`) since its start has passed.
 //! With the defaults: dns, wait for primed (or the budget), then mail.
+//! A held service (mail while the UPS says power is not steady) is
+//! skipped: the ones after it start, and it starts when released.
 //! Pure: the supervisor feeds in what has started and what is ready.
 
 use crate::config::Readiness;
@@ -29,6 +31,8 @@ pub struct Slot {
     /// When it was first started (ms since boot).
     pub started_ms: Option<u64>,
     pub ready: bool,
+    /// Held back by init (power); skipped until released.
+    pub held: bool,
 }
 
 /// Decides the next start step.
@@ -36,6 +40,9 @@ pub fn next_step(slots: &[Slot], budget_ms: u64, now_ms: u64) -> Step {
     let mut unprimed_before = false;
     for (index, s) in slots.iter().enumerate() {
         let Some(started) = s.started_ms else {
+            if s.held {
+                continue;
+            }
             return Step::Start {
                 index,
                 unprimed_before,
@@ -62,11 +69,13 @@ mod tests {
                 readiness: Readiness::Primed,
                 started_ms: None,
                 ready: false,
+                held: false,
             },
             Slot {
                 readiness: Readiness::None,
                 started_ms: None,
                 ready: false,
+                held: false,
             },
         ]
     }
@@ -115,11 +124,44 @@ mod tests {
             Slot {
                 readiness: Readiness::None,
                 started_ms: Some(0),
-                ready: false
+                ready: false,
+                held: false,
             };
             3
         ];
         assert_eq!(next_step(&s, 1, 0), Step::Done);
         assert_eq!(next_step(&[], 1, 0), Step::Done);
+    }
+
+    #[test]
+    fn a_held_service_is_skipped_until_released() {
+        // dns, mail (held by the UPS), sntp.
+        let mut s = dns_mail();
+        s.push(Slot {
+            readiness: Readiness::None,
+            started_ms: None,
+            ready: false,
+            held: false,
+        });
+        s[0].started_ms = Some(0);
+        s[0].ready = true;
+        s[1].held = true;
+        assert_eq!(
+            next_step(&s, 30_000, 10),
+            Step::Start {
+                index: 2,
+                unprimed_before: false
+            }
+        );
+        s[2].started_ms = Some(10);
+        assert_eq!(next_step(&s, 30_000, 20), Step::Done);
+        s[1].held = false;
+        assert_eq!(
+            next_step(&s, 30_000, 90_000),
+            Step::Start {
+                index: 1,
+                unprimed_before: false
+            }
+        );
     }
 }

@@ -26,7 +26,7 @@ use crate::init::control::{self, Halt, Request, Response, ServiceReport, StatusR
 use crate::init::storage::{self, DataState};
 use crate::init::supervisor::{State, Supervisor};
 use crate::init::watchdog::Watchdog;
-use crate::init::{clock, logfile, modules, mount, sysctl};
+use crate::init::{clock, logfile, modules, mount, nut, power, sysctl};
 use crate::sys::{MsFlags, RealSys, Sys};
 
 /// Environment variable counting re-executions after a panic.
@@ -67,6 +67,8 @@ pub const DATA_LAST_GOOD: &str = "pocobelle.toml.last-good";
 pub const DEFAULTS_FILE: &str = "pocobelle-defaults.toml";
 /// The loop wakes at least this often (ms): readiness files, timers.
 pub const MAX_SLEEP_MS: u64 = 1000;
+/// The driver's `-k` (cut the UPS's power) gets this long (ms).
+pub const KILL_POWER_TIMEOUT_MS: u64 = 20_000;
 /// At shutdown, processes that are not services get this long after
 /// SIGTERM before SIGKILL (ms).
 pub const STRAGGLER_GRACE_MS: u64 = 2000;
@@ -95,6 +97,23 @@ struct Init {
     next_watchdog: Instant,
     next_clock_save: Instant,
     shutdown: Option<(Halt, Instant)>,
+    /// The sysctls applied at boot (restored when mains returns).
+    vm: sysctl::VmSettings,
+    /// `[ups]` is configured: what the monitor last said, and what init
+    /// did about it.
+    power: Option<PowerWatch>,
+}
+
+/// Init's side of the UPS watch (`init::power`, `init::nut`).
+struct PowerWatch {
+    gate: power::Gate,
+    mtime: Option<std::time::SystemTime>,
+    /// A power file that did not parse was logged (once until it does).
+    bad_said: bool,
+    /// This shutdown was asked for by the power state.
+    power_shutdown: bool,
+    /// The driver with `-k`, run at the end of a power shutdown.
+    kill_power: Option<(Vec<String>, Vec<String>)>,
 }
 
 /// The PID 1 entry point.
@@ -472,6 +491,7 @@ fn boot(loaded: Loaded, flags: &BootFlags, mut sys: RealSys, recovery: u32) -> I
         .and_then(|m| sysctl::mem_total_kib(&m))
         .unwrap_or(64 * 1024);
     let vm = sysctl::compute(ram_kib, &cfg.init.sysctl, cfg.init.swap.swappiness);
+    let vm_boot = vm;
     log::info!("sysctl: computed for {ram_kib} KiB of RAM");
     sysctl::apply(&mut sys, &vm);
 
@@ -513,6 +533,7 @@ fn boot(loaded: Loaded, flags: &BootFlags, mut sys: RealSys, recovery: u32) -> I
         cfg.init.service.clone()
     };
     add_network_services(&cfg, &mut services);
+    let power = add_ups_services(&cfg, &mut services);
     let mut boot_mode = "normal".to_string();
     let mut held = Vec::new();
     if safe {
@@ -569,7 +590,57 @@ fn boot(loaded: Loaded, flags: &BootFlags, mut sys: RealSys, recovery: u32) -> I
         next_watchdog: now,
         next_clock_save: now + clock_every,
         shutdown: None,
+        vm: vm_boot,
+        power,
     }
+}
+
+/// The services `[ups]` adds before the others (`init::nut`): in local
+/// mode NUT's driver and upsd, with their files written first; in both
+/// modes the monitor. Mail is held until the monitor's first reading.
+fn add_ups_services(cfg: &Config, services: &mut Vec<ServiceConfig>) -> Option<PowerWatch> {
+    let u = cfg.ups.as_ref()?;
+    let dir = cfg.system.run_dir.join(nut::NUT_DIR);
+    let mut driver = None;
+    let mut upsd = None;
+    if u.nut_files().is_some() {
+        driver = nut::find_program(u.driver());
+        upsd = nut::find_program("upsd");
+        let ids = std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|p| crate::init::users::lookup(&p, nut::NUT_USER));
+        match (&driver, &upsd) {
+            (Some(_), Some(_)) => {
+                if let Err(e) = nut::write_files(u, &dir, ids) {
+                    log::error!("ups: cannot write NUT's files in {}: {e}", dir.display());
+                }
+            }
+            _ => log::error!(
+                "ups: NUT's {} or upsd is not installed (looked in {}); only the monitor runs",
+                u.driver(),
+                nut::NUT_PROGRAM_DIRS.join(", ")
+            ),
+        }
+    }
+    let add = nut::services(u, &dir, driver.as_deref(), upsd.as_deref());
+    let names: Vec<String> = add.iter().map(|s| s.name.clone()).collect();
+    services.retain(|s| !names.contains(&s.name));
+    // After dhcp (the network), before everything else.
+    let at = services.iter().take_while(|s| s.name == "dhcp").count();
+    services.splice(at..at, add);
+    log::info!(
+        "ups: watching {} ({:?} mode): {}",
+        u.socket_addr(),
+        u.mode,
+        names.join(", ")
+    );
+    Some(PowerWatch {
+        gate: power::Gate::new(0),
+        mtime: None,
+        bad_said: false,
+        power_shutdown: false,
+        kill_power: nut::kill_power_command(u, &dir, driver.as_deref()),
+    })
 }
 
 /// Makes `dirs` (the run and data directories) `root:pocobelle`, mode
@@ -757,6 +828,7 @@ fn add_network_services(cfg: &Config, services: &mut Vec<ServiceConfig>) {
             memory_max_mib: 16,
             ready: crate::config::Readiness::None,
             safe_mode: true,
+            env: Vec::new(),
         });
     }
 }
@@ -794,6 +866,7 @@ impl Init {
             next = next.min(now + MAX_SLEEP_MS);
             self.kick_watchdog();
             self.periodic_clock_save();
+            self.watch_power(false);
             flush_log_file(false, false, self.cfg.init.logfile.flush_secs);
             if let Some((how, deadline)) = self.shutdown
                 && (self.sup.all_stopped() || Instant::now() >= deadline)
@@ -879,6 +952,7 @@ impl Init {
             match halt_for_signal(sig) {
                 Some(how) => self.begin_shutdown(how),
                 None if sig == Signal::SIGCHLD => {}
+                None if sig == Signal::SIGPWR => self.on_sigpwr(),
                 None => log::debug!("init: ignored {}", sig.as_str()),
             }
         }
@@ -953,12 +1027,18 @@ impl Init {
                     w.describe()
                 }
             }),
+            fsck: self.data.fsck.clone(),
+            power: self
+                .power
+                .as_ref()
+                .map(|p| p.gate.reading().map(|r| r.summary()).unwrap_or_default()),
             services: self
                 .sup
                 .services
                 .iter()
                 .map(|s| {
                     let (state, pid, since) = match s.state {
+                        State::Pending if s.hold.is_some() => ("held", None, None),
                         State::Pending => ("pending", None, None),
                         State::Running { pid, since_ms } => ("running", Some(pid), Some(since_ms)),
                         State::Backoff { .. } => ("backoff", None, None),
@@ -978,7 +1058,7 @@ impl Init {
                         crash_loop: s.crash_loop,
                         ready: s.ready,
                         last_exit: s.last_exit.clone(),
-                        note: None,
+                        note: s.hold.clone().filter(|_| s.state == State::Pending),
                     }
                 })
                 .chain(self.held.iter().map(|name| ServiceReport {
@@ -994,6 +1074,126 @@ impl Init {
                     note: Some("safe mode".into()),
                 }))
                 .collect(),
+        }
+    }
+
+    /// Takes the monitor's power file when it changed (or when `force`),
+    /// and acts: holds or releases mail, switches the writeback settings,
+    /// begins a power shutdown.
+    fn watch_power(&mut self, force: bool) {
+        let now = self.now_ms();
+        let run_dir = self.cfg.system.run_dir.clone();
+        let Some(w) = self.power.as_mut() else { return };
+        let mtime = power::mtime(&run_dir);
+        let mut reading = None;
+        if force || mtime != w.mtime {
+            w.mtime = mtime;
+            match power::read(&run_dir) {
+                Some(Ok(f)) => {
+                    if w.gate
+                        .reading()
+                        .map(|r| (r.supply, r.hold_mail, r.shutdown))
+                        != Some((f.supply, f.hold_mail, f.shutdown))
+                    {
+                        log::info!("power: {}", f.summary());
+                    }
+                    w.bad_said = false;
+                    reading = Some(f);
+                }
+                Some(Err(e)) if !w.bad_said => {
+                    w.bad_said = true;
+                    log::error!("power: {e}; the last reading stands");
+                }
+                _ => {}
+            }
+        }
+        let a = w.gate.update(reading, now);
+        if a.no_reading {
+            log::warn!(
+                "power: no reading from the UPS after {} s; starting mail anyway",
+                power::FIRST_READING_BUDGET_MS / 1000
+            );
+        }
+        self.sup.set_hold("mail", a.hold_mail);
+        if let Some(on) = a.battery_settings {
+            let vm = if on { self.vm.on_battery() } else { self.vm };
+            log::info!(
+                "power: {} writeback settings",
+                if on { "on-battery" } else { "mains" }
+            );
+            sysctl::apply(&mut self.sys, &vm);
+        }
+        if let Some(why) = a.shutdown {
+            log::error!("power: {why}: shutting down while the battery lasts");
+            if let Some(w) = self.power.as_mut() {
+                w.power_shutdown = true;
+            }
+            self.begin_shutdown(Halt::Poweroff);
+        }
+    }
+
+    /// SIGPWR: shut down if the UPS's reading is low, else say why not.
+    fn on_sigpwr(&mut self) {
+        self.watch_power(true);
+        let Some(w) = self.power.as_mut() else {
+            log::warn!("power: SIGPWR, but no UPS is configured ([ups]); no action");
+            return;
+        };
+        match w.gate.on_sigpwr() {
+            Ok(why) => {
+                log::error!("power: SIGPWR and {why}: shutting down");
+                w.power_shutdown = true;
+                self.begin_shutdown(Halt::Poweroff);
+            }
+            Err(why) => log::warn!("power: SIGPWR, but {why}; no action"),
+        }
+    }
+
+    /// At the end of a power shutdown in local mode: the driver with `-k`
+    /// asks the UPS to cut the power after its delay and to restore it
+    /// when mains returns (NUT's `upsdrvctl shutdown`).
+    fn kill_power(&mut self) {
+        let Some((argv, env)) = self
+            .power
+            .as_ref()
+            .filter(|w| w.power_shutdown)
+            .and_then(|w| w.kill_power.clone())
+        else {
+            return;
+        };
+        log::warn!("power: asking the UPS to cut the power: {}", argv.join(" "));
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]).stdin(std::process::Stdio::null());
+        for kv in &env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("power: cannot run {}: {e}", argv[0]);
+                return;
+            }
+        };
+        let until = Instant::now() + Duration::from_millis(KILL_POWER_TIMEOUT_MS);
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    log::info!("power: {} -k: {st}", argv[0]);
+                    return;
+                }
+                Ok(None) if Instant::now() < until => {
+                    self.kick_watchdog();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    log::error!("power: {} -k did not finish in time", argv[0]);
+                    return;
+                }
+            }
         }
     }
 
@@ -1090,6 +1290,7 @@ impl Init {
             "",
         );
         self.sys.sync();
+        self.kill_power();
         let mode = match how {
             Halt::Poweroff => RebootMode::RB_POWER_OFF,
             Halt::Reboot => RebootMode::RB_AUTOBOOT,

@@ -59,6 +59,8 @@ pub fn data_mount_options(fstype: &str, commit_secs: u32) -> String {
 pub struct DataState {
     pub last_shutdown: LastShutdown,
     pub mounted_rw: bool,
+    /// What `e2fsck -p` said, when it ran (after an unclean shutdown).
+    pub fsck: Option<String>,
 }
 
 /// Checks and mounts the data partition (when `init.data_device` is set)
@@ -73,6 +75,7 @@ pub fn bring_up_data(sys: &mut dyn Sys, cfg: &Config) -> DataState {
     let opts = data_mount_options(fstype, cfg.init.commit_secs);
     let last;
     let mut mounted_rw = true;
+    let mut fsck = None;
     if dev.is_empty() || sys.is_mounted(data) {
         last = marker_state(sys, &marker);
     } else {
@@ -97,7 +100,9 @@ pub fn bring_up_data(sys: &mut dyn Sys, cfg: &Config) -> DataState {
         };
         let mut read_only = false;
         if last != LastShutdown::Clean {
-            read_only = run_fsck(sys, &cfg.init.fsck, dev);
+            let (ro, said) = run_fsck(sys, &cfg.init.fsck, dev);
+            read_only = ro;
+            fsck = Some(said);
         }
         if cfg.init.grow_data && !read_only && fstype == "ext4" {
             match sys.grow_partition(dev) {
@@ -123,6 +128,7 @@ pub fn bring_up_data(sys: &mut dyn Sys, cfg: &Config) -> DataState {
             return DataState {
                 last_shutdown: last,
                 mounted_rw: false,
+                fsck,
             };
         }
         mounted_rw = !read_only;
@@ -164,6 +170,7 @@ pub fn bring_up_data(sys: &mut dyn Sys, cfg: &Config) -> DataState {
     DataState {
         last_shutdown: last,
         mounted_rw,
+        fsck,
     }
 }
 
@@ -175,33 +182,34 @@ fn marker_state(sys: &dyn Sys, marker: &Path) -> LastShutdown {
     }
 }
 
-/// Runs `e2fsck -p DEV`; returns true when the file system should be
-/// mounted read-only (errors left).
-fn run_fsck(sys: &mut dyn Sys, fsck: &Path, dev: &str) -> bool {
+/// Runs `e2fsck -p DEV`; returns whether the file system should be
+/// mounted read-only (errors left), and what happened in a few words
+/// (for `status`).
+fn run_fsck(sys: &mut dyn Sys, fsck: &Path, dev: &str) -> (bool, String) {
     let prog = fsck.to_string_lossy();
     if !sys.exists(fsck) {
         log::warn!("fsck: {prog} not found; {dev} mounted unchecked");
-        return false;
+        return (false, format!("not run ({prog} missing)"));
     }
     log::info!("fsck: checking {dev} ({prog} -p)");
     match sys.run(&[&prog, "-p", dev]) {
         Ok(s) => match fsck_outcome(s) {
             FsckOutcome::Clean => {
                 log::info!("fsck: {dev} is clean");
-                false
+                (false, "clean".into())
             }
             FsckOutcome::Corrected => {
                 log::warn!("fsck: {dev}: errors corrected (status {s})");
-                false
+                (false, format!("errors corrected (status {s})"))
             }
             FsckOutcome::Failed(s) => {
                 log::error!("fsck: {dev}: errors left (status {s}); mounting read-only");
-                true
+                (true, format!("ERRORS LEFT (status {s}): data read-only"))
             }
         },
         Err(e) => {
             log::error!("fsck: cannot run {prog}: {e}; {dev} mounted unchecked");
-            false
+            (false, format!("could not run: {e}"))
         }
     }
 }
@@ -299,7 +307,8 @@ mod tests {
             st,
             DataState {
                 last_shutdown: LastShutdown::Clean,
-                mounted_rw: true
+                mounted_rw: true,
+                fsck: None,
             }
         );
         assert!(
@@ -337,6 +346,8 @@ mod tests {
             .rposition(|c| c.starts_with("mount") && !c.contains(" ro"))
             .unwrap();
         assert!(fsck < rw, "{:?}", sys.calls);
+        // What status shows of it.
+        assert_eq!(st.fsck.as_deref(), Some("clean"));
     }
 
     #[test]
@@ -408,6 +419,7 @@ mod tests {
         let data = DataState {
             last_shutdown: LastShutdown::Clean,
             mounted_rw: true,
+            fsck: None,
         };
         let mut sys = FakeSys {
             statfs: Some(crate::sys::FsStat {

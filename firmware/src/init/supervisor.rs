@@ -59,6 +59,8 @@ pub struct Service {
     pub restarts: u32,
     pub crash_loop: bool,
     pub last_exit: Option<String>,
+    /// Why init holds this service back before its first start (power).
+    pub hold: Option<String>,
     tracker: RestartTracker,
     ready_pipe: Option<OwnedFd>,
     /// Read end of the service's stdout/stderr pipe, and its partial line.
@@ -102,6 +104,7 @@ impl Supervisor {
                     restarts: 0,
                     crash_loop: false,
                     last_exit: None,
+                    hold: None,
                     tracker: RestartTracker::default(),
                     ready_pipe: None,
                     output: None,
@@ -129,6 +132,27 @@ impl Supervisor {
         self.config = Some(path.to_path_buf());
     }
 
+    /// Holds the service `name` back from its first start (`Some(why)`),
+    /// or releases it (`None`). A service already started is not
+    /// affected. Returns whether `name` was found and not yet started.
+    pub fn set_hold(&mut self, name: &str, why: Option<String>) -> bool {
+        let Some(s) = self
+            .services
+            .iter_mut()
+            .find(|s| s.cfg.name == name && s.first_started_ms.is_none())
+        else {
+            return false;
+        };
+        if s.hold != why {
+            match &why {
+                Some(w) => log::warn!("supervisor: {name} held: {w}"),
+                None => log::info!("supervisor: {name} released"),
+            }
+        }
+        s.hold = why;
+        true
+    }
+
     /// Starts what the start order allows and restarts what is due.
     /// Returns the next time (ms since boot) it wants to be called.
     pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
@@ -145,6 +169,7 @@ impl Supervisor {
                     readiness: s.cfg.ready,
                     started_ms: s.first_started_ms,
                     ready: s.ready,
+                    held: s.hold.is_some(),
                 })
                 .collect();
             match order::next_step(&slots, self.budget_ms, now_ms) {
@@ -265,6 +290,11 @@ impl Supervisor {
             .env("POCOBELLE_RUN_DIR", &self.run_dir);
         if let Some(c) = &self.config {
             cmd.env("POCOBELLE_CONFIG", c);
+        }
+        for kv in &s.cfg.env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
         let mut pipe_w: Option<OwnedFd> = None;
         let mut pipe_r: Option<OwnedFd> = None;
@@ -627,6 +657,7 @@ mod tests {
             memory_max_mib: 0,
             ready,
             safe_mode: false,
+            env: Vec::new(),
         }
     }
 
