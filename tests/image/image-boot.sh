@@ -132,11 +132,19 @@ expect 1 'data: file system on /data grown from 320 MiB to 576 MiB' "its ext4 fi
 # --- boot 2: after the power cut -----------------------------------------
 start 2
 if wait_log 2 'mail: listening on 0\.0\.0\.0:25' "$timeout_s"; then
-  type_line 'echo; echo CONSOLE-MAILQ-BEGIN; pocobelle mailq; echo CONSOLE-END'
+  type_line 'echo; echo CONSOLE-MAILQ-BEGIN; pocobelle mailq; pocobelle status; echo CONSOLE-END'
   wait_log 2 '^CONSOLE-END' 60 || true
   tr -d '\r' <"$work/boot2.log" | sed -n '/^CONSOLE-MAILQ-BEGIN/,/^CONSOLE-END/p' >"$work/console2.txt"
   grep -q 'bob@example.test' "$work/console2.txt" && ok "boot 2: the message is still queued after the power cut" ||
     fail "boot 2: mailq does not list bob@example.test"
+  grep -qE 'boot recovery +last shutdown NOT clean' "$work/console2.txt" &&
+    ok "boot 2: status says it is a recovery boot after an unclean shutdown" || fail "boot 2: status does not say recovery boot"
+  grep -qE '^fsck +data partition: (clean|errors corrected)' "$work/console2.txt" &&
+    ok "boot 2: status gives the fsck result" || fail "boot 2: status gives no fsck result"
+  grep -qE '^spool +spool recovered 1 message' "$work/console2.txt" &&
+    ok "boot 2: status gives what the spool recovery found" || fail "boot 2: status gives no spool recovery"
+  grep -q '^power  no UPS configured' "$work/console2.txt" &&
+    ok "boot 2: status: no UPS configured" || fail "boot 2: status has no power line"
   type_line 'pocobelle poweroff'
 fi
 rc=0; wait "$qpid" || rc=$?
@@ -146,6 +154,7 @@ expect 2 'last shutdown was NOT clean' "the power cut is seen: recovery boot"
 expect 2 'fsck: checking /dev/disk/by-label/pocodata' "e2fsck of the data partition"
 expect 2 'fsck: /dev/disk/by-label/pocodata is clean|e2fsck .*(fixed|repaired)' "fsck result logged"
 expect 2 'spool recovered: 1 message' "the spool recovery found the message"
+expect 2 'boot: RECOVERY BOOT' "the boot log says it is a recovery boot"
 expect 2 'swap: /data/swapfile active' "swap file reused"
 expect 2 'clean-shutdown marker written' "clean shutdown at poweroff"
 expect 2 'reboot: Power down' "powered off by itself"

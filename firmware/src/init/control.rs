@@ -111,6 +111,9 @@ pub struct StatusReport {
     /// configured: `Some("")` while there is no reading yet.
     #[serde(default)]
     pub power: Option<String>,
+    /// What mail's spool recovery found at its last start.
+    #[serde(default)]
+    pub spool: Option<String>,
     pub services: Vec<ServiceReport>,
 }
 
@@ -244,6 +247,9 @@ pub fn render(r: &StatusReport) -> String {
     if let Some(f) = &r.fsck {
         out.push_str(&labelled("fsck", &format!("data partition: {f}")));
     }
+    if let Some(sp) = &r.spool {
+        out.push_str(&labelled("spool", sp));
+    }
     match r.power.as_deref() {
         None => out.push_str("power  no UPS configured\n"),
         Some("") => out.push_str("power  UPS configured, no reading yet\n"),
@@ -357,6 +363,7 @@ mod tests {
             watchdog: None,
             fsck: None,
             power: None,
+            spool: None,
             services: vec![
                 ServiceReport {
                     name: "dns".into(),
@@ -390,7 +397,11 @@ mod tests {
 
     #[test]
     fn status_fits_80_columns_and_says_what_matters() {
-        let text = render(&report());
+        let mut r = report();
+        r.boot_mode = "recovery".into();
+        r.uptime_secs = 99 * 86400;
+        let text = render(&r);
+        assert!(text.contains("boot recovery"), "{text}");
         for line in text.lines() {
             assert!(
                 line.len() <= STATUS_COLUMNS,

@@ -535,6 +535,19 @@ fn boot(loaded: Loaded, flags: &BootFlags, mut sys: RealSys, recovery: u32) -> I
     add_network_services(&cfg, &mut services);
     let power = add_ups_services(&cfg, &mut services);
     let mut boot_mode = "normal".to_string();
+    if data.last_shutdown == storage::LastShutdown::Unclean {
+        boot_mode = "recovery".into();
+        log::warn!(
+            "boot: RECOVERY BOOT: the last shutdown was not clean; fsck: {}; clock {}; \
+             mail recovers its spool before it listens, and starts slowly",
+            data.fsck.as_deref().unwrap_or("not run"),
+            if clock_restored {
+                "restored from the saved time"
+            } else {
+                "not restored (no saved time)"
+            }
+        );
+    }
     let mut held = Vec::new();
     if safe {
         held = services
@@ -1028,6 +1041,15 @@ impl Init {
                 }
             }),
             fsck: self.data.fsck.clone(),
+            spool: std::fs::read_to_string(
+                self.cfg
+                    .system
+                    .run_dir
+                    .join(crate::mail::service::RECOVERY_FILE),
+            )
+            .ok()
+            .and_then(|t| crate::mail::service::RecoveryNote::parse(&t))
+            .map(|n| n.summary()),
             power: self
                 .power
                 .as_ref()

@@ -147,6 +147,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         spool.used_bytes(),
         spool.segment_count()
     );
+    // For `pocobelle status`: what this start's recovery found.
+    let found = RecoveryNote {
+        messages: spool.messages().count() as u64,
+        bytes: spool.used_bytes(),
+        torn: spool.stats.torn_records,
+        skipped_bytes: spool.stats.skipped_bytes,
+        lost: spool.stats.lost_messages,
+    };
+    if let Err(e) = std::fs::write(config.system.run_dir.join(RECOVERY_FILE), found.render()) {
+        log::warn!("mail: {RECOVERY_FILE}: {e}");
+    }
     let spool = SpoolHandle::start(spool, Duration::from_millis(m.commit_delay_ms));
     let tls = match tls_acceptor(&config) {
         Ok(t) => Some(t),
@@ -245,4 +256,103 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Err(e) => log::error!("mail: spool commit at stop: {e}"),
     }
     Ok(())
+}
+
+/// What the spool's recovery found when mail last started, kept in
+/// `<run_dir>/mail.recovery` for `pocobelle status`.
+pub const RECOVERY_FILE: &str = "mail.recovery";
+
+/// The recovery figures of one start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryNote {
+    /// Messages queued after recovery, and their bytes.
+    pub messages: u64,
+    pub bytes: u64,
+    /// Torn tails cut (a write the power cut interrupted).
+    pub torn: u64,
+    /// Damaged bytes skipped.
+    pub skipped_bytes: u64,
+    /// Acknowledged messages lost to damage.
+    pub lost: u64,
+}
+
+impl RecoveryNote {
+    pub fn render(&self) -> String {
+        format!(
+            "messages={} bytes={} torn={} skipped={} lost={}\n",
+            self.messages, self.bytes, self.torn, self.skipped_bytes, self.lost
+        )
+    }
+
+    /// The note, or `None` for text that is not one (bounded: one line).
+    pub fn parse(text: &str) -> Option<RecoveryNote> {
+        let line = text.lines().next()?;
+        if line.len() > 256 {
+            return None;
+        }
+        let mut n = RecoveryNote::default();
+        for kv in line.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            let v: u64 = v.parse().ok()?;
+            match k {
+                "messages" => n.messages = v,
+                "bytes" => n.bytes = v,
+                "torn" => n.torn = v,
+                "skipped" => n.skipped_bytes = v,
+                "lost" => n.lost = v,
+                _ => {}
+            }
+        }
+        Some(n)
+    }
+
+    /// As `status` says it.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "spool recovered {} message(s), {} bytes",
+            self.messages, self.bytes
+        );
+        if self.torn > 0 {
+            s += &format!("; {} torn tail(s) cut", self.torn);
+        }
+        if self.skipped_bytes > 0 || self.lost > 0 {
+            s += &format!(
+                "; DAMAGE: {} bytes skipped, {} acknowledged message(s) lost",
+                self.skipped_bytes, self.lost
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod recovery_note_tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_summary() {
+        let n = RecoveryNote {
+            messages: 3,
+            bytes: 4096,
+            torn: 1,
+            skipped_bytes: 0,
+            lost: 0,
+        };
+        assert_eq!(RecoveryNote::parse(&n.render()), Some(n));
+        assert_eq!(
+            n.summary(),
+            "spool recovered 3 message(s), 4096 bytes; 1 torn tail(s) cut"
+        );
+        let bad = RecoveryNote {
+            lost: 2,
+            skipped_bytes: 90,
+            ..n
+        };
+        assert!(
+            bad.summary()
+                .contains("DAMAGE: 90 bytes skipped, 2 acknowledged")
+        );
+        assert_eq!(RecoveryNote::parse("messages=x"), None);
+        assert_eq!(RecoveryNote::parse(""), None);
+    }
 }
