@@ -1,6 +1,7 @@
 //! Network UPS Tools on the board (`[ups] mode = "local"`): init writes
-//! NUT's three files from `[ups]` into `<run_dir>/nut` (NUT_CONFPATH and
-//! NUT_STATEPATH both point there), and supervises NUT's own driver and
+//! NUT's three files from `[ups]` into [`nut_dir`] (`/run/nut` beside
+//! `/run/pocobelle`; NUT_CONFPATH and NUT_STATEPATH both point there),
+//! and supervises NUT's own driver and
 //! upsd, plus Pocobelle's monitor (the `ups` applet) in either mode. At a
 //! power shutdown it runs the driver once more with `-k`, which asks the
 //! UPS to cut the power after its shutdown delay and restore it when
@@ -15,8 +16,18 @@ use std::path::{Path, PathBuf};
 use crate::config::{Readiness, ServiceConfig, UpsConfig};
 use crate::init::users::Ids;
 
-/// NUT's directory under `system.run_dir`.
+/// NUT's directory's name, beside `system.run_dir` (which only the
+/// pocobelle group may enter).
 pub const NUT_DIR: &str = "nut";
+
+/// NUT's directory for the run directory `run_dir`: its sibling
+/// (`/run/pocobelle` -> `/run/nut`, where NUT keeps its state elsewhere).
+pub fn nut_dir(run_dir: &Path) -> PathBuf {
+    match run_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.join(NUT_DIR),
+        _ => run_dir.join(NUT_DIR),
+    }
+}
 /// The user upsd runs as, and the group of the driver's socket.
 pub const NUT_USER: &str = "nut";
 /// Where NUT's programs are looked for: Debian's layout (the image),
@@ -202,6 +213,12 @@ mod tests {
             .expect("kill_power is on by default");
         assert_eq!(argv, ["/lib/nut/usbhid-ups", "-a", "ups", "-k"]);
         assert_eq!(env.len(), 2);
+    }
+
+    #[test]
+    fn nut_lives_beside_the_private_run_directory() {
+        assert_eq!(nut_dir(Path::new("/run/pocobelle")), Path::new("/run/nut"));
+        assert_eq!(nut_dir(Path::new("run")), Path::new("run/nut"));
     }
 
     #[test]

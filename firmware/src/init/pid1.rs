@@ -613,7 +613,7 @@ fn boot(loaded: Loaded, flags: &BootFlags, mut sys: RealSys, recovery: u32) -> I
 /// modes the monitor. Mail is held until the monitor's first reading.
 fn add_ups_services(cfg: &Config, services: &mut Vec<ServiceConfig>) -> Option<PowerWatch> {
     let u = cfg.ups.as_ref()?;
-    let dir = cfg.system.run_dir.join(nut::NUT_DIR);
+    let dir = nut::nut_dir(&cfg.system.run_dir);
     let mut driver = None;
     let mut upsd = None;
     if u.nut_files().is_some() {
