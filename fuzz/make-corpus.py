@@ -186,6 +186,27 @@ write("smtp_reply", "greeting-and-errors", b"220 mx.test ESMTP\r\n451 4.3.0 try 
 write("smtp_reply", "credentials", b"# relay\nme@isp.test:pa:ss\n")
 write("smtp_reply", "auth-eq", b"250-x\r\n250 AUTH=PLAIN\r\n")
 
+# ---- NUT (upsd replies to the UPS client) ---------------------------------
+# A LIST VAR reply recorded from upsd 2.8.0 with dummy-ups, then the
+# on-battery, low-battery and FSD polls, the errors upsd gives while its
+# driver is gone, and the other replies the client reads.
+nut_list = lambda vars: (b"BEGIN LIST VAR ups\n" + b"".join(
+    b'VAR ups %s "%s"\n' % (n.encode(), v.encode()) for n, v in vars) + b"END LIST VAR ups\n")
+nut_ol = nut_list([("battery.charge", "100"), ("battery.runtime", "1800"),
+                   ("device.mfr", "Dummy Manufacturer"), ("driver.name", "dummy-ups"),
+                   ("driver.parameter.mode", "dummy-once"), ("ups.status", "OL")])
+write("nut_reply", "list-ol", nut_ol)
+write("nut_reply", "outage", nut_ol
+      + nut_list([("ups.status", "OB DISCHRG"), ("battery.charge", "42.5"), ("battery.runtime", "600")])
+      + b"ERR DATA-STALE\nERR DRIVER-NOT-CONNECTED\n"
+      + nut_list([("ups.status", "OB DISCHRG LB"), ("battery.charge", "9"), ("battery.runtime", "60")]))
+write("nut_reply", "boot-low", nut_list([("ups.status", "OB"), ("battery.charge", "20")])
+      + nut_list([("ups.status", "OL CHRG"), ("battery.charge", "21")]) * 14)
+write("nut_reply", "fsd-and-ok", b"OK\nOK\nOK\nOK FSD-SET\n"
+      + nut_list([("ups.status", "FSD OB LB")]) + b"OK Goodbye\nGoodbye...\n")
+write("nut_reply", "escapes", b'VAR ups ups.id "say \\"hi\\" \\\\o/"\nVAR ups x ""\n'
+      + nut_list([("ups.status", "WAIT")]) + b"ERR UNKNOWN-UPS\nBEGIN LIST VAR other\n")
+
 # ---- SASL ----------------------------------------------------------------
 write("sasl", "plain", b"AGFsaWNlAHMzY3JldA==")
 write("sasl", "plain-authzid", b"YWxpY2UAYWxpY2UAczNjcmV0")

@@ -56,6 +56,11 @@ TEST_PKGS=(
   # Unbound serving DNS-over-TLS on a loopback port: the real DoT peer of
   # firmware/tests/dns_tls_e2e.rs (its daemon is stopped below).
   unbound
+  # Network UPS Tools: upsd and the dummy-ups driver on a loopback port,
+  # the real peer of firmware/tests/ups_e2e.rs (upsc/upsrw by hand). Their
+  # services are disabled below (Debian ships MODE=none in
+  # /etc/nut/nut.conf, so they do not start anyway).
+  nut-server nut-client
 )
 
 # Benchmark peers, for `make bench-dns` and `make bench-smtp` only
@@ -98,7 +103,9 @@ fi
 
 # Peers are started by the tests and benchmarks themselves, on loopback
 # and high ports: never leave their system services running.
-for svc in unbound dnsmasq nsd; do
+# NUT: nut-server (upsd), nut-monitor (upsmon; nut-client under
+# sysvinit), nut-driver.target (the drivers, nut-driver@<ups>).
+for svc in unbound dnsmasq nsd nut-server nut-monitor nut-client nut-driver.target; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   elif command -v service >/dev/null 2>&1 && [ -x "/etc/init.d/$svc" ]; then

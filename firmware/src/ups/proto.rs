@@ -316,8 +316,9 @@ impl LineSplitter {
     /// Takes bytes from `input` until a line is complete; returns the
     /// line (LF included) and how many bytes of `input` were used. `None`
     /// when `input` ran out first (its bytes are kept). A line longer
-    /// than [`MAX_LINE`] is an error; the splitter must then be dropped
-    /// (the connection is out of step).
+    /// than [`MAX_LINE`] is an error, and its first bytes are dropped
+    /// (the connection is out of step: the client closes it). Uses at
+    /// least one byte of a non-empty `input`.
     pub fn push(&mut self, input: &[u8]) -> (Result<Option<Vec<u8>>, ProtoError>, usize) {
         let room = MAX_LINE - self.buf.len().min(MAX_LINE);
         let window = &input[..input.len().min(room)];
@@ -329,6 +330,7 @@ impl LineSplitter {
             None => {
                 self.buf.extend_from_slice(window);
                 if self.buf.len() >= MAX_LINE {
+                    self.buf.clear();
                     (Err(ProtoError::LineTooLong), window.len())
                 } else {
                     (Ok(None), window.len())
@@ -806,6 +808,14 @@ END LIST VAR ups\n";
         let mut long = b"BEGIN LIST VAR ups\nVAR ups x \"".to_vec();
         long.extend(std::iter::repeat_n(b'a', MAX_LINE));
         assert_eq!(collect("ups", &long), Err(ProtoError::LineTooLong));
+        // The splitter goes on after an over-long line (its rest is the
+        // next "line"), and always uses input.
+        let mut split = LineSplitter::default();
+        let (r, used) = split.push(&[b'a'; MAX_LINE + 10]);
+        assert_eq!((r, used), (Err(ProtoError::LineTooLong), MAX_LINE));
+        assert_eq!(split.pending(), 0);
+        let (r, used) = split.push(b"aaaaaaaaaa\nOK\n");
+        assert_eq!((r, used), (Ok(Some(b"aaaaaaaaaa\n".to_vec())), 11));
         // An unfinished list is no answer yet.
         assert_eq!(
             collect("ups", b"BEGIN LIST VAR ups\nVAR ups a \"1\"\n"),
