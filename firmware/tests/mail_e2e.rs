@@ -1946,3 +1946,74 @@ fn esmtp_parameters_reach_the_next_hop_and_smtputf8_bounces_without_it() {
         r.tool("mailq", &[]).1.contains("Mail queue is empty")
     });
 }
+
+#[test]
+fn on_battery_delivery_trickles_one_connection_at_a_time() {
+    if !peers_present() {
+        return;
+    }
+    // Three destinations, each its own smtp-sink: on mains they are
+    // delivered side by side; with the UPS monitor's power file saying
+    // "throttle", one connection at a time, trickle_gap_secs apart.
+    let ports = [free_port(), free_port(), free_port()];
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| tmpdir(&format!("trickle-sink{i}")))
+        .collect();
+    let upsd_port = free_port();
+    let r = Router::new(
+        "trickle",
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\n\
+             [mail.routes]\n\"a.test\" = \"127.0.0.1:{}\"\n\"b.test\" = \"127.0.0.1:{}\"\n\"c.test\" = \"127.0.0.1:{}\"\n\
+             [ups]\nmode = \"remote\"\nhost = \"127.0.0.1\"\nport = {upsd_port}\ntrickle_gap_secs = 3\n",
+            ports[0], ports[1], ports[2]
+        ),
+    );
+    let run = r.dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("power"),
+        "supply=onbattery\nhold_mail=0\nthrottle=1\nshutdown=0\ncharge=60\nups=ups@test\ndetail=\n",
+    )
+    .unwrap();
+    // All three queued while the sinks are down, then the sinks come up
+    // and a flush sends everything that is due at once.
+    for d in ["a", "b", "c"] {
+        let (ok, out) = r.swaks(&["--to", &format!("u@{d}.test"), "--from", "s@b.test"]);
+        assert!(ok, "{out}");
+    }
+    let _sinks: Vec<Kill> = (0..3).map(|i| sink(&dirs[i], ports[i])).collect();
+    let start = Instant::now();
+    let (ok, out) = r.tool("mail", &["flush"]);
+    assert!(ok, "{out}");
+    let mut arrived: Vec<Duration> = Vec::new();
+    r.wait("three trickled deliveries", 40, || {
+        let n = dirs.iter().filter(|d| !sunk(d).is_empty()).count();
+        while arrived.len() < n {
+            arrived.push(start.elapsed());
+        }
+        n == 3
+    });
+    // One connection at a time, 3 s apart: the last arrives at least
+    // two gaps after the first.
+    assert!(
+        arrived[2] - arrived[0] >= Duration::from_millis(5_500),
+        "deliveries at {arrived:?}\n{}",
+        r.log()
+    );
+    assert!(
+        r.log().contains("on battery: outbound delivery slowed"),
+        "{}",
+        r.log()
+    );
+    // Mains back: full speed again (the log says so at the next round).
+    std::fs::write(
+        run.join("power"),
+        "supply=online\nhold_mail=0\nthrottle=0\nshutdown=0\nups=ups@test\ndetail=\n",
+    )
+    .unwrap();
+    r.wait("full speed", 10, || {
+        r.log()
+            .contains("power back: outbound delivery at full speed")
+    });
+}

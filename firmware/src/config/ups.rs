@@ -104,6 +104,9 @@ pub struct UpsConfig {
     /// Held mail starts once the mains has been back this long, seconds.
     /// Default 60 (0..=3600).
     pub settle_time_secs: u32,
+    /// On battery, outbound mail goes one connection at a time, this many
+    /// seconds apart. Default 15 (0..=600).
+    pub trickle_gap_secs: u32,
     /// On battery, a reported runtime under this many seconds is treated
     /// as low battery. Default none (only the UPS's own LB). 1..=86400.
     pub shutdown_on_runtime_below_secs: Option<u32>,
@@ -135,6 +138,7 @@ impl Default for UpsConfig {
             dead_time_secs: 15,
             start_min_charge: 30,
             settle_time_secs: 60,
+            trickle_gap_secs: 15,
             shutdown_on_runtime_below_secs: None,
             kill_power: true,
             driver: None,
@@ -294,6 +298,7 @@ impl UpsConfig {
         }
         check_range(&key("start_min_charge"), self.start_min_charge, 0, 100)?;
         check_range(&key("settle_time_secs"), self.settle_time_secs, 0, 3600)?;
+        check_range(&key("trickle_gap_secs"), self.trickle_gap_secs, 0, 600)?;
         if let Some(s) = self.shutdown_on_runtime_below_secs {
             check_range(&key("shutdown_on_runtime_below_secs"), s, 1, 86_400)?;
         }

@@ -58,6 +58,9 @@ fn nut_env(dir: &Path) -> Vec<String> {
     vec![
         format!("NUT_CONFPATH={}", dir.display()),
         format!("NUT_STATEPATH={}", dir.display()),
+        // Where upsd looks for its own PID file (none with -F; looked
+        // for all the same).
+        format!("NUT_ALTPIDPATH={}", dir.display()),
     ]
 }
 
@@ -204,7 +207,8 @@ mod tests {
             v[1].env,
             [
                 "NUT_CONFPATH=/run/pocobelle/nut",
-                "NUT_STATEPATH=/run/pocobelle/nut"
+                "NUT_STATEPATH=/run/pocobelle/nut",
+                "NUT_ALTPIDPATH=/run/pocobelle/nut"
             ]
         );
         assert!(v[2].argv.is_empty(), "the monitor is this binary's applet");
@@ -212,7 +216,7 @@ mod tests {
         let (argv, env) = kill_power_command(&u, dir, Some(Path::new("/lib/nut/usbhid-ups")))
             .expect("kill_power is on by default");
         assert_eq!(argv, ["/lib/nut/usbhid-ups", "-a", "ups", "-k"]);
-        assert_eq!(env.len(), 2);
+        assert_eq!(env.len(), 3);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! exponential backoff and jitter. A message waiting longer than
 //! `delay_warning_s` gets one "delayed" DSN, marked in the spool so that
 //! it is sent once. It never writes spool files itself and never bounces
-//! on a temporary failure.
+//! on a temporary failure. While the UPS monitor says the board runs on
+//! battery (`init::power`'s `throttle`), delivery drops to a trickle:
+//! one connection at a time, `ups.trickle_gap_secs` apart.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -84,6 +86,12 @@ pub struct Scheduler {
     outbound: Arc<Semaphore>,
     tls: OutboundTls,
     state: Mutex<State>,
+    /// The run directory holding the UPS monitor's power file, when a
+    /// UPS is watched, and the pause between connections on battery.
+    power_dir: Option<(std::path::PathBuf, Duration)>,
+    /// On battery, every connection holds this one permit, and keeps it
+    /// for the trickle gap after it ends.
+    trickle: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -98,6 +106,8 @@ struct State {
     finished: Vec<(u64, u64)>,
     per_hop: HashMap<Hop, usize>,
     last_probe: u64,
+    /// Delivery is slowed to a trickle (on battery).
+    trickling: bool,
 }
 
 impl Scheduler {
@@ -115,7 +125,29 @@ impl Scheduler {
             spool,
             kick,
             state: Mutex::new(State::default()),
+            power_dir: None,
+            trickle: Arc::new(Semaphore::new(1)),
         })
+    }
+
+    /// Slows delivery to a trickle, connections `gap` apart, while the
+    /// power file in `run_dir` says the board is on battery.
+    pub fn with_power_dir(
+        mut self: Arc<Self>,
+        run_dir: &std::path::Path,
+        gap: Duration,
+    ) -> Arc<Self> {
+        if let Some(s) = Arc::get_mut(&mut self) {
+            s.power_dir = Some((run_dir.to_path_buf(), gap));
+        }
+        self
+    }
+
+    /// The pause between connections the UPS monitor asks for now.
+    fn trickle_gap(&self) -> Option<Duration> {
+        let (dir, gap) = self.power_dir.as_ref()?;
+        let p = crate::init::power::read(dir)?.ok()?;
+        p.throttle.then_some(*gap)
     }
 
     /// Runs forever.
@@ -150,6 +182,19 @@ impl Scheduler {
                 false
             }
         };
+        let trickle = self.trickle_gap();
+        if trickle.is_some() != self.locked().trickling {
+            let mut st = self.locked();
+            st.trickling = trickle.is_some();
+            log::info!(
+                "mail: {}",
+                if st.trickling {
+                    "on battery: outbound delivery slowed to one connection at a time"
+                } else {
+                    "power back: outbound delivery at full speed"
+                }
+            );
+        }
         let mut batches: BTreeMap<Hop, Vec<Outgoing>> = BTreeMap::new();
         let mut warnings = 0;
         for e in queue {
@@ -219,8 +264,21 @@ impl Scheduler {
             let me = self.clone();
             tokio::spawn(async move {
                 let ids: Vec<u64> = msgs.iter().map(|m| m.id).collect();
+                let slow = match trickle {
+                    Some(gap) => me
+                        .trickle
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .ok()
+                        .map(|p| (p, gap)),
+                    None => None,
+                };
                 if let Ok(_permit) = me.outbound.clone().acquire_owned().await {
                     me.deliver(&hop, msgs).await;
+                }
+                if let Some((_slow, gap)) = slow {
+                    tokio::time::sleep(gap).await;
                 }
                 let mut st = me.locked();
                 st.epoch += 1;

@@ -201,6 +201,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         spool.clone(),
         kick.clone(),
     );
+    let scheduler = match &config.ups {
+        Some(u) => scheduler.with_power_dir(
+            &config.system.run_dir,
+            Duration::from_secs(u.trickle_gap_secs.into()),
+        ),
+        None => scheduler,
+    };
     tokio::spawn(scheduler.run());
 
     let sock = control_socket(&config);
