@@ -73,7 +73,8 @@ if wait_log 1 'supervisor: mail held: power: ON BATTERY, 20 %' "$timeout_s"; the
   ok "boot 1: booted on battery at 20 %: mail held"
   wait_log 1 'supervisor: dns started' 120 || true
   sleep 3
-  type_line 'echo; echo CONSOLE-STATUS-BEGIN; pocobelle status; pocobelle ups status; echo CONSOLE-END'
+  # shellcheck disable=SC2016 # expanded by the guest's shell
+  type_line 'echo; echo CONSOLE-STATUS-BEGIN; pocobelle status; pocobelle ups status; for p in /proc/[0-9]*; do c=$(tr "\0" " " <$p/cmdline 2>/dev/null); case "$c" in */lib/nut/*|"/bin/pocobelle ups "*) echo "MEM $c: $(grep -E "^(RssAnon|RssFile|RssShmem)" $p/status | tr -s " \t\n" " ")";; esac; done; echo CONSOLE-END'
   wait_log 1 '^CONSOLE-END' 60 || true
   tr -d '\r' <"$work/boot1.log" | sed -n '/^CONSOLE-STATUS-BEGIN/,/^CONSOLE-END/p' >"$work/console1.txt"
   grep -qE '^power +ON BATTERY, 20 %' "$work/console1.txt" && ok "boot 1: status: power ON BATTERY, 20 %" ||
@@ -83,6 +84,9 @@ if wait_log 1 'supervisor: mail held: power: ON BATTERY, 20 %' "$timeout_s"; the
   grep -qE '^ *(nut-driver|upsd|ups) +running' "$work/console1.txt" && ok "boot 1: status: NUT's driver, upsd and the monitor run" ||
     fail "boot 1: status shows no UPS services running"
   if tr -d '\r' <"$work/boot1.log" | grep -q 'mail: listening'; then fail "boot 1: mail listened while held"; fi
+  # What the UPS watch costs in RAM (private = RssAnon; the rest is
+  # shared text: glibc for NUT, the pocobelle binary for the monitor).
+  grep '^MEM ' "$work/console1.txt" | sed 's/^MEM /  memory: /' || true
   # Mains back: mail waits for the settle time (10 s), then starts.
   set_ups "OL CHRG" 25 500 mains
   if wait_log 1 'supervisor: mail released' 90 && wait_log 1 'mail: listening on 0\.0\.0\.0:25' 120; then
