@@ -18,7 +18,7 @@ use super::client::{Client, Credentials, OutboundTls, Outgoing, ServerReply, Ses
 use super::dsn::{Dsn, DsnKind, MAX_DSN_HEADERS};
 use super::spool::record::{MessageFlags, Outcome};
 use super::spool::writer::{QueueEntry, SpoolHandle};
-use super::spool::{Extent, Spool, read_extents};
+use super::spool::{Extent, Spool};
 use crate::config::{MailConfig, Route, TlsMode};
 
 /// How often the scheduler looks at the queue when nothing wakes it.
@@ -536,7 +536,7 @@ impl Scheduler {
             if original.len() >= MAX_DSN_HEADERS {
                 break;
             }
-            match read_extents(self.spool.dir(), std::slice::from_ref(e)) {
+            match self.spool.read(std::slice::from_ref(e)) {
                 Ok(b) => original.extend_from_slice(&b),
                 Err(err) => {
                     log::warn!("mail: {id:016X}: the DSN goes without the original headers: {err}");

@@ -22,9 +22,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use self::record::{DecodeError, MessageFlags, Outcome, Record, StoredEnvelope};
 use self::recovery::Verdict;
+use super::queue::{BodyReader, Queue, QueueEntry};
 
 /// Buffered bytes are written to the segment once the buffer holds this
 /// much, so flash sees large sequential writes.
@@ -792,6 +794,118 @@ pub fn read_extents(dir: &Path, extents: &[Extent]) -> Result<Vec<u8>, SpoolErro
             .map_err(io_err(&dir.join(seg_name(e.seg))))?;
     }
     Ok(out)
+}
+
+/// Reads bodies from the segment files of one spool directory.
+pub struct SegmentReader {
+    dir: PathBuf,
+}
+
+impl BodyReader for SegmentReader {
+    fn read(&self, extents: &[Extent]) -> Result<Vec<u8>, SpoolError> {
+        read_extents(&self.dir, extents)
+    }
+}
+
+/// The segment log as a [`Queue`]: the inherent methods above.
+impl Queue for Spool {
+    fn begin(
+        &mut self,
+        from: String,
+        rcpts: Vec<String>,
+        received: u64,
+        flags: MessageFlags,
+    ) -> Result<u64, SpoolError> {
+        Spool::begin(self, from, rcpts, received, flags)
+    }
+
+    fn body(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError> {
+        Spool::body(self, id, data)
+    }
+
+    fn end(&mut self, id: u64) -> Result<(), SpoolError> {
+        Spool::end(self, id)
+    }
+
+    fn abort(&mut self, id: u64) {
+        Spool::abort(self, id)
+    }
+
+    fn commit(&mut self) -> Result<(), SpoolError> {
+        Spool::commit(self)
+    }
+
+    fn outcome(&mut self, id: u64, index: usize, outcome: Outcome) -> Result<(), SpoolError> {
+        Spool::outcome(self, id, index, outcome)
+    }
+
+    fn retry(&mut self, id: u64, next_at: u64, error: &str) -> Result<(), SpoolError> {
+        Spool::retry(self, id, next_at, error)
+    }
+
+    fn warned(&mut self, id: u64) -> Result<(), SpoolError> {
+        Spool::warned(self, id)
+    }
+
+    fn delete(&mut self, id: u64) -> Result<(), SpoolError> {
+        Spool::delete(self, id)
+    }
+
+    fn flush_all(&mut self) {
+        Spool::flush_all(self)
+    }
+
+    /// Only durable messages: a body not yet committed may not be in the
+    /// segment file yet.
+    fn list(&self) -> Vec<QueueEntry> {
+        self.messages()
+            .filter(|m| m.durable)
+            .map(|m| QueueEntry {
+                id: m.env.id,
+                from: m.env.from.clone(),
+                pending: m
+                    .pending()
+                    .map(|(i, a)| (i as u32, a.to_string()))
+                    .collect(),
+                size: m.size,
+                received: m.env.received,
+                attempts: m.attempts,
+                next_at: m.next_at,
+                last_error: m.last_error.clone(),
+                warned: m.warned,
+                flags: m.env.flags,
+                extents: m.extents.clone(),
+            })
+            .collect()
+    }
+
+    fn summary(&self) -> (u64, u64) {
+        self.messages()
+            .filter(|m| m.durable)
+            .fold((0u64, 0u64), |(n, b), m| (n + 1, b + m.size))
+    }
+
+    fn open_count(&self) -> usize {
+        Spool::open_count(self)
+    }
+
+    fn is_full(&self) -> bool {
+        self.admit(0).is_err()
+    }
+
+    fn collect_garbage(&mut self) -> Result<usize, SpoolError> {
+        Spool::collect_garbage(self)
+    }
+
+    fn reader(&self) -> Arc<dyn BodyReader> {
+        Arc::new(SegmentReader {
+            dir: self.dir.clone(),
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 fn log_torn(path: &Path, at: usize, e: &DecodeError, len: usize) {
