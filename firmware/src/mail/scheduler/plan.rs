@@ -174,34 +174,50 @@ pub fn plan(snapshot: &[QueuedView], now: u64, limits: &Limits, in_flight: &InFl
             }
         }
     }
-    let mut batches: Vec<Batch> = by_hop
+    let batches: Vec<Batch> = by_hop
         .into_iter()
         .filter(|(hop, _)| {
             in_flight.per_hop.get(hop).copied().unwrap_or(0) < limits.per_destination_limit
         })
-        .map(|(hop, mut msgs)| {
+        .map(|(hop, msgs)| {
             // A probe alone is not worth a connection to an MX; a route
-            // with nothing due is probed with what waits for it.
-            msgs.sort_by_key(|m| !m.due);
+            // with nothing due is probed with what waits for it. (A
+            // stable partition, due first: no sort code in the binary.)
+            let (mut msgs, probes): (Vec<Outgoing>, Vec<Outgoing>) =
+                msgs.into_iter().partition(|m| m.due);
+            msgs.extend(probes);
             msgs.truncate(MAX_MESSAGES_PER_CONNECTION);
             Batch { hop, msgs }
         })
         .collect();
-    // Within the total limit, the oldest due mail first; probes last.
-    batches.sort_by_key(|b| {
-        b.msgs
-            .iter()
-            .filter(|m| m.due)
-            .map(|m| m.received)
-            .min()
-            .map_or((1, 0), |r| (0, r))
-    });
-    batches.truncate(
-        limits
-            .outbound_limit
-            .saturating_sub(in_flight.connections()),
-    );
-    out.batches = batches;
+    // Within the total limit, the oldest due mail first, then hop order;
+    // probes last. A selection of at most `outbound_limit` batches.
+    let keys: Vec<(bool, u64)> = batches
+        .iter()
+        .map(|b| {
+            b.msgs
+                .iter()
+                .filter(|m| m.due)
+                .map(|m| m.received)
+                .min()
+                .map_or((true, 0), |r| (false, r))
+        })
+        .collect();
+    let room = limits
+        .outbound_limit
+        .saturating_sub(in_flight.connections());
+    let mut left: Vec<Option<Batch>> = batches.into_iter().map(Some).collect();
+    while out.batches.len() < room {
+        let Some(i) = (0..left.len())
+            .filter(|&i| left[i].is_some())
+            .min_by_key(|&i| keys[i])
+        else {
+            break;
+        };
+        if let Some(b) = left[i].take() {
+            out.batches.push(b);
+        }
+    }
     out
 }
 
