@@ -1,5 +1,5 @@
 //! The scheduler: decides what to deliver when, and does it. The
-//! decisions are pure ([`plan`]: from a queue snapshot, the time, the
+//! decisions are pure ([`plan()`]: from a queue snapshot, the time, the
 //! limits and what is in flight, the batches per next hop, the messages
 //! to bounce for their age and the senders to warn). This module is the
 //! executor around them: it reads the queue from the spool writer, keeps

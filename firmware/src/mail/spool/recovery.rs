@@ -1,7 +1,7 @@
 //! Spool recovery: the replay of the segment files at start, and its
 //! rules over damaged bytes.
 //!
-//! [`recover`] reads every segment, oldest first, replays its records
+//! `recover` reads every segment, oldest first, replays its records
 //! into the message table (see `replay`), drops messages without an end
 //! record (never acknowledged), and cuts a torn tail of the newest
 //! segment; that cut is the only change it ever makes to a segment, and

@@ -190,7 +190,6 @@ impl SpoolHandle {
         rx.await.map_err(|_| SpoolError::WriterGone)?
     }
 
-    /// Makes every queued message due now.
     /// The number of queued (durable) messages and their total size,
     /// without listing them.
     pub async fn summary(&self) -> Result<(u64, u64), SpoolError> {
@@ -208,6 +207,7 @@ impl SpoolHandle {
         rx.await.map_err(|_| SpoolError::WriterGone)?
     }
 
+    /// Makes every queued message due now.
     pub async fn flush(&self) -> Result<(), SpoolError> {
         self.send(Op::Flush).await
     }
