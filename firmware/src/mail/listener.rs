@@ -529,3 +529,151 @@ mod tests {
         assert_eq!(a.slots.available_permits(), 4);
     }
 }
+
+/// The listener's session path over the in-memory queue: the 250 after
+/// the final dot waits for the queue's commit.
+#[cfg(test)]
+mod commit_tests {
+    use super::*;
+    use crate::mail::queue::{MemProbe, MemQueue, Step};
+    use tokio::io::DuplexStream;
+
+    fn shared(spool: SpoolHandle) -> Shared {
+        let config = MailConfig {
+            domains: vec!["home.arpa".into()],
+            ..MailConfig::default()
+        };
+        Shared {
+            policy: Policy::new(&config),
+            aliases: Aliases::new(&config, "mx.test").unwrap(),
+            config,
+            hostname: "mx.test".into(),
+            spool,
+            tls: None,
+            kick: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Reads one whole reply (up to its last line); `None` if none comes
+    /// within `wait`.
+    async fn reply(c: &mut DuplexStream, wait: Duration) -> Option<String> {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        let read = async {
+            loop {
+                if c.read(&mut byte).await.unwrap() == 0 {
+                    break;
+                }
+                got.push(byte[0]);
+                if got.ends_with(b"\r\n") {
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    let last = text.trim_end().rsplit("\r\n").next().unwrap_or("");
+                    if last.as_bytes().get(3) == Some(&b' ') {
+                        break;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(wait, read).await.ok()?;
+        Some(String::from_utf8_lossy(&got).to_string())
+    }
+
+    async fn say(c: &mut DuplexStream, line: &str) -> String {
+        c.write_all(line.as_bytes()).await.unwrap();
+        reply(c, Duration::from_secs(10)).await.expect("a reply")
+    }
+
+    fn commits_after_end(probe: &MemProbe, id_count: usize) -> (Vec<u64>, Vec<bool>) {
+        let j = probe.journal();
+        let ends: Vec<u64> = j
+            .iter()
+            .filter_map(|s| match s {
+                Step::End(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), id_count, "{j:?}");
+        let last_end = j.iter().rposition(|s| matches!(s, Step::End(_))).unwrap();
+        let commits = j[last_end..]
+            .iter()
+            .filter_map(|s| match s {
+                Step::Commit(ok) => Some(*ok),
+                _ => None,
+            })
+            .collect();
+        (ends, commits)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_250_waits_for_the_commit_and_a_failed_commit_gets_451() {
+        let (q, probe) = MemQueue::new();
+        let spool = SpoolHandle::start(q, Duration::ZERO);
+        let shared = shared(spool.clone());
+        let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let (mut c, mut server) = tokio::io::duplex(64 * 1024);
+        let mut s = Session::new(settings(&shared, Listener::Smtp));
+        s.greet();
+        let mut gate = SessionGate {
+            shared: &shared,
+            client: peer.ip(),
+        };
+        let server = drive(&mut server, &mut s, &mut gate, &shared, peer);
+        let client = async {
+            assert!(
+                reply(&mut c, Duration::from_secs(10))
+                    .await
+                    .unwrap()
+                    .starts_with("220")
+            );
+            assert!(say(&mut c, "EHLO client.test\r\n").await.starts_with("250"));
+            for round in 0..2 {
+                assert!(
+                    say(&mut c, "MAIL FROM:<a@b.test>\r\n")
+                        .await
+                        .starts_with("250")
+                );
+                assert!(
+                    say(&mut c, "RCPT TO:<u@home.arpa>\r\n")
+                        .await
+                        .starts_with("250")
+                );
+                assert!(say(&mut c, "DATA\r\n").await.starts_with("354"));
+                // The commit is held: the message is ended, and no reply
+                // comes.
+                probe.hold_commits(true);
+                c.write_all(b"Subject: x\r\n\r\nhello\r\n.\r\n")
+                    .await
+                    .unwrap();
+                assert_eq!(reply(&mut c, Duration::from_millis(300)).await, None);
+                let (ends, commits) = commits_after_end(&probe, round + 1);
+                assert_eq!(commits, Vec::<bool>::new(), "no commit returned yet");
+                if round == 0 {
+                    // The commit returns Ok: then, and only then, 250.
+                    probe.hold_commits(false);
+                    let r = reply(&mut c, Duration::from_secs(10)).await.unwrap();
+                    assert!(r.starts_with("250"), "{r}");
+                    assert_eq!(commits_after_end(&probe, 1).1, vec![true]);
+                    let listed: Vec<u64> = spool
+                        .snapshot()
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|e| e.id)
+                        .collect();
+                    assert_eq!(listed, ends);
+                } else {
+                    // The commit fails: no 250, a temporary error.
+                    probe.fail_commits(true);
+                    probe.hold_commits(false);
+                    let r = reply(&mut c, Duration::from_secs(10)).await.unwrap();
+                    assert!(r.starts_with("451"), "{r}");
+                    assert_eq!(commits_after_end(&probe, 2).1, vec![false]);
+                    probe.fail_commits(false);
+                }
+            }
+            assert!(say(&mut c, "QUIT\r\n").await.starts_with("221"));
+        };
+        let (ended, ()) = tokio::join!(server, client);
+        assert!(matches!(ended, Ok(End::Closed)));
+    }
+}

@@ -9,6 +9,7 @@ pub mod dsn;
 pub mod listener;
 pub mod mx;
 pub mod policy;
+pub mod queue;
 pub mod scheduler;
 pub mod service;
 pub mod spool;

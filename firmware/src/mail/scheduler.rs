@@ -1,8 +1,11 @@
-//! The scheduler: decides what to deliver when. It reads the queue from
-//! the spool writer, groups due recipients by next hop, keeps the
-//! outbound limits (in total and per destination), runs one connection per
-//! batch (reuse for several messages), and turns results into spool
-//! records: delivered, bounced (with a DSN to the sender), or a retry with
+//! The scheduler: decides what to deliver when, and does it. The
+//! decisions are pure ([`plan()`]: from a queue snapshot, the time, the
+//! limits and what is in flight, the batches per next hop, the messages
+//! to bounce for their age and the senders to warn). This module is the
+//! executor around them: it reads the queue from the spool writer, keeps
+//! the record of what is in flight, runs one connection per batch (reuse
+//! for several messages), and turns results into spool records:
+//! delivered, bounced (with a DSN to the sender), or a retry with
 //! exponential backoff and jitter. A message waiting longer than
 //! `delay_warning_s` gets one "delayed" DSN, marked in the spool so that
 //! it is sent once. It never writes spool files itself and never bounces
@@ -10,17 +13,20 @@
 //! battery (`init::power`'s `throttle`), delivery drops to a trickle:
 //! one connection at a time, `ups.trickle_gap_secs` apart.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+pub mod plan;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
+use self::plan::{Batch, InFlight, Limits, plan};
 use super::client::{Client, Credentials, OutboundTls, Outgoing, ServerReply, Session};
 use super::dsn::{Dsn, DsnKind, MAX_DSN_HEADERS};
+use super::queue::QueueEntry;
 use super::spool::record::{MessageFlags, Outcome};
-use super::spool::writer::{QueueEntry, SpoolHandle};
-use super::spool::{Extent, Spool, read_extents};
+use super::spool::writer::SpoolHandle;
+use super::spool::{Extent, Spool};
 use crate::config::{MailConfig, Route, TlsMode};
 
 /// How often the scheduler looks at the queue when nothing wakes it.
@@ -83,31 +89,14 @@ pub struct Scheduler {
     hostname: String,
     spool: SpoolHandle,
     kick: Arc<Notify>,
-    outbound: Arc<Semaphore>,
     tls: OutboundTls,
-    state: Mutex<State>,
+    /// What is under way: the planner's view of it.
+    state: Mutex<InFlight>,
     /// The run directory holding the UPS monitor's power file, when a
     /// UPS is watched, and the pause between connections on battery.
     power_dir: Option<(std::path::PathBuf, Duration)>,
-    /// On battery, every connection holds this one permit, and keeps it
-    /// for the trickle gap after it ends.
-    trickle: Arc<Semaphore>,
-}
-
-#[derive(Default)]
-struct State {
-    in_flight: HashSet<u64>,
-    /// Counts finished delivery tasks.
-    epoch: u64,
-    /// Messages whose delivery task finished at an epoch: a queue
-    /// snapshot requested before that may still show them pending, so
-    /// they are skipped for one round (no duplicate delivery). Cleared
-    /// every round.
-    finished: Vec<(u64, u64)>,
-    per_hop: HashMap<Hop, usize>,
-    last_probe: u64,
-    /// Delivery is slowed to a trickle (on battery).
-    trickling: bool,
+    /// Delivery is slowed to a trickle (on battery): said once per change.
+    trickling: std::sync::atomic::AtomicBool,
 }
 
 impl Scheduler {
@@ -118,15 +107,14 @@ impl Scheduler {
         kick: Arc<Notify>,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
-            outbound: Arc::new(Semaphore::new(config.outbound_limit)),
             tls: OutboundTls::new(&config),
             config,
             hostname,
             spool,
             kick,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(InFlight::default()),
             power_dir: None,
-            trickle: Arc::new(Semaphore::new(1)),
+            trickling: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -165,133 +153,69 @@ impl Scheduler {
 
     async fn round(self: Arc<Self>) -> Result<(), super::spool::SpoolError> {
         let now = Spool::unix_now();
-        {
-            // Everything finished so far is reflected in the snapshot
-            // requested next.
-            let mut st = self.locked();
-            let start = st.epoch;
-            st.finished.retain(|(_, e)| *e > start);
-        }
+        // Everything finished so far is reflected in the snapshot
+        // requested next; what finishes meanwhile is left for a round.
+        self.locked().finished.clear();
         let queue = self.spool.snapshot().await?;
-        let probe = {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if now >= st.last_probe + self.config.probe_interval_s {
-                st.last_probe = now;
-                true
-            } else {
-                false
-            }
-        };
         let trickle = self.trickle_gap();
-        if trickle.is_some() != self.locked().trickling {
-            let mut st = self.locked();
-            st.trickling = trickle.is_some();
+        let was = self
+            .trickling
+            .swap(trickle.is_some(), std::sync::atomic::Ordering::Relaxed);
+        if was != trickle.is_some() {
             log::info!(
                 "mail: {}",
-                if st.trickling {
+                if trickle.is_some() {
                     "on battery: outbound delivery slowed to one connection at a time"
                 } else {
                     "power back: outbound delivery at full speed"
                 }
             );
         }
-        let mut batches: BTreeMap<Hop, Vec<Outgoing>> = BTreeMap::new();
-        let mut warnings = 0;
-        for e in queue {
-            let busy = {
-                let st = self.locked();
-                st.in_flight.contains(&e.id) || st.finished.iter().any(|(id, _)| *id == e.id)
-            };
-            if busy {
-                continue;
-            }
-            if now > e.received + self.config.max_lifetime_s {
-                self.expire(&e).await;
-                continue;
-            }
-            if self.config.delay_warning_s > 0
-                && warnings < MAX_WARNINGS_PER_ROUND
-                && !e.warned
-                && !e.from.is_empty()
-                && !e.pending.is_empty()
-                && now >= e.received + self.config.delay_warning_s
-            {
-                warnings += 1;
-                self.warn_delayed(&e).await;
-            }
-            let mut by_hop: BTreeMap<Hop, Vec<(u32, String)>> = BTreeMap::new();
-            for (i, r) in &e.pending {
-                by_hop
-                    .entry(route(&self.config, domain_of(r)))
-                    .or_default()
-                    .push((*i, r.clone()));
-            }
-            for (hop, rcpts) in by_hop {
-                // Probing: a route with waiting mail is tried at the probe
-                // interval, whatever the backoff says (the laptop may be back).
-                let due = e.next_at <= now;
-                if due || (probe && matches!(hop, Hop::Fixed(_))) {
-                    batches.entry(hop).or_default().push(Outgoing {
-                        id: e.id,
-                        from: e.from.clone(),
-                        rcpts,
-                        extents: e.extents.clone(),
-                        received: e.received,
-                        due,
-                        attempts: e.attempts,
-                        flags: e.flags,
-                        size: e.size,
-                    });
-                }
-            }
+        let mut limits = Limits::new(&self.config);
+        if trickle.is_some() {
+            limits.outbound_limit = 1;
         }
-        for (hop, mut msgs) in batches {
-            // A probe alone is not worth a connection to an MX; a route
-            // with nothing due is probed with what waits for it.
-            msgs.sort_by_key(|m| !m.due);
-            msgs.truncate(MAX_MESSAGES_PER_CONNECTION);
+        let plan = {
+            let mut st = self.locked();
+            let p = plan(&queue, now, &limits, &st);
+            if p.probed {
+                st.last_probe = now;
+            }
+            p
+        };
+        for &k in &plan.expire {
+            self.expire(&queue[k]).await;
+        }
+        for &k in &plan.warn {
+            self.warn_delayed(&queue[k]).await;
+        }
+        for Batch { hop, msgs } in plan.batches {
             {
+                // Batches only finish meanwhile: the plan's limits hold.
                 let mut st = self.locked();
-                let n = st.per_hop.entry(hop.clone()).or_default();
-                if *n >= self.config.per_destination_limit {
-                    continue;
-                }
-                *n += 1;
+                *st.per_hop.entry(hop.clone()).or_default() += 1;
                 for m in &msgs {
-                    st.in_flight.insert(m.id);
+                    st.ids.insert(m.id);
                 }
             }
             let me = self.clone();
             tokio::spawn(async move {
                 let ids: Vec<u64> = msgs.iter().map(|m| m.id).collect();
-                let slow = match trickle {
-                    Some(gap) => me
-                        .trickle
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .ok()
-                        .map(|p| (p, gap)),
-                    None => None,
-                };
-                if let Ok(_permit) = me.outbound.clone().acquire_owned().await {
-                    me.deliver(&hop, msgs).await;
-                }
-                if let Some((_slow, gap)) = slow {
+                me.deliver(&hop, msgs).await;
+                if let Some(gap) = trickle {
+                    // The connection's slot stays taken for the gap.
                     tokio::time::sleep(gap).await;
                 }
                 let mut st = me.locked();
-                st.epoch += 1;
-                let epoch = st.epoch;
                 for id in ids {
-                    st.in_flight.remove(&id);
-                    st.finished.push((id, epoch));
+                    st.ids.remove(&id);
+                    st.finished.insert(id);
                 }
                 if let Some(n) = st.per_hop.get_mut(&hop) {
                     *n = n.saturating_sub(1);
                 }
                 drop(st);
-                // A batch may have waited for this connection's slot (or
+                // A batch may have been left out for this connection's slot (or
                 // more mail came while it ran): look again now, not at the
                 // next tick.
                 me.kick.notify_one();
@@ -300,7 +224,7 @@ impl Scheduler {
         Ok(())
     }
 
-    fn locked(&self) -> std::sync::MutexGuard<'_, State> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, InFlight> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -504,14 +428,8 @@ impl Scheduler {
     }
 
     async fn defer(&self, m: &Outgoing, error: &str) {
-        let attempts = m.attempts + 1;
-        let delay = backoff(
-            self.config.retry_min_s,
-            self.config.retry_max_s,
-            attempts,
-            m.id ^ Spool::unix_now(),
-        );
-        let next = Spool::unix_now() + delay;
+        let now = Spool::unix_now();
+        let next = Limits::new(&self.config).retry_at(m.attempts + 1, now, m.id ^ now);
         let _ = self.spool.retry(m.id, next, error.to_string()).await;
     }
 
@@ -594,7 +512,7 @@ impl Scheduler {
             if original.len() >= MAX_DSN_HEADERS {
                 break;
             }
-            match read_extents(self.spool.dir(), std::slice::from_ref(e)) {
+            match self.spool.read(std::slice::from_ref(e)) {
                 Ok(b) => original.extend_from_slice(&b),
                 Err(err) => {
                     log::warn!("mail: {id:016X}: the DSN goes without the original headers: {err}");
@@ -661,7 +579,8 @@ mod tests {
         assert!((45..=75).contains(&a[0]), "{a:?}");
         assert!((90..=150).contains(&a[1]), "{a:?}");
         assert!(a[9] <= 4500 && a[9] >= 2700, "{a:?}");
-        let spread: HashSet<u64> = (0..50).map(|s| backoff(60, 3600, 3, s)).collect();
+        let spread: std::collections::HashSet<u64> =
+            (0..50).map(|s| backoff(60, 3600, 3, s)).collect();
         assert!(spread.len() > 10, "jitter spreads retries");
     }
 

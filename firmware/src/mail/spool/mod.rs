@@ -10,32 +10,35 @@
 //! refuses to start rather than drop damage it cannot bound. This is the
 //! only code that writes spool files; it never talks to the network, and
 //! never rewrites a segment beyond cutting a torn tail.
+//!
+//! This file is the façade, [`Spool`], and its [`Queue`] implementation;
+//! the parts: `record` (the codec), `log` (segment files: append, commit,
+//! roll, removal), `index` (the in-memory message table), `recovery`
+//! (the replay at start), `writer` (the single writer thread).
 
 #[cfg(test)]
 mod damage_tests;
+mod index;
+mod log;
 pub mod record;
 pub mod recovery;
 pub mod writer;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use self::record::{DecodeError, MessageFlags, Outcome, Record, StoredEnvelope};
-use self::recovery::Verdict;
+use self::index::{Index, Open};
+use self::log::Log;
+use self::record::{MessageFlags, Outcome, Record, StoredEnvelope};
+use super::queue::{BodyReader, Queue, QueueEntry};
 
-/// Buffered bytes are written to the segment once the buffer holds this
-/// much, so flash sees large sequential writes.
-pub const WRITE_BUFFER: usize = 256 * 1024;
-
-/// At most this many messages may be open (receiving DATA) at once; the
-/// listener's session limit keeps it far lower.
-pub const MAX_OPEN_MESSAGES: usize = 256;
-
-/// At most this many queued messages; past it, new mail gets 452.
-pub const MAX_MESSAGES: usize = 100_000;
+pub use self::index::{Extent, MAX_MESSAGES, MAX_OPEN_MESSAGES, Message, RcptState};
+#[cfg(test)]
+use self::log::seg_name;
+pub use self::log::{WRITE_BUFFER, read_extents};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -72,75 +75,6 @@ pub enum SpoolError {
     },
 }
 
-/// Where a piece of a body lives on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extent {
-    pub seg: u64,
-    pub offset: u64,
-    pub len: u32,
-}
-
-/// Delivery state of one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RcptState {
-    Pending,
-    Done(Outcome),
-}
-
-/// A queued (acknowledged) message.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub env: StoredEnvelope,
-    pub rcpts: Vec<RcptState>,
-    pub extents: Vec<Extent>,
-    pub size: u64,
-    pub attempts: u32,
-    pub next_at: u64,
-    pub last_error: String,
-    /// The sender got its "delayed" DSN.
-    pub warned: bool,
-    segs: BTreeSet<u64>,
-    /// False from its End until the commit that makes it durable: until
-    /// then its body may still be in the write buffer, and it is not
-    /// handed to delivery.
-    pub durable: bool,
-}
-
-impl Message {
-    pub fn pending(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.rcpts
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s == RcptState::Pending)
-            .map(|(i, _)| (i, self.env.rcpts[i].as_str()))
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.rcpts.iter().all(|s| *s != RcptState::Pending)
-    }
-}
-
-#[derive(Debug)]
-struct Open {
-    env: StoredEnvelope,
-    extents: Vec<Extent>,
-    size: u64,
-    segs: BTreeSet<u64>,
-}
-
-#[derive(Debug, Default)]
-struct Segment {
-    bytes: u64,
-    live: BTreeSet<u64>,
-}
-
-struct Active {
-    seq: u64,
-    file: File,
-    /// Bytes already written to the file (not necessarily synced).
-    written: u64,
-}
-
 /// Counters for the service's report.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
@@ -165,39 +99,10 @@ pub struct Limits {
 }
 
 pub struct Spool {
-    dir: PathBuf,
     limits: Limits,
-    active: Active,
-    buf: Vec<u8>,
-    segments: BTreeMap<u64, Segment>,
-    open: BTreeMap<u64, Open>,
-    msgs: BTreeMap<u64, Message>,
-    last_id: u64,
-    /// Open messages dropped because the spool filled up while their
-    /// body streamed in; their End gets `Full` (452), not a local error.
-    /// Bounded by [`MAX_OPEN_MESSAGES`].
-    refused: BTreeSet<u64>,
-    /// Messages ended since the last successful commit, which marks them
-    /// durable; a subset of `msgs` (bounded by [`MAX_MESSAGES`]).
-    fresh: Vec<u64>,
+    log: Log,
+    index: Index,
     pub stats: Stats,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn seg_name(seq: u64) -> String {
-    format!("seg-{seq:016x}.log")
-}
-
-fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
 }
 
 fn now_unix() -> u64 {
@@ -211,230 +116,65 @@ impl Spool {
     /// Opens (creating if needed) the spool in `dir`, replays it and starts
     /// a fresh active segment.
     pub fn open(dir: &Path, limits: Limits) -> Result<Spool, SpoolError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut seqs: Vec<u64> = fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let n = e.file_name().into_string().ok()?;
-                let hex = n.strip_prefix("seg-")?.strip_suffix(".log")?;
-                u64::from_str_radix(hex, 16).ok()
-            })
-            .collect();
-        seqs.sort_unstable();
-        let mut segments = BTreeMap::new();
-        let mut r = Replay::default();
-        let mut stats = Stats::default();
-        for (i, &seq) in seqs.iter().enumerate() {
-            let path = dir.join(seg_name(seq));
-            let mut data = Vec::new();
-            File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut data))
-                .map_err(io_err(&path))?;
-            let newest = i + 1 == seqs.len();
-            let mut seg = Segment::default();
-            let mut at = 0usize;
-            let mut cut = None;
-            while at < data.len() {
-                let e = match record::decode(&data[at..]) {
-                    Ok(d) => {
-                        let payload_at = (at + d.payload_at) as u64;
-                        r.replay(seq, payload_at, d.record, &mut seg);
-                        at += d.len;
-                        continue;
-                    }
-                    Err(e) => e,
-                };
-                if let Some(f) = e.frame() {
-                    // A sound header: skip exactly this record.
-                    stats.skipped_bytes += f.len as u64;
-                    r.damaged_frame(&path, at, &e, f);
-                    at += f.len;
-                    continue;
-                }
-                match recovery::verdict(&data, at, newest) {
-                    Verdict::Skip(next) => {
-                        stats.skipped_bytes += (next - at) as u64;
-                        r.damaged_bytes(&path, at, next, &e);
-                        at = next;
-                    }
-                    Verdict::CutTail => {
-                        stats.torn_records += 1;
-                        log_torn(&path, at, &e, data.len());
-                        cut = Some(at);
-                        break;
-                    }
-                    Verdict::Unbounded { len } => {
-                        // The service logs it and exits non-zero.
-                        return Err(SpoolError::Damaged {
-                            path: path.clone(),
-                            offset: at as u64,
-                            len: len as u64,
-                        });
-                    }
-                }
-            }
-            if let Some(at) = cut {
-                // Only the tail of the newest segment can be torn by a
-                // crash; cut it so that it is not read again.
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_err(&path))?;
-                f.set_len(at as u64).map_err(io_err(&path))?;
-                f.sync_all().map_err(io_err(&path))?;
-            }
-            seg.bytes = cut.unwrap_or(data.len()) as u64;
-            segments.insert(seq, seg);
-        }
-        let Replay {
-            mut open,
-            mut msgs,
-            last_id,
-            damage,
-            ..
-        } = r;
-        // Messages without an End record were never acknowledged (or,
-        // after damage, their End was in it).
-        for (id, o) in std::mem::take(&mut open) {
-            if damage.is_empty() {
-                log::info!(
-                    "spool: dropping unacknowledged message {id:016X} ({} bytes)",
-                    o.size
-                );
-            } else {
-                log::warn!(
-                    "spool: dropping message {id:016X} ({} bytes): it has no end record \
-                     (never acknowledged, or its end record was damaged)",
-                    o.size
-                );
-            }
-            for s in o.segs {
-                if let Some(seg) = segments.get_mut(&s) {
-                    seg.live.remove(&id);
-                }
-            }
-        }
-        stats.lost_messages = damage.len() as u64;
-        if stats.skipped_bytes > 0 || !damage.is_empty() {
-            let shown: Vec<String> = damage
-                .iter()
-                .take(LOGGED_IDS)
-                .map(|id| format!("{id:016X}"))
-                .collect();
-            log::error!(
-                "spool: recovery skipped {} damaged bytes; {} acknowledged message(s) lost: {}{}",
-                stats.skipped_bytes,
-                damage.len(),
-                if shown.is_empty() {
-                    "none".to_string()
-                } else {
-                    shown.join(" ")
-                },
-                if damage.len() > LOGGED_IDS {
-                    " ..."
-                } else {
-                    ""
-                }
-            );
-        }
-        // Finished messages release their segments.
-        let finished: Vec<u64> = msgs
-            .iter()
-            .filter(|(_, m)| m.is_finished())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in finished {
-            if let Some(m) = msgs.remove(&id) {
-                for s in m.segs {
-                    if let Some(seg) = segments.get_mut(&s) {
-                        seg.live.remove(&id);
-                    }
-                }
-            }
-        }
-        // Records about messages no longer present keep nothing alive.
-        for seg in segments.values_mut() {
-            seg.live.retain(|id| msgs.contains_key(id));
-        }
-        let seq = seqs.last().map_or(1, |s| s + 1);
-        let active = Self::create_segment(dir, seq)?;
-        segments.insert(seq, Segment::default());
+        fs::create_dir_all(dir).map_err(log::io_err(dir))?;
+        let r = recovery::recover(dir)?;
+        let log = Log::start(dir, limits.segment_bytes, r.segments, r.next_seq)?;
         let mut spool = Spool {
-            dir: dir.to_path_buf(),
             limits,
-            active,
-            buf: Vec::with_capacity(WRITE_BUFFER),
-            segments,
-            open: BTreeMap::new(),
-            msgs,
-            last_id,
-            refused: BTreeSet::new(),
-            fresh: Vec::new(),
-            stats,
+            log,
+            index: Index {
+                msgs: r.msgs,
+                last_id: r.last_id,
+                ..Index::default()
+            },
+            stats: r.stats,
         };
         spool.collect_garbage()?;
         Ok(spool)
     }
 
-    fn create_segment(dir: &Path, seq: u64) -> Result<Active, SpoolError> {
-        let path = dir.join(seg_name(seq));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        fsync_dir(dir)?;
-        Ok(Active {
-            seq,
-            file,
-            written: 0,
-        })
-    }
-
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.log.dir()
     }
 
     pub fn segment_path(&self, seq: u64) -> PathBuf {
-        self.dir.join(seg_name(seq))
+        self.log.segment_path(seq)
     }
 
     /// Bytes the spool occupies on disk, counting unwritten buffer.
     pub fn used_bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.bytes).sum::<u64>() + self.buf.len() as u64
+        self.log.used_bytes()
     }
 
     /// Messages begun and not yet ended or aborted.
     pub fn open_count(&self) -> usize {
-        self.open.len()
+        self.index.open.len()
     }
 
     pub fn segment_count(&self) -> usize {
-        self.segments.len()
+        self.log.segment_count()
     }
 
     pub fn messages(&self) -> impl Iterator<Item = &Message> {
-        self.msgs.values()
+        self.index.msgs.values()
     }
 
     #[cfg(test)]
     pub fn message(&self, id: u64) -> Option<&Message> {
-        self.msgs.get(&id)
+        self.index.msgs.get(&id)
     }
 
     /// Checks that `extra` more bytes fit under the limits.
     pub fn admit(&self, extra: u64) -> Result<(), SpoolError> {
         let used = self.used_bytes();
-        if used + extra > self.limits.max_bytes || self.msgs.len() >= MAX_MESSAGES {
+        if used + extra > self.limits.max_bytes || self.index.msgs.len() >= MAX_MESSAGES {
             return Err(SpoolError::Full {
                 used,
                 max: self.limits.max_bytes,
             });
         }
         if self.limits.min_free_bytes > 0
-            && let Ok(st) = nix::sys::statvfs::statvfs(&self.dir)
+            && let Ok(st) = nix::sys::statvfs::statvfs(self.dir())
         {
             // 32 bits on the ARM boards, 64 on the build host.
             #[allow(clippy::unnecessary_cast)]
@@ -449,69 +189,27 @@ impl Spool {
         Ok(())
     }
 
-    /// Appends a record to the buffer; returns (segment, file offset of
-    /// its payload).
+    /// Appends a record to the log (rolling to a new segment first when
+    /// the active one is full); returns (segment, file offset of its
+    /// payload).
     fn append(&mut self, rec: &Record) -> Result<(u64, u64), SpoolError> {
-        if self.active.written + self.buf.len() as u64 >= self.limits.segment_bytes {
+        if self.log.needs_roll() {
             self.roll()?;
         }
-        let base = self.active.written + self.buf.len() as u64;
-        let start = self.buf.len();
-        let at = record::encode(rec, &mut self.buf);
-        let seq = self.active.seq;
-        let grown = (self.buf.len() - start) as u64;
-        if let Some(seg) = self.segments.get_mut(&seq) {
-            seg.bytes += grown;
-        }
-        if self.buf.len() >= WRITE_BUFFER {
-            self.write_out()?;
-        }
-        Ok((seq, base + (at - start) as u64))
-    }
-
-    fn write_out(&mut self) -> Result<(), SpoolError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let path = self.segment_path(self.active.seq);
-        self.active
-            .file
-            .write_all(&self.buf)
-            .map_err(io_err(&path))?;
-        self.stats.write_calls += 1;
-        self.stats.bytes_written += self.buf.len() as u64;
-        self.active.written += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
+        self.log.append(rec, &mut self.stats)
     }
 
     /// Makes everything appended so far durable: one write, one fsync.
     pub fn commit(&mut self) -> Result<(), SpoolError> {
-        self.write_out()?;
-        let path = self.segment_path(self.active.seq);
-        self.active.file.sync_data().map_err(io_err(&path))?;
-        self.stats.fsyncs += 1;
-        for id in self.fresh.drain(..) {
-            if let Some(m) = self.msgs.get_mut(&id) {
-                m.durable = true;
-            }
-        }
+        self.log.sync(&mut self.stats)?;
+        self.index.mark_durable();
         Ok(())
     }
 
     /// Closes the active segment (durably) and starts the next one.
     fn roll(&mut self) -> Result<(), SpoolError> {
         self.commit()?;
-        let seq = self.active.seq + 1;
-        self.active = Self::create_segment(&self.dir, seq)?;
-        self.segments.insert(seq, Segment::default());
-        Ok(())
-    }
-
-    fn touch(&mut self, id: u64, seq: u64) {
-        if let Some(seg) = self.segments.get_mut(&seq) {
-            seg.live.insert(id);
-        }
+        self.log.next_segment()
     }
 
     /// Starts a message; returns its id. `flags`: the ESMTP parameters it
@@ -523,7 +221,7 @@ impl Spool {
         received: u64,
         flags: MessageFlags,
     ) -> Result<u64, SpoolError> {
-        if self.open.len() >= MAX_OPEN_MESSAGES {
+        if self.index.open.len() >= MAX_OPEN_MESSAGES {
             return Err(SpoolError::TooManyOpen);
         }
         self.admit(0)?;
@@ -531,8 +229,7 @@ impl Spool {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        let id = (self.last_id + 1).max(micros);
-        self.last_id = id;
+        let id = self.index.next_id(micros);
         let env = StoredEnvelope {
             id,
             received,
@@ -541,8 +238,8 @@ impl Spool {
             flags,
         };
         let (seq, _) = self.append(&Record::Begin(env.clone()))?;
-        self.touch(id, seq);
-        self.open.insert(
+        self.log.touch(id, seq);
+        self.index.open.insert(
             id,
             Open {
                 env,
@@ -556,13 +253,13 @@ impl Spool {
 
     /// Appends a body chunk of an open message.
     pub fn body(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError> {
-        if !self.open.contains_key(&id) {
+        if !self.index.open.contains_key(&id) {
             return Err(SpoolError::NoSuchMessage(id));
         }
         if let Err(e) = self.admit(data.len() as u64) {
             self.abort(id);
-            if self.refused.len() < MAX_OPEN_MESSAGES {
-                self.refused.insert(id);
+            if self.index.refused.len() < MAX_OPEN_MESSAGES {
+                self.index.refused.insert(id);
             }
             return Err(e);
         }
@@ -570,8 +267,9 @@ impl Spool {
             id,
             data: data.to_vec(),
         })?;
-        self.touch(id, seq);
+        self.log.touch(id, seq);
         let o = self
+            .index
             .open
             .get_mut(&id)
             .ok_or(SpoolError::NoSuchMessage(id))?;
@@ -590,25 +288,26 @@ impl Spool {
     ///
     /// [`commit`]: Spool::commit
     pub fn end(&mut self, id: u64) -> Result<(), SpoolError> {
-        if self.refused.remove(&id) {
+        if self.index.refused.remove(&id) {
             return Err(SpoolError::Full {
                 used: self.used_bytes(),
                 max: self.limits.max_bytes,
             });
         }
         let size = self
+            .index
             .open
             .get(&id)
             .ok_or(SpoolError::NoSuchMessage(id))?
             .size;
         let (seq, _) = self.append(&Record::End { id, size })?;
-        let Some(mut o) = self.open.remove(&id) else {
+        let Some(mut o) = self.index.open.remove(&id) else {
             return Err(SpoolError::NoSuchMessage(id));
         };
-        self.touch(id, seq);
+        self.log.touch(id, seq);
         o.segs.insert(seq);
         let n = o.env.rcpts.len();
-        self.msgs.insert(
+        self.index.msgs.insert(
             id,
             Message {
                 next_at: 0,
@@ -623,25 +322,21 @@ impl Spool {
                 durable: false,
             },
         );
-        self.fresh.push(id);
+        self.index.fresh.push(id);
         Ok(())
     }
 
     /// Forgets an open message (the session failed or the message was
     /// refused). Its records stay in the log, without an End.
     pub fn abort(&mut self, id: u64) {
-        if let Some(o) = self.open.remove(&id) {
-            for s in o.segs {
-                if let Some(seg) = self.segments.get_mut(&s) {
-                    seg.live.remove(&id);
-                }
-            }
+        if let Some(o) = self.index.open.remove(&id) {
+            self.log.release(id, &o.segs);
         }
     }
 
     /// Records a recipient's final outcome.
     pub fn outcome(&mut self, id: u64, index: usize, outcome: Outcome) -> Result<(), SpoolError> {
-        if !self.msgs.contains_key(&id) {
+        if !self.index.msgs.contains_key(&id) {
             return Err(SpoolError::NoSuchMessage(id));
         }
         let (seq, _) = self.append(&Record::Rcpt {
@@ -649,20 +344,23 @@ impl Spool {
             index: index as u32,
             outcome,
         })?;
-        self.touch(id, seq);
-        if let Some(m) = self.msgs.get_mut(&id) {
+        self.log.touch(id, seq);
+        if let Some(m) = self.index.msgs.get_mut(&id) {
             m.segs.insert(seq);
             if let Some(r) = m.rcpts.get_mut(index) {
                 *r = RcptState::Done(outcome);
             }
         }
-        self.finish_if_done(id);
+        if let Some(m) = self.index.take_if_finished(id) {
+            self.log.release(id, &m.segs);
+        }
         Ok(())
     }
 
     /// Records a failed attempt and when to try again.
     pub fn retry(&mut self, id: u64, next_at: u64, error: &str) -> Result<(), SpoolError> {
         let attempts = self
+            .index
             .msgs
             .get(&id)
             .ok_or(SpoolError::NoSuchMessage(id))?
@@ -675,8 +373,8 @@ impl Spool {
             next_at,
             error: error.clone(),
         })?;
-        self.touch(id, seq);
-        if let Some(m) = self.msgs.get_mut(&id) {
+        self.log.touch(id, seq);
+        if let Some(m) = self.index.msgs.get_mut(&id) {
             m.segs.insert(seq);
             m.attempts = attempts;
             m.next_at = next_at;
@@ -687,12 +385,12 @@ impl Spool {
 
     /// Records that the sender was sent the "delayed" DSN (once per message).
     pub fn warned(&mut self, id: u64) -> Result<(), SpoolError> {
-        if !self.msgs.contains_key(&id) {
+        if !self.index.msgs.contains_key(&id) {
             return Err(SpoolError::NoSuchMessage(id));
         }
         let (seq, _) = self.append(&Record::Warned { id })?;
-        self.touch(id, seq);
-        if let Some(m) = self.msgs.get_mut(&id) {
+        self.log.touch(id, seq);
+        if let Some(m) = self.index.msgs.get_mut(&id) {
             m.segs.insert(seq);
             m.warned = true;
         }
@@ -701,73 +399,39 @@ impl Spool {
 
     /// Removes a message (operator's `mail delete`, or expiry).
     pub fn delete(&mut self, id: u64) -> Result<(), SpoolError> {
-        if !self.msgs.contains_key(&id) {
+        if !self.index.msgs.contains_key(&id) {
             return Err(SpoolError::NoSuchMessage(id));
         }
         self.append(&Record::Delete { id })?;
-        if let Some(m) = self.msgs.remove(&id) {
-            self.release(id, &m.segs);
+        if let Some(m) = self.index.msgs.remove(&id) {
+            self.log.release(id, &m.segs);
         }
         Ok(())
     }
 
     /// Makes every waiting message due now (`mail flush`, ETRN).
     pub fn flush_all(&mut self) {
-        for m in self.msgs.values_mut() {
+        for m in self.index.msgs.values_mut() {
             m.next_at = 0;
         }
-    }
-
-    fn finish_if_done(&mut self, id: u64) {
-        if self.msgs.get(&id).is_some_and(Message::is_finished)
-            && let Some(m) = self.msgs.remove(&id)
-        {
-            self.release(id, &m.segs);
-        }
-    }
-
-    fn release(&mut self, id: u64, segs: &BTreeSet<u64>) {
-        for s in segs {
-            if let Some(seg) = self.segments.get_mut(s) {
-                seg.live.remove(&id);
-            }
-        }
-        // The record that finished the message sits in the active
-        // segment, which stays until it is rolled and everything older is
-        // gone.
     }
 
     /// Deletes, oldest first, segments in which every message is
     /// finished. Call after a commit, so that the records that finished
     /// them are durable first.
     pub fn collect_garbage(&mut self) -> Result<usize, SpoolError> {
-        let mut removed = 0;
-        while let Some((&seq, seg)) = self.segments.iter().next() {
-            if seq == self.active.seq || !seg.live.is_empty() {
-                break;
-            }
-            let path = self.segment_path(seq);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path)(e)),
-            }
-            self.segments.remove(&seq);
-            removed += 1;
-        }
-        if removed > 0 {
-            fsync_dir(&self.dir)?;
-        }
-        // A fully finished active segment that has grown large is rolled,
-        // so that it can go too.
-        Ok(removed)
+        self.log.collect_garbage()
     }
 
     /// Reads a queued message's body.
     #[cfg(test)]
     pub fn read_body(&self, id: u64) -> Result<Vec<u8>, SpoolError> {
-        let m = self.msgs.get(&id).ok_or(SpoolError::NoSuchMessage(id))?;
-        read_extents(&self.dir, &m.extents)
+        let m = self
+            .index
+            .msgs
+            .get(&id)
+            .ok_or(SpoolError::NoSuchMessage(id))?;
+        read_extents(self.dir(), &m.extents)
     }
 
     pub fn unix_now() -> u64 {
@@ -775,269 +439,123 @@ impl Spool {
     }
 }
 
-/// Reads body extents from segment files (delivery does this without the
-/// writer). Bounded by the message size limit.
-pub fn read_extents(dir: &Path, extents: &[Extent]) -> Result<Vec<u8>, SpoolError> {
-    let mut out = Vec::new();
-    let mut file: Option<(u64, File)> = None;
-    for e in extents {
-        if file.as_ref().is_none_or(|(s, _)| *s != e.seg) {
-            let path = dir.join(seg_name(e.seg));
-            file = Some((e.seg, File::open(&path).map_err(io_err(&path))?));
-        }
-        let Some((_, f)) = &file else { continue };
-        let start = out.len();
-        out.resize(start + e.len as usize, 0);
-        f.read_exact_at(&mut out[start..], e.offset)
-            .map_err(io_err(&dir.join(seg_name(e.seg))))?;
-    }
-    Ok(out)
+/// Reads bodies from the segment files of one spool directory.
+pub struct SegmentReader {
+    dir: PathBuf,
 }
 
-fn log_torn(path: &Path, at: usize, e: &DecodeError, len: usize) {
-    log::warn!(
-        "spool: {}: {e} at offset {at}; dropping the {} bytes after it",
-        path.display(),
-        len - at
-    );
-}
-
-/// At most this many message ids in recovery's summary line.
-const LOGGED_IDS: usize = 32;
-
-/// Replay state: the queue as the records so far describe it.
-#[derive(Default)]
-struct Replay {
-    open: BTreeMap<u64, Open>,
-    msgs: BTreeMap<u64, Message>,
-    last_id: u64,
-    /// Messages dropped because a record of theirs is damaged: their
-    /// later records are ignored, so they cannot come back, and a record
-    /// never touches another message. Bounded by the records read.
-    lost: BTreeSet<u64>,
-    /// Acknowledged (or possibly acknowledged) messages lost to damage.
-    damage: BTreeSet<u64>,
-    /// Damage was seen before this point of the replay.
-    damaged: bool,
-    /// Every message id a begin record was replayed for. Ids are never
-    /// reused (the writer counts up from the highest id recovered), so a
-    /// second begin record for one of them is damage: repeated bytes.
-    /// Bounded by the records read.
-    begun: BTreeSet<u64>,
-    /// Ids whose second begin record was ignored: their later body and
-    /// end records belong to the copy and are ignored too, so the message
-    /// queued first is neither doubled nor cut.
-    doubled: BTreeSet<u64>,
-}
-
-impl Replay {
-    /// A record with a sound header that does not decode: its message is
-    /// dropped, unless it only tracked delivery.
-    fn damaged_frame(&mut self, path: &Path, at: usize, e: &DecodeError, f: record::Frame) {
-        self.damaged = true;
-        let kind = record::kind_name(f.kind);
-        let Some(id) = f.id else {
-            // A version-1 record: its payload is all that names the
-            // message; the message falls out when its records do not add
-            // up (see `replay`).
-            log::error!(
-                "spool: {}: {e} at offset {at}: skipped its {} bytes ({kind} record)",
-                path.display(),
-                f.len
-            );
-            return;
-        };
-        self.last_id = self.last_id.max(id);
-        if record::is_delivery_state(f.kind) && record::is_known_version(f.version) {
-            log::warn!(
-                "spool: {}: {e} at offset {at}: skipped its {} bytes; message {id:016X} \
-                 is kept (a {kind} record only; it may be delivered or warned about again)",
-                path.display(),
-                f.len
-            );
-            return;
-        }
-        log::error!(
-            "spool: {}: {e} at offset {at}: skipped its {} bytes; message {id:016X} is dropped",
-            path.display(),
-            f.len
-        );
-        self.lose(id);
-    }
-
-    /// Bytes without a sound header, up to the next record.
-    fn damaged_bytes(&mut self, path: &Path, at: usize, next: usize, e: &DecodeError) {
-        self.damaged = true;
-        log::error!(
-            "spool: {}: {e} at offset {at}: skipped {} bytes, offsets {at}..{next}; \
-             a message with a begin, body or end record there is dropped",
-            path.display(),
-            next - at
-        );
-    }
-
-    fn lose(&mut self, id: u64) {
-        if !self.lost.insert(id) {
-            return;
-        }
-        let finished = self.msgs.get(&id).is_some_and(Message::is_finished);
-        self.open.remove(&id);
-        self.msgs.remove(&id);
-        if !finished {
-            self.damage.insert(id);
-        }
-    }
-
-    fn replay(&mut self, seq: u64, payload_at: u64, rec: Record, seg: &mut Segment) {
-        let id = rec.id();
-        self.last_id = self.last_id.max(id);
-        if self.lost.contains(&id) {
-            return;
-        }
-        if let Record::Begin(_) = rec
-            && !self.begun.insert(id)
-        {
-            self.damaged = true;
-            if self.open.contains_key(&id) {
-                // Its body is no longer known to be one message's.
-                log::error!(
-                    "spool: message {id:016X}: a second begin record before its end; dropped"
-                );
-                self.lose(id);
-            } else {
-                log::error!(
-                    "spool: message {id:016X}: a second begin record (repeated bytes); \
-                     it and the records of that copy are ignored"
-                );
-                self.doubled.insert(id);
-            }
-            return;
-        }
-        if self.doubled.contains(&id) && matches!(rec, Record::Body { .. } | Record::End { .. }) {
-            return;
-        }
-        // An end record without its begin after damage: the message was
-        // acknowledged and its begin or a body record was in the damaged
-        // bytes. (Body records alone, without their begin, are also left
-        // by a message aborted before a roll; they are ignored below.)
-        if self.damaged && matches!(rec, Record::End { .. }) && !self.open.contains_key(&id) {
-            log::error!(
-                "spool: message {id:016X}: end record after damage without its begin record; dropped"
-            );
-            self.lose(id);
-            return;
-        }
-        if let Record::End { size, .. } = rec
-            && self.open.get(&id).is_some_and(|o| o.size != size)
-        {
-            log::warn!("spool: message {id:016X}: body length mismatch; dropped");
-            self.lose(id);
-            return;
-        }
-        replay(seq, payload_at, rec, &mut self.open, &mut self.msgs, seg);
+impl BodyReader for SegmentReader {
+    fn read(&self, extents: &[Extent]) -> Result<Vec<u8>, SpoolError> {
+        read_extents(&self.dir, extents)
     }
 }
 
-fn replay(
-    seq: u64,
-    payload_at: u64,
-    rec: Record,
-    open: &mut BTreeMap<u64, Open>,
-    msgs: &mut BTreeMap<u64, Message>,
-    seg: &mut Segment,
-) {
-    match rec {
-        Record::Begin(env) => {
-            let id = env.id;
-            seg.live.insert(id);
-            open.insert(
-                id,
-                Open {
-                    env,
-                    extents: Vec::new(),
-                    size: 0,
-                    segs: BTreeSet::from([seq]),
-                },
-            );
-        }
-        Record::Body { id, data } => {
-            if let Some(o) = open.get_mut(&id) {
-                seg.live.insert(id);
-                o.extents.push(Extent {
-                    seg: seq,
-                    offset: payload_at + 8,
-                    len: data.len() as u32,
-                });
-                o.size += data.len() as u64;
-                o.segs.insert(seq);
-            }
-        }
-        Record::End { id, size } => {
-            if let Some(mut o) = open.remove(&id) {
-                if o.size != size {
-                    return;
-                }
-                seg.live.insert(id);
-                o.segs.insert(seq);
-                let n = o.env.rcpts.len();
-                msgs.insert(
-                    id,
-                    Message {
-                        env: o.env,
-                        rcpts: vec![RcptState::Pending; n],
-                        extents: o.extents,
-                        size,
-                        attempts: 0,
-                        next_at: 0,
-                        last_error: String::new(),
-                        warned: false,
-                        segs: o.segs,
-                        durable: true,
-                    },
-                );
-            }
-        }
-        Record::Rcpt { id, index, outcome } => {
-            if let Some(m) = msgs.get_mut(&id) {
-                seg.live.insert(id);
-                m.segs.insert(seq);
-                if let Some(r) = m.rcpts.get_mut(index as usize) {
-                    *r = RcptState::Done(outcome);
-                }
-            }
-        }
-        Record::Retry {
-            id,
-            attempts,
-            next_at,
-            error,
-        } => {
-            if let Some(m) = msgs.get_mut(&id) {
-                seg.live.insert(id);
-                m.segs.insert(seq);
-                m.attempts = attempts;
-                m.next_at = next_at;
-                m.last_error = error;
-            }
-        }
-        Record::Delete { id } => {
-            if let Some(m) = msgs.remove(&id) {
-                let _ = m;
-            }
-        }
-        Record::Warned { id } => {
-            if let Some(m) = msgs.get_mut(&id) {
-                seg.live.insert(id);
-                m.segs.insert(seq);
-                m.warned = true;
-            }
-        }
+/// The segment log as a [`Queue`]: the inherent methods above.
+impl Queue for Spool {
+    fn begin(
+        &mut self,
+        from: String,
+        rcpts: Vec<String>,
+        received: u64,
+        flags: MessageFlags,
+    ) -> Result<u64, SpoolError> {
+        Spool::begin(self, from, rcpts, received, flags)
+    }
+
+    fn body(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError> {
+        Spool::body(self, id, data)
+    }
+
+    fn end(&mut self, id: u64) -> Result<(), SpoolError> {
+        Spool::end(self, id)
+    }
+
+    fn abort(&mut self, id: u64) {
+        Spool::abort(self, id)
+    }
+
+    fn commit(&mut self) -> Result<(), SpoolError> {
+        Spool::commit(self)
+    }
+
+    fn outcome(&mut self, id: u64, index: usize, outcome: Outcome) -> Result<(), SpoolError> {
+        Spool::outcome(self, id, index, outcome)
+    }
+
+    fn retry(&mut self, id: u64, next_at: u64, error: &str) -> Result<(), SpoolError> {
+        Spool::retry(self, id, next_at, error)
+    }
+
+    fn warned(&mut self, id: u64) -> Result<(), SpoolError> {
+        Spool::warned(self, id)
+    }
+
+    fn delete(&mut self, id: u64) -> Result<(), SpoolError> {
+        Spool::delete(self, id)
+    }
+
+    fn flush_all(&mut self) {
+        Spool::flush_all(self)
+    }
+
+    /// Only durable messages: a body not yet committed may not be in the
+    /// segment file yet.
+    fn list(&self) -> Vec<QueueEntry> {
+        self.messages()
+            .filter(|m| m.durable)
+            .map(|m| QueueEntry {
+                id: m.env.id,
+                from: m.env.from.clone(),
+                pending: m
+                    .pending()
+                    .map(|(i, a)| (i as u32, a.to_string()))
+                    .collect(),
+                size: m.size,
+                received: m.env.received,
+                attempts: m.attempts,
+                next_at: m.next_at,
+                last_error: m.last_error.clone(),
+                warned: m.warned,
+                flags: m.env.flags,
+                extents: m.extents.clone(),
+            })
+            .collect()
+    }
+
+    fn summary(&self) -> (u64, u64) {
+        self.messages()
+            .filter(|m| m.durable)
+            .fold((0u64, 0u64), |(n, b), m| (n + 1, b + m.size))
+    }
+
+    fn open_count(&self) -> usize {
+        Spool::open_count(self)
+    }
+
+    fn is_full(&self) -> bool {
+        self.admit(0).is_err()
+    }
+
+    fn collect_garbage(&mut self) -> Result<usize, SpoolError> {
+        Spool::collect_garbage(self)
+    }
+
+    fn reader(&self) -> Arc<dyn BodyReader> {
+        Arc::new(SegmentReader {
+            dir: self.dir().to_path_buf(),
+        })
+    }
+
+    fn dir(&self) -> &Path {
+        Spool::dir(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("pocobelle-spool-{name}-{}", std::process::id()));
@@ -1237,11 +755,11 @@ mod tests {
         let mut s = Spool::open(&d, limits()).unwrap();
         let a = store(&mut s, b"first\r\n", 1);
         s.commit().unwrap();
-        let seq = s.active.seq;
-        let committed_len = s.active.written;
+        let seq = s.log.active.seq;
+        let committed_len = s.log.active.written;
         let b = store(&mut s, b"second message body\r\n", 1);
         s.commit().unwrap();
-        let full_len = s.active.written;
+        let full_len = s.log.active.written;
         drop(s);
         let path = d.join(seg_name(seq));
         let full = fs::read(&path).unwrap();
@@ -1275,7 +793,7 @@ mod tests {
         let mut s = Spool::open(&d, limits()).unwrap();
         let a = store(&mut s, b"ok\r\n", 1);
         s.commit().unwrap();
-        let seq = s.active.seq;
+        let seq = s.log.active.seq;
         drop(s);
         let mut f = OpenOptions::new()
             .append(true)

@@ -1,7 +1,14 @@
-//! Spool recovery's rules over damaged bytes, pure (bytes in, decisions
-//! out; no file access): where the next record starts after damage, and
-//! whether the damage is bounded to one record. [`super::Spool::open`]
-//! applies them; nothing here ever rewrites a segment.
+//! Spool recovery: the replay of the segment files at start, and its
+//! rules over damaged bytes.
+//!
+//! `recover` reads every segment, oldest first, replays its records
+//! into the message table (see `replay`), drops messages without an end
+//! record (never acknowledged), and cuts a torn tail of the newest
+//! segment; that cut is the only change it ever makes to a segment, and
+//! when damage cannot be bounded it changes nothing and refuses.
+//!
+//! The rules over damaged bytes are pure (bytes in, decisions out; no
+//! file access):
 //!
 //! - A record whose header is sound (a versioned header's own checksum, or
 //!   a version-1 record's whole checksum) is skipped exactly, and, when
@@ -20,7 +27,16 @@
 //!   [`record::MAX_PAYLOAD`] bytes; past [`SCAN_BUDGET`] checksummed bytes
 //!   the damage counts as unbounded.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::path::Path;
+
+use super::index::{Extent, Message, Open, RcptState};
+use super::log::{Segment, io_err, seg_name};
 use super::record::{self, HEADER_LEN_V1, MAGIC, MAGIC_FRAMED, MAX_PAYLOAD, MAX_RECORD};
+use super::record::{DecodeError, Record};
+use super::{SpoolError, Stats};
 
 /// Most bytes one resynchronisation may checksum.
 pub const SCAN_BUDGET: usize = 64 << 20;
@@ -95,6 +111,415 @@ pub fn verdict(data: &[u8], at: usize, newest: bool) -> Verdict {
         Scan::NoneToEnd => Verdict::Unbounded {
             len: data.len() - at,
         },
+    }
+}
+
+/// What the segment files held: the queue they describe.
+pub(super) struct Recovered {
+    pub(super) segments: BTreeMap<u64, Segment>,
+    /// Queued (ended, unfinished) messages.
+    pub(super) msgs: BTreeMap<u64, Message>,
+    /// The highest message id seen.
+    pub(super) last_id: u64,
+    pub(super) stats: Stats,
+    /// The sequence number of the next segment.
+    pub(super) next_seq: u64,
+}
+
+/// Replays the spool in `dir` (which exists).
+pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
+    let mut seqs: Vec<u64> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            let hex = n.strip_prefix("seg-")?.strip_suffix(".log")?;
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .collect();
+    seqs.sort_unstable();
+    let mut segments = BTreeMap::new();
+    let mut r = Replay::default();
+    let mut stats = Stats::default();
+    for (i, &seq) in seqs.iter().enumerate() {
+        let path = dir.join(seg_name(seq));
+        let mut data = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(io_err(&path))?;
+        let newest = i + 1 == seqs.len();
+        let mut seg = Segment::default();
+        let mut at = 0usize;
+        let mut cut = None;
+        while at < data.len() {
+            let e = match record::decode(&data[at..]) {
+                Ok(d) => {
+                    let payload_at = (at + d.payload_at) as u64;
+                    r.replay(seq, payload_at, d.record, &mut seg);
+                    at += d.len;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if let Some(f) = e.frame() {
+                // A sound header: skip exactly this record.
+                stats.skipped_bytes += f.len as u64;
+                r.damaged_frame(&path, at, &e, f);
+                at += f.len;
+                continue;
+            }
+            match verdict(&data, at, newest) {
+                Verdict::Skip(next) => {
+                    stats.skipped_bytes += (next - at) as u64;
+                    r.damaged_bytes(&path, at, next, &e);
+                    at = next;
+                }
+                Verdict::CutTail => {
+                    stats.torn_records += 1;
+                    log_torn(&path, at, &e, data.len());
+                    cut = Some(at);
+                    break;
+                }
+                Verdict::Unbounded { len } => {
+                    // The service logs it and exits non-zero.
+                    return Err(SpoolError::Damaged {
+                        path: path.clone(),
+                        offset: at as u64,
+                        len: len as u64,
+                    });
+                }
+            }
+        }
+        if let Some(at) = cut {
+            // Only the tail of the newest segment can be torn by a
+            // crash; cut it so that it is not read again.
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            f.set_len(at as u64).map_err(io_err(&path))?;
+            f.sync_all().map_err(io_err(&path))?;
+        }
+        seg.bytes = cut.unwrap_or(data.len()) as u64;
+        segments.insert(seq, seg);
+    }
+    let Replay {
+        mut open,
+        mut msgs,
+        last_id,
+        damage,
+        ..
+    } = r;
+    // Messages without an End record were never acknowledged (or,
+    // after damage, their End was in it).
+    for (id, o) in std::mem::take(&mut open) {
+        if damage.is_empty() {
+            log::info!(
+                "spool: dropping unacknowledged message {id:016X} ({} bytes)",
+                o.size
+            );
+        } else {
+            log::warn!(
+                "spool: dropping message {id:016X} ({} bytes): it has no end record \
+                 (never acknowledged, or its end record was damaged)",
+                o.size
+            );
+        }
+        for s in o.segs {
+            if let Some(seg) = segments.get_mut(&s) {
+                seg.live.remove(&id);
+            }
+        }
+    }
+    stats.lost_messages = damage.len() as u64;
+    if stats.skipped_bytes > 0 || !damage.is_empty() {
+        let shown: Vec<String> = damage
+            .iter()
+            .take(LOGGED_IDS)
+            .map(|id| format!("{id:016X}"))
+            .collect();
+        log::error!(
+            "spool: recovery skipped {} damaged bytes; {} acknowledged message(s) lost: {}{}",
+            stats.skipped_bytes,
+            damage.len(),
+            if shown.is_empty() {
+                "none".to_string()
+            } else {
+                shown.join(" ")
+            },
+            if damage.len() > LOGGED_IDS {
+                " ..."
+            } else {
+                ""
+            }
+        );
+    }
+    // Finished messages release their segments.
+    let finished: Vec<u64> = msgs
+        .iter()
+        .filter(|(_, m)| m.is_finished())
+        .map(|(id, _)| *id)
+        .collect();
+    for id in finished {
+        if let Some(m) = msgs.remove(&id) {
+            for s in m.segs {
+                if let Some(seg) = segments.get_mut(&s) {
+                    seg.live.remove(&id);
+                }
+            }
+        }
+    }
+    // Records about messages no longer present keep nothing alive.
+    for seg in segments.values_mut() {
+        seg.live.retain(|id| msgs.contains_key(id));
+    }
+    Ok(Recovered {
+        segments,
+        msgs,
+        last_id,
+        stats,
+        next_seq: seqs.last().map_or(1, |s| s + 1),
+    })
+}
+
+fn log_torn(path: &Path, at: usize, e: &DecodeError, len: usize) {
+    log::warn!(
+        "spool: {}: {e} at offset {at}; dropping the {} bytes after it",
+        path.display(),
+        len - at
+    );
+}
+
+/// At most this many message ids in recovery's summary line.
+const LOGGED_IDS: usize = 32;
+
+/// Replay state: the queue as the records so far describe it.
+#[derive(Default)]
+struct Replay {
+    open: BTreeMap<u64, Open>,
+    msgs: BTreeMap<u64, Message>,
+    last_id: u64,
+    /// Messages dropped because a record of theirs is damaged: their
+    /// later records are ignored, so they cannot come back, and a record
+    /// never touches another message. Bounded by the records read.
+    lost: BTreeSet<u64>,
+    /// Acknowledged (or possibly acknowledged) messages lost to damage.
+    damage: BTreeSet<u64>,
+    /// Damage was seen before this point of the replay.
+    damaged: bool,
+    /// Every message id a begin record was replayed for. Ids are never
+    /// reused (the writer counts up from the highest id recovered), so a
+    /// second begin record for one of them is damage: repeated bytes.
+    /// Bounded by the records read.
+    begun: BTreeSet<u64>,
+    /// Ids whose second begin record was ignored: their later body and
+    /// end records belong to the copy and are ignored too, so the message
+    /// queued first is neither doubled nor cut.
+    doubled: BTreeSet<u64>,
+}
+
+impl Replay {
+    /// A record with a sound header that does not decode: its message is
+    /// dropped, unless it only tracked delivery.
+    fn damaged_frame(&mut self, path: &Path, at: usize, e: &DecodeError, f: record::Frame) {
+        self.damaged = true;
+        let kind = record::kind_name(f.kind);
+        let Some(id) = f.id else {
+            // A version-1 record: its payload is all that names the
+            // message; the message falls out when its records do not add
+            // up (see `replay`).
+            log::error!(
+                "spool: {}: {e} at offset {at}: skipped its {} bytes ({kind} record)",
+                path.display(),
+                f.len
+            );
+            return;
+        };
+        self.last_id = self.last_id.max(id);
+        if record::is_delivery_state(f.kind) && record::is_known_version(f.version) {
+            log::warn!(
+                "spool: {}: {e} at offset {at}: skipped its {} bytes; message {id:016X} \
+                 is kept (a {kind} record only; it may be delivered or warned about again)",
+                path.display(),
+                f.len
+            );
+            return;
+        }
+        log::error!(
+            "spool: {}: {e} at offset {at}: skipped its {} bytes; message {id:016X} is dropped",
+            path.display(),
+            f.len
+        );
+        self.lose(id);
+    }
+
+    /// Bytes without a sound header, up to the next record.
+    fn damaged_bytes(&mut self, path: &Path, at: usize, next: usize, e: &DecodeError) {
+        self.damaged = true;
+        log::error!(
+            "spool: {}: {e} at offset {at}: skipped {} bytes, offsets {at}..{next}; \
+             a message with a begin, body or end record there is dropped",
+            path.display(),
+            next - at
+        );
+    }
+
+    fn lose(&mut self, id: u64) {
+        if !self.lost.insert(id) {
+            return;
+        }
+        let finished = self.msgs.get(&id).is_some_and(Message::is_finished);
+        self.open.remove(&id);
+        self.msgs.remove(&id);
+        if !finished {
+            self.damage.insert(id);
+        }
+    }
+
+    fn replay(&mut self, seq: u64, payload_at: u64, rec: Record, seg: &mut Segment) {
+        let id = rec.id();
+        self.last_id = self.last_id.max(id);
+        if self.lost.contains(&id) {
+            return;
+        }
+        if let Record::Begin(_) = rec
+            && !self.begun.insert(id)
+        {
+            self.damaged = true;
+            if self.open.contains_key(&id) {
+                // Its body is no longer known to be one message's.
+                log::error!(
+                    "spool: message {id:016X}: a second begin record before its end; dropped"
+                );
+                self.lose(id);
+            } else {
+                log::error!(
+                    "spool: message {id:016X}: a second begin record (repeated bytes); \
+                     it and the records of that copy are ignored"
+                );
+                self.doubled.insert(id);
+            }
+            return;
+        }
+        if self.doubled.contains(&id) && matches!(rec, Record::Body { .. } | Record::End { .. }) {
+            return;
+        }
+        // An end record without its begin after damage: the message was
+        // acknowledged and its begin or a body record was in the damaged
+        // bytes. (Body records alone, without their begin, are also left
+        // by a message aborted before a roll; they are ignored below.)
+        if self.damaged && matches!(rec, Record::End { .. }) && !self.open.contains_key(&id) {
+            log::error!(
+                "spool: message {id:016X}: end record after damage without its begin record; dropped"
+            );
+            self.lose(id);
+            return;
+        }
+        if let Record::End { size, .. } = rec
+            && self.open.get(&id).is_some_and(|o| o.size != size)
+        {
+            log::warn!("spool: message {id:016X}: body length mismatch; dropped");
+            self.lose(id);
+            return;
+        }
+        replay(seq, payload_at, rec, &mut self.open, &mut self.msgs, seg);
+    }
+}
+
+fn replay(
+    seq: u64,
+    payload_at: u64,
+    rec: Record,
+    open: &mut BTreeMap<u64, Open>,
+    msgs: &mut BTreeMap<u64, Message>,
+    seg: &mut Segment,
+) {
+    match rec {
+        Record::Begin(env) => {
+            let id = env.id;
+            seg.live.insert(id);
+            open.insert(
+                id,
+                Open {
+                    env,
+                    extents: Vec::new(),
+                    size: 0,
+                    segs: BTreeSet::from([seq]),
+                },
+            );
+        }
+        Record::Body { id, data } => {
+            if let Some(o) = open.get_mut(&id) {
+                seg.live.insert(id);
+                o.extents.push(Extent {
+                    seg: seq,
+                    offset: payload_at + 8,
+                    len: data.len() as u32,
+                });
+                o.size += data.len() as u64;
+                o.segs.insert(seq);
+            }
+        }
+        Record::End { id, size } => {
+            if let Some(mut o) = open.remove(&id) {
+                if o.size != size {
+                    return;
+                }
+                seg.live.insert(id);
+                o.segs.insert(seq);
+                let n = o.env.rcpts.len();
+                msgs.insert(
+                    id,
+                    Message {
+                        env: o.env,
+                        rcpts: vec![RcptState::Pending; n],
+                        extents: o.extents,
+                        size,
+                        attempts: 0,
+                        next_at: 0,
+                        last_error: String::new(),
+                        warned: false,
+                        segs: o.segs,
+                        durable: true,
+                    },
+                );
+            }
+        }
+        Record::Rcpt { id, index, outcome } => {
+            if let Some(m) = msgs.get_mut(&id) {
+                seg.live.insert(id);
+                m.segs.insert(seq);
+                if let Some(r) = m.rcpts.get_mut(index as usize) {
+                    *r = RcptState::Done(outcome);
+                }
+            }
+        }
+        Record::Retry {
+            id,
+            attempts,
+            next_at,
+            error,
+        } => {
+            if let Some(m) = msgs.get_mut(&id) {
+                seg.live.insert(id);
+                m.segs.insert(seq);
+                m.attempts = attempts;
+                m.next_at = next_at;
+                m.last_error = error;
+            }
+        }
+        Record::Delete { id } => {
+            if let Some(m) = msgs.remove(&id) {
+                let _ = m;
+            }
+        }
+        Record::Warned { id } => {
+            if let Some(m) = msgs.get_mut(&id) {
+                seg.live.insert(id);
+                m.segs.insert(seq);
+                m.warned = true;
+            }
+        }
     }
 }
 

@@ -1,10 +1,13 @@
-//! The spool's single writer: one OS thread owns the [`Spool`] and does
+//! The spool's single writer: one OS thread owns the queue (the segment log,
+//! [`super::Spool`], in the service) and does
 //! all its blocking file I/O, so that an fsync never stalls the sessions
 //! on the (single-threaded) async runtime. Requests arrive on a bounded
 //! channel; the thread applies every request that is waiting, then makes
 //! them durable with one commit (group commit) and only then answers the
 //! ones that wait for durability: a 250 reply always follows the fsync
-//! that holds its message.
+//! that holds its message. It works over any [`Queue`] backend (the
+//! segment log in the service, the in-memory one in tests); generic, and
+//! instantiated once in the binary.
 
 use std::time::{Duration, Instant};
 
@@ -14,33 +17,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{MessageFlags, Outcome};
-use super::{Spool, SpoolError};
+use super::{Extent, SpoolError};
+use crate::mail::queue::{BodyReader, Queue};
 
 /// Requests waiting for the writer; senders wait when it is full, so
 /// sessions slow down to the disk's pace instead of growing memory.
 pub const QUEUE_DEPTH: usize = 64;
 
-/// A queued message as the scheduler and `mailq` see it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct QueueEntry {
-    pub id: u64,
-    pub from: String,
-    /// (index, address) of recipients still pending.
-    pub pending: Vec<(u32, String)>,
-    pub size: u64,
-    pub received: u64,
-    pub attempts: u32,
-    pub next_at: u64,
-    pub last_error: String,
-    /// The sender got its "delayed" DSN.
-    #[serde(default)]
-    pub warned: bool,
-    /// The ESMTP parameters it arrived with, passed on at delivery.
-    #[serde(skip)]
-    pub flags: MessageFlags,
-    #[serde(skip)]
-    pub extents: Vec<super::Extent>,
-}
+pub use crate::mail::queue::QueueEntry;
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
@@ -99,6 +83,7 @@ enum Op {
 pub struct SpoolHandle {
     tx: mpsc::Sender<Op>,
     dir: std::path::PathBuf,
+    reader: Arc<dyn BodyReader>,
     full: Arc<AtomicBool>,
 }
 
@@ -110,16 +95,22 @@ enum Pending {
 impl SpoolHandle {
     /// Starts the writer thread for `spool`. `commit_delay` lets a commit
     /// wait a little to gather more messages into the same fsync.
-    pub fn start(spool: Spool, commit_delay: Duration) -> SpoolHandle {
+    pub fn start<Q: Queue + 'static>(spool: Q, commit_delay: Duration) -> SpoolHandle {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let dir = spool.dir().to_path_buf();
-        let full = Arc::new(AtomicBool::new(spool.admit(0).is_err()));
+        let reader = spool.reader();
+        let full = Arc::new(AtomicBool::new(spool.is_full()));
         let flag = full.clone();
         std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || run(spool, rx, commit_delay, flag))
             .expect("the spool writer thread starts");
-        SpoolHandle { tx, dir, full }
+        SpoolHandle {
+            tx,
+            dir,
+            reader,
+            full,
+        }
     }
 
     /// True when the spool was over a limit after the last commit: new
@@ -128,8 +119,14 @@ impl SpoolHandle {
         self.full.load(Ordering::Relaxed)
     }
 
+    /// The directory of the backend's files (see [`Queue::dir`]).
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
+    }
+
+    /// Reads body pieces of a queued message, without the writer.
+    pub fn read(&self, extents: &[Extent]) -> Result<Vec<u8>, SpoolError> {
+        self.reader.read(extents)
     }
 
     async fn send(&self, op: Op) -> Result<(), SpoolError> {
@@ -193,7 +190,6 @@ impl SpoolHandle {
         rx.await.map_err(|_| SpoolError::WriterGone)?
     }
 
-    /// Makes every queued message due now.
     /// The number of queued (durable) messages and their total size,
     /// without listing them.
     pub async fn summary(&self) -> Result<(u64, u64), SpoolError> {
@@ -211,6 +207,7 @@ impl SpoolHandle {
         rx.await.map_err(|_| SpoolError::WriterGone)?
     }
 
+    /// Makes every queued message due now.
     pub async fn flush(&self) -> Result<(), SpoolError> {
         self.send(Op::Flush).await
     }
@@ -243,8 +240,8 @@ enum Wait {
 /// received, so that their Ends share the fsync (group commit), and
 /// outcomes appended meanwhile are folded in. Outcomes alone are
 /// committed after [`OUTCOME_COMMIT_DELAY`].
-fn run(
-    mut spool: Spool,
+fn run<Q: Queue>(
+    mut spool: Q,
     mut rx: mpsc::Receiver<Op>,
     commit_delay: Duration,
     full: Arc<AtomicBool>,
@@ -314,7 +311,7 @@ fn run(
         }
         lazy_until = None;
         commit(&mut spool, &mut waiting);
-        full.store(spool.admit(0).is_err(), Ordering::Relaxed);
+        full.store(spool.is_full(), Ordering::Relaxed);
     }
     // All handles are gone: make what was appended durable.
     commit(&mut spool, &mut waiting);
@@ -371,7 +368,7 @@ enum Received {
 
 /// One write and one fsync for everything appended; then the answers
 /// that waited for it, and the removal of finished segments.
-fn commit(spool: &mut Spool, waiting: &mut Vec<Pending>) {
+fn commit<Q: Queue>(spool: &mut Q, waiting: &mut Vec<Pending>) {
     let committed = spool.commit();
     if let Err(e) = &committed {
         log::error!("spool commit failed: {e}");
@@ -397,7 +394,7 @@ fn commit(spool: &mut Spool, waiting: &mut Vec<Pending>) {
 /// Applies one request; returns true when it appended a record that no
 /// one waits for (an outcome, a retry time): it needs a commit, but not
 /// at once. Requests that wait for durability go to `waiting`.
-fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
+fn apply<Q: Queue>(spool: &mut Q, op: Op, waiting: &mut Vec<Pending>) -> bool {
     match op {
         // A message's beginning and body need no commit of their own:
         // its End brings them to disk.
@@ -452,11 +449,7 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
             false
         }
         Op::Summary { reply } => {
-            let (n, bytes) = spool
-                .messages()
-                .filter(|m| m.durable)
-                .fold((0u64, 0u64), |(n, b), m| (n + 1, b + m.size));
-            let _ = reply.send((n, bytes));
+            let _ = reply.send(spool.summary());
             false
         }
         Op::Commit { reply } => {
@@ -464,29 +457,7 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
             false
         }
         Op::Snapshot { reply } => {
-            // Only durable messages: a body not yet committed may not be
-            // in the segment file yet.
-            let list = spool
-                .messages()
-                .filter(|m| m.durable)
-                .map(|m| QueueEntry {
-                    id: m.env.id,
-                    from: m.env.from.clone(),
-                    pending: m
-                        .pending()
-                        .map(|(i, a)| (i as u32, a.to_string()))
-                        .collect(),
-                    size: m.size,
-                    received: m.env.received,
-                    attempts: m.attempts,
-                    next_at: m.next_at,
-                    last_error: m.last_error.clone(),
-                    warned: m.warned,
-                    flags: m.env.flags,
-                    extents: m.extents.clone(),
-                })
-                .collect();
-            let _ = reply.send(list);
+            let _ = reply.send(spool.list());
             false
         }
     }
@@ -495,7 +466,7 @@ fn apply(spool: &mut Spool, op: Op, waiting: &mut Vec<Pending>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mail::spool::Limits;
+    use crate::mail::spool::{Limits, Spool};
 
     #[tokio::test(flavor = "current_thread")]
     async fn concurrent_messages_share_fsyncs() {
