@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# scripts/cross.sh build|test TRIPLE [cargo args...]
+# scripts/cross.sh build|test|bloat TRIPLE [cargo args...]
 #
-# Builds (release) or tests the firmware crate for an ARM triple, choosing
+# Builds (release), tests, or measures (`cargo bloat` on the release code
+# with symbols kept: the `bloat` profile) the firmware crate for an ARM
+# triple, choosing
 # the route by itself:
 #  1. the active toolchain already has the target's standard library (a
 #     user who ran `rustup target add`): plain `cargo --target`;
@@ -11,8 +13,8 @@
 # Runs nothing but cargo; linkers and runners come from .cargo/config.toml.
 set -euo pipefail
 
-mode=${1:?usage: cross.sh build|test TRIPLE [args]}
-triple=${2:?usage: cross.sh build|test TRIPLE [args]}
+mode=${1:?usage: cross.sh build|test|bloat TRIPLE [args]}
+triple=${2:?usage: cross.sh build|test|bloat TRIPLE [args]}
 shift 2
 
 has_target_std() { # rustc
@@ -29,6 +31,9 @@ has_std_source() { # rustc
 case "$mode" in
   build) cmd=(build --release) ; std=std,panic_abort ;;
   test)  cmd=(test)            ; std=std,panic_abort,panic_unwind,test ;;
+  # cargo-bloat runs `cargo build` itself, with the `cargo` and `rustc`
+  # found on PATH (below: the toolchain chosen here comes first).
+  bloat) cmd=(bloat --profile bloat --bin pocobelle) ; std=std,panic_abort ;;
   *) echo "cross.sh: unknown mode $mode" >&2; exit 64 ;;
 esac
 
@@ -45,6 +50,12 @@ for rustc in rustc /usr/bin/rustc; do
     # comes first on PATH.
     export RUSTC="$(command -v "$rustc")"
     [ -x "$dir/rustdoc" ] && export RUSTDOC="$dir/rustdoc"
+    if [ "$mode" = bloat ]; then
+      bloat=$(command -v cargo-bloat) || {
+        echo "cross.sh: no cargo-bloat; run 'bash scripts/setup.sh size'" >&2; exit 1; }
+      export PATH="$dir:$PATH" RUSTC_BOOTSTRAP=1
+      exec "$bloat" "${cmd[@]}" --locked --target "$triple" -Z build-std="$std" "$@"
+    fi
     export RUSTC_BOOTSTRAP=1
     exec "$cargo" "${cmd[@]}" --locked --target "$triple" -Z build-std="$std" "$@"
   fi
