@@ -177,10 +177,15 @@ async fn tls_handshake(group: &'static dyn rustls::crypto::SupportedKxGroup) -> 
         kx_groups: vec![group],
         ..rustls::crypto::ring::default_provider()
     };
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-        .map_err(|e| format!("certificate: {e}"))?;
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let ck = crate::tls::selfsigned::generate(
+        &["localhost"],
+        crate::tls::selfsigned::LONG_AGO,
+        crate::tls::selfsigned::NO_EXPIRY,
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|e| format!("certificate: {e}"))?;
+    let cert = CertificateDer::from(ck.cert_der);
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pkcs8));
 
     let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()
