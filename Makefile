@@ -8,6 +8,7 @@
 #                   QEMU boots, the images
 #   make setup      install what is missing (Debian 12 packages)
 #   make fuzz       every fuzz target for FUZZ_SECONDS (default 300) each
+#   make size       what holds the bytes of the ARMv5 binary (cargo bloat)
 #   make clean
 
 SHELL := /bin/bash
@@ -26,7 +27,7 @@ MAX_BINARY_BYTES := 4194304
 
 .PHONY: all firmware setup test test-host lint test-arm test-armv5 test-armv7 \
         test-boot test-image test-boots check-buildroot armv5 armv7 clean \
-        bench-dns bench-smtp image images run flash fuzz test-fuzz
+        bench-dns bench-smtp image images run flash fuzz test-fuzz size
 
 all: firmware
 
@@ -165,6 +166,22 @@ fuzz:
 
 test-fuzz:
 	bash scripts/fuzz.sh test $(TEST_FUZZ_SECONDS)
+
+# What holds the bytes: cargo bloat on the ARMv5 release code with its
+# symbols kept (the `bloat` profile: target/$(ARMV5_TRIPLE)/bloat/), per
+# crate then the largest functions, and the sections of the stripped
+# binary. Crate attribution after LTO is approximate: generic code is
+# counted in the crate that instantiated it; glibc is "[Unknown]".
+SIZE_CRATES ?= 25
+SIZE_FUNCTIONS ?= 40
+size: $(SETUP_STAMP)
+	bash scripts/setup.sh size
+	bash scripts/cross.sh bloat $(ARMV5_TRIPLE) --crates -n $(SIZE_CRATES)
+	bash scripts/cross.sh bloat $(ARMV5_TRIPLE) -n $(SIZE_FUNCTIONS) 2>/dev/null
+	arm-linux-gnueabi-strip -o target/$(ARMV5_TRIPLE)/bloat/pocobelle.stripped \
+	  target/$(ARMV5_TRIPLE)/bloat/pocobelle
+	arm-linux-gnueabi-size -A target/$(ARMV5_TRIPLE)/bloat/pocobelle.stripped
+	@printf 'stripped: %s bytes\n' "$$(stat -c %s target/$(ARMV5_TRIPLE)/bloat/pocobelle.stripped)"
 
 clean:
 	$(CARGO) clean

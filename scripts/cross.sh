@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# scripts/cross.sh build|test TRIPLE [cargo args...]
+# scripts/cross.sh build|test|bloat TRIPLE [cargo args...]
 #
-# Builds (release) or tests the firmware crate for an ARM triple, choosing
+# Builds (release), tests, or measures (`cargo bloat` on the release code
+# with symbols kept: the `bloat` profile) the firmware crate for an ARM
+# triple, choosing
 # the route by itself:
 #  1. the active toolchain already has the target's standard library (a
 #     user who ran `rustup target add`): plain `cargo --target`;
@@ -11,8 +13,8 @@
 # Runs nothing but cargo; linkers and runners come from .cargo/config.toml.
 set -euo pipefail
 
-mode=${1:?usage: cross.sh build|test TRIPLE [args]}
-triple=${2:?usage: cross.sh build|test TRIPLE [args]}
+mode=${1:?usage: cross.sh build|test|bloat TRIPLE [args]}
+triple=${2:?usage: cross.sh build|test|bloat TRIPLE [args]}
 shift 2
 
 has_target_std() { # rustc
@@ -26,9 +28,18 @@ has_std_source() { # rustc
   [ -f "$sysroot/lib/rustlib/src/rust/library/std/Cargo.toml" ]
 }
 
+# The release build's standard library leaves out the `backtrace`
+# feature: the symbolizer that prints a panic's backtrace when
+# RUST_BACKTRACE is set (gimli, addr2line, rustc-demangle, miniz_oxide),
+# useless in a stripped binary, is 161 KiB of ARMv5 text. Panic messages
+# stay. (Cargo's default list for -Z build-std includes backtrace.)
+release_std_features=panic-unwind
 case "$mode" in
-  build) cmd=(build --release) ; std=std,panic_abort ;;
-  test)  cmd=(test)            ; std=std,panic_abort,panic_unwind,test ;;
+  build) cmd=(build --release) ; std=std,panic_abort ; features=$release_std_features ;;
+  test)  cmd=(test)            ; std=std,panic_abort,panic_unwind,test ; features= ;;
+  # cargo-bloat runs `cargo build` itself, with the `cargo` and `rustc`
+  # found on PATH (below: the toolchain chosen here comes first).
+  bloat) cmd=(bloat --profile bloat --bin pocobelle) ; std=std,panic_abort ; features=$release_std_features ;;
   *) echo "cross.sh: unknown mode $mode" >&2; exit 64 ;;
 esac
 
@@ -45,8 +56,16 @@ for rustc in rustc /usr/bin/rustc; do
     # comes first on PATH.
     export RUSTC="$(command -v "$rustc")"
     [ -x "$dir/rustdoc" ] && export RUSTDOC="$dir/rustdoc"
+    zflags=(-Z build-std="$std")
+    [ -n "$features" ] && zflags+=(-Z build-std-features="$features")
+    if [ "$mode" = bloat ]; then
+      bloat=$(command -v cargo-bloat) || {
+        echo "cross.sh: no cargo-bloat; run 'bash scripts/setup.sh size'" >&2; exit 1; }
+      export PATH="$dir:$PATH" RUSTC_BOOTSTRAP=1
+      exec "$bloat" "${cmd[@]}" --locked --target "$triple" "${zflags[@]}" "$@"
+    fi
     export RUSTC_BOOTSTRAP=1
-    exec "$cargo" "${cmd[@]}" --locked --target "$triple" -Z build-std="$std" "$@"
+    exec "$cargo" "${cmd[@]}" --locked --target "$triple" "${zflags[@]}" "$@"
   fi
 done
 echo "cross.sh: no toolchain has the standard library for $triple or its source; run 'make setup'" >&2

@@ -29,6 +29,19 @@ if [ "${1:-}" = "fuzz" ]; then
   exit 0
 fi
 
+# Size measurement (`setup.sh size`, run by `make size` only): cargo-bloat,
+# pinned, from crates.io.
+CARGO_BLOAT_VERSION=0.12.1
+if [ "${1:-}" = "size" ]; then
+  if cargo bloat --version 2>/dev/null | grep -Eq "(^| )$CARGO_BLOAT_VERSION\$"; then
+    echo "setup: cargo-bloat $CARGO_BLOAT_VERSION present"
+  else
+    echo "setup: installing cargo-bloat $CARGO_BLOAT_VERSION"
+    cargo install cargo-bloat --version "$CARGO_BLOAT_VERSION" --locked
+  fi
+  exit 0
+fi
+
 # Build: Debian's Rust 1.96 with the standard library's source (for
 # -Z build-std), the ARM cross linkers and C libraries, user-mode QEMU.
 BUILD_PKGS=(

@@ -9,6 +9,8 @@
 //! to a 4 MiB binary): without a CA file the roots come from
 //! [`SYSTEM_CA_BUNDLE`].
 
+pub mod selfsigned;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -199,9 +201,15 @@ mod tests {
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "no certificates here\n").unwrap();
         assert!(matches!(load_roots(Some(&empty)), Err(TlsError::Empty(_))));
-        let ck = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let ck = selfsigned::generate(
+            &["ca.test"],
+            selfsigned::LONG_AGO,
+            selfsigned::NO_EXPIRY,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
         let good = dir.join("good.pem");
-        std::fs::write(&good, ck.cert.pem()).unwrap();
+        std::fs::write(&good, ck.cert_pem()).unwrap();
         assert_eq!(load_roots(Some(&good)).unwrap().len(), 1);
         verifying_config_from(Some(&good)).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

@@ -1,6 +1,7 @@
 //! Upstream answers: dns::wire::walk (the checked view) and
-//! dns::upstream::accept (the validation before caching, with its second
-//! opinion from hickory). After walk succeeds no offset it returns may
+//! dns::upstream::accept (the validation before caching, with the data
+//! of known record types checked by wire::check_rdata, as the mail
+//! lookups check theirs). After walk succeeds no offset it returns may
 //! index outside the buffer, records are in order and sections do not go
 //! back; accept never takes what walk refuses, nor an answer to another
 //! question or ID.

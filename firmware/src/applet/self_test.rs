@@ -12,9 +12,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -109,6 +106,7 @@ fn check_config() -> CheckResult {
 }
 
 async fn dns_round_trip() -> CheckResult {
+    use crate::dns::wire;
     let server = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .map_err(|e| format!("bind: {e}"))?;
@@ -120,19 +118,16 @@ async fn dns_round_trip() -> CheckResult {
             .recv_from(&mut buf)
             .await
             .map_err(|e| e.to_string())?;
-        let query = Message::from_vec(&buf[..n]).map_err(|e| format!("server decode: {e}"))?;
-        let mut reply = Message::response(query.metadata.id, OpCode::Query);
-        reply.metadata.recursion_desired = query.metadata.recursion_desired;
-        reply.metadata.recursion_available = true;
-        for q in &query.queries {
-            reply.add_query(q.clone());
-            reply.add_answer(Record::from_rdata(
-                q.name().clone(),
-                300,
-                RData::A(A(answer_ip)),
-            ));
-        }
-        let bytes = reply.to_vec().map_err(|e| format!("server encode: {e}"))?;
+        let wire::Parsed::Query(query) = wire::parse_query(&buf[..n]) else {
+            return Err("server decode: not a query".to_string());
+        };
+        let answer = wire::LocalRecord {
+            owner: None,
+            rtype: wire::TYPE_A,
+            ttl: 300,
+            rdata: &answer_ip.octets(),
+        };
+        let bytes = wire::local_reply(&query, wire::RCODE_NOERROR, &[answer], &[]);
         server
             .send_to(&bytes, peer)
             .await
@@ -143,12 +138,11 @@ async fn dns_round_trip() -> CheckResult {
     let client = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .map_err(|e| format!("bind: {e}"))?;
-    let name = Name::from_ascii("self-test.home.arpa.").map_err(|e| e.to_string())?;
-    let mut query = Message::query();
-    query.metadata.recursion_desired = true;
-    query.add_query(Query::query(name.clone(), RecordType::A));
-    let id = query.metadata.id;
-    let bytes = query.to_vec().map_err(|e| format!("client encode: {e}"))?;
+    let name = "self-test.home.arpa.";
+    let qname = wire::name_from_text(name).map_err(|e| e.to_string())?;
+    let id = crate::dns::upstream::random_id();
+    let key = wire::Key::new(&qname, wire::TYPE_A, wire::CLASS_IN);
+    let bytes = wire::build_upstream_query(id, &key);
     client
         .send_to(&bytes, server_addr)
         .await
@@ -159,15 +153,19 @@ async fn dns_round_trip() -> CheckResult {
         .await
         .map_err(|e| e.to_string())?;
     responder.await.map_err(|e| format!("responder: {e}"))??;
-    let reply = Message::from_vec(&buf[..n]).map_err(|e| format!("client decode: {e}"))?;
-    if reply.metadata.id != id || reply.metadata.message_type != MessageType::Response {
-        return Err("reply does not match the query".into());
+    let reply = &buf[..n];
+    let w = crate::dns::upstream::accept(reply, id, &key)
+        .ok_or("reply does not match the query, or is malformed")?;
+    if w.rcode() != wire::RCODE_NOERROR {
+        return Err(format!("rcode {}", w.rcode()));
     }
-    if reply.metadata.response_code != ResponseCode::NoError {
-        return Err(format!("rcode {}", reply.metadata.response_code));
-    }
-    match reply.answers.first().map(|r| &r.data) {
-        Some(RData::A(A(ip))) if ip == &answer_ip => Ok(format!("{name} A {ip}, {n} bytes")),
+    match w.records.first() {
+        Some(r)
+            if r.rtype == wire::TYPE_A
+                && reply[r.rdata_at..r.rdata_at + 4] == answer_ip.octets() =>
+        {
+            Ok(format!("{name} A {answer_ip}, {n} bytes"))
+        }
         other => Err(format!("unexpected answer {other:?}")),
     }
 }
@@ -177,10 +175,15 @@ async fn tls_handshake(group: &'static dyn rustls::crypto::SupportedKxGroup) -> 
         kx_groups: vec![group],
         ..rustls::crypto::ring::default_provider()
     };
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-        .map_err(|e| format!("certificate: {e}"))?;
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let ck = crate::tls::selfsigned::generate(
+        &["localhost"],
+        crate::tls::selfsigned::LONG_AGO,
+        crate::tls::selfsigned::NO_EXPIRY,
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|e| format!("certificate: {e}"))?;
+    let cert = CertificateDer::from(ck.cert_der);
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pkcs8));
 
     let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()

@@ -121,8 +121,7 @@ async fn resolve(resolver: SocketAddr, host: &str) -> Result<Vec<IpAddr>, String
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
-    let name = hickory_proto::rr::Name::from_utf8(format!("{}.", host.trim_end_matches('.')))
-        .map_err(|e| e.to_string())?;
+    let name = crate::mail::name::Name::from_utf8(host).map_err(|e| e.to_string())?;
     crate::mail::mx::addresses(resolver, &name)
         .await
         .map_err(|e| e.to_string())

@@ -250,9 +250,15 @@ mod tests {
     async fn echo_server(
         per_conn: usize,
     ) -> (SocketAddr, Arc<rustls::ClientConfig>, Arc<AtomicUsize>) {
-        let ck = rcgen::generate_simple_self_signed(vec!["dot.test".into()]).unwrap();
-        let cert = CertificateDer::from(ck.cert.der().to_vec());
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let ck = crate::tls::selfsigned::generate(
+            &["dot.test"],
+            crate::tls::selfsigned::LONG_AGO,
+            crate::tls::selfsigned::NO_EXPIRY,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let cert = CertificateDer::from(ck.cert_der);
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pkcs8));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let server = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

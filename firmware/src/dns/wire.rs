@@ -29,8 +29,10 @@ pub const MAX_RECORDS: usize = 512;
 pub const HEADER_LEN: usize = 12;
 pub const TYPE_A: u16 = 1;
 pub const TYPE_NS: u16 = 2;
+pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_SOA: u16 = 6;
 pub const TYPE_PTR: u16 = 12;
+pub const TYPE_MX: u16 = 15;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_OPT: u16 = 41;
 pub const TYPE_IXFR: u16 = 251;
@@ -712,6 +714,50 @@ pub fn walk(buf: &[u8]) -> Result<Walked, WireError> {
     })
 }
 
+/// Reads a possibly compressed name at `at` (checked as [`skip_name`]
+/// checks it), uncompressed, in the case it was sent.
+pub fn read_name(buf: &[u8], at: usize) -> Result<NameBuf, WireError> {
+    skip_name(buf, at)?;
+    let mut out = NameBuf::new();
+    let mut pos = at;
+    // skip_name bounded the hops and the length: this loop ends.
+    loop {
+        let len = buf[pos] as usize;
+        if len & 0xC0 == 0xC0 {
+            pos = ((len & 0x3F) << 8) | buf[pos + 1] as usize;
+            continue;
+        }
+        out.extend_from_slice(&buf[pos..pos + 1 + len])
+            .map_err(|_| WireError::Malformed("name longer than 255 bytes"))?;
+        if len == 0 {
+            return Ok(out);
+        }
+        pos += 1 + len;
+    }
+}
+
+/// Checks the data of a record [`walk`] found, for the types whose data
+/// has a fixed shape: A (4 bytes), AAAA (16), NS, CNAME and PTR (one
+/// name), MX (preference, name), SOA (two names, five numbers); names
+/// must end exactly where the data does. Other types pass as opaque.
+pub fn check_rdata(buf: &[u8], r: &RecordPos) -> Result<(), WireError> {
+    let data = &buf[..r.rdata_at + r.rdata_len];
+    let bad = Err(WireError::Malformed("record data does not fit its type"));
+    let ends_at = match r.rtype {
+        TYPE_A => r.rdata_at + 4,
+        TYPE_AAAA => r.rdata_at + 16,
+        TYPE_NS | TYPE_CNAME | TYPE_PTR => skip_name(data, r.rdata_at)?,
+        TYPE_MX if r.rdata_len > 2 => skip_name(data, r.rdata_at + 2)?,
+        TYPE_SOA => {
+            let rname = skip_name(data, r.rdata_at)?;
+            skip_name(data, rname)? + 20
+        }
+        TYPE_MX => return bad,
+        _ => return Ok(()),
+    };
+    if ends_at == data.len() { Ok(()) } else { bad }
+}
+
 /// Reads the TTL at `at` (callers pass offsets from [`walk`]).
 pub fn ttl_at(buf: &[u8], at: usize) -> u32 {
     be32(buf, at)
@@ -845,6 +891,58 @@ pub(crate) mod tests {
             m.set_edns(e);
         }
         m.to_vec().unwrap()
+    }
+
+    /// Record data checked by shape; a compressed MX exchange read back
+    /// whole. Messages made by hickory-proto (an independent encoder).
+    #[test]
+    fn record_data_is_checked_by_type() {
+        use hickory_proto::op::{Message, OpCode};
+        use hickory_proto::rr::rdata::{A, MX};
+        use hickory_proto::rr::{RData, Record};
+        let mut m = Message::response(7, OpCode::Query);
+        let owner = Name::from_ascii("example.org.").unwrap();
+        m.add_query(HQuery::query(owner.clone(), RecordType::MX));
+        let exchange = Name::from_ascii("mx1.Example.org.").unwrap();
+        m.add_answer(Record::from_rdata(
+            owner.clone(),
+            60,
+            RData::MX(MX::new(10, exchange)),
+        ));
+        m.add_answer(Record::from_rdata(
+            owner,
+            60,
+            RData::A(A::new(192, 0, 2, 1)),
+        ));
+        let buf = m.to_vec().unwrap();
+        let w = walk(&buf).unwrap();
+        for r in &w.records {
+            check_rdata(&buf, r).unwrap();
+        }
+        let mx = w.records[0];
+        assert_eq!(
+            name_to_text(&read_name(&buf, mx.rdata_at + 2).unwrap()),
+            "mx1.Example.org."
+        );
+        // An A record whose data is 5 bytes long: walk still passes it (the
+        // lengths add up), check_rdata does not.
+        let a = w.records[1];
+        let mut bad = buf[..a.rdata_at - 2].to_vec();
+        bad.extend_from_slice(&[0, 5, 192, 0, 2, 1, 0]);
+        let w = walk(&bad).unwrap();
+        assert!(check_rdata(&bad, &w.records[1]).is_err());
+        // An MX without a name, and one whose name runs past its data
+        // (the A record left out: one answer).
+        let mut bad = buf[..mx.rdata_at - 2].to_vec();
+        bad[7] = 1;
+        bad.extend_from_slice(&[0, 2, 0, 10]);
+        let w = walk(&bad[..]).unwrap();
+        assert!(check_rdata(&bad, &w.records[0]).is_err());
+        let mut bad = buf[..mx.rdata_at - 2].to_vec();
+        bad[7] = 1;
+        bad.extend_from_slice(&[0, 4, 0, 10, 3, b'm']);
+        let w = walk(&bad[..]).unwrap();
+        assert!(check_rdata(&bad, &w.records[0]).is_err());
     }
 
     #[test]

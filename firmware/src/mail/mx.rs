@@ -13,8 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+pub use super::name::Name;
+use crate::dns::wire;
 
 /// Each query waits this long for its answer, per try.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,6 +25,8 @@ pub const MAX_ANSWER_BYTES: usize = 4096;
 /// UDP payload size advertised with EDNS(0) (RFC 6891): 1232 bytes, the
 /// DNS flag day 2020 value, fits an IPv6 packet without fragments.
 pub const EDNS_UDP_PAYLOAD: u16 = 1232;
+// The query is wire::build_upstream_query's, which advertises this.
+const _: () = assert!(wire::EDNS_PAYLOAD == EDNS_UDP_PAYLOAD);
 /// Largest DNS answer read over TCP (after a truncated UDP answer).
 pub const MAX_TCP_ANSWER_BYTES: usize = 16 * 1024;
 /// At most this many MX hosts are tried for a domain.
@@ -255,13 +257,69 @@ pub async fn mx_targets(
     plan(domain, resolved, me)
 }
 
-/// The answer matches our question: its ID, a response, our question.
-fn answers(m: &Message, id: u16, name: &Name, rtype: RecordType) -> bool {
-    m.metadata.id == id
-        && m.metadata.message_type == MessageType::Response
-        && m.queries.len() == 1
-        && m.queries[0].query_type() == rtype
-        && normalize(&m.queries[0].name().to_ascii()) == normalize(&name.to_ascii())
+/// An answer to our question, checked: the whole message walked
+/// ([`wire::walk`]), the data of each answer record checked
+/// ([`wire::check_rdata`]).
+struct Answer {
+    buf: Vec<u8>,
+    walked: wire::Walked,
+}
+
+impl Answer {
+    /// The data of each answer-section record of type `rtype`.
+    fn rdata(&self, rtype: u16) -> impl Iterator<Item = &[u8]> {
+        self.walked
+            .records
+            .iter()
+            .filter(move |r| r.section == 0 && r.rtype == rtype)
+            .map(|r| &self.buf[r.rdata_at..r.rdata_at + r.rdata_len])
+    }
+}
+
+/// What came back for a question.
+enum Reply {
+    /// A complete answer (boxed: a walked message holds a whole name).
+    Answer(Box<Answer>),
+    /// The header says truncated (TC): ask again over TCP.
+    Truncated,
+}
+
+/// Reads `buf` as the reply to our question (`id`, `name`, `rtype`);
+/// `None` when it is not one (another ID, not a response, another
+/// question, malformed).
+fn reply_to(buf: Vec<u8>, id: u16, name: &Name, rtype: u16) -> Option<Reply> {
+    // A truncated reply may be cut anywhere after its header.
+    if buf.len() >= wire::HEADER_LEN
+        && u16::from_be_bytes([buf[0], buf[1]]) == id
+        && buf[2] & 0x80 != 0
+        && buf[2] & 0x02 != 0
+    {
+        return Some(Reply::Truncated);
+    }
+    let walked = wire::walk(&buf).ok()?;
+    let ours = walked.id == id
+        && walked.is_response()
+        && walked.opcode() == 0
+        && walked.qtype == rtype
+        && walked.qclass == wire::CLASS_IN
+        && walked.qname.eq_ignore_ascii_case(name.wire());
+    let checked = walked
+        .records
+        .iter()
+        .filter(|r| r.section == 0)
+        .all(|r| wire::check_rdata(&buf, r).is_ok());
+    (ours && checked).then_some(Reply::Answer(Box::new(Answer { buf, walked })))
+}
+
+/// A response code's name (RFC 1035, 6895), else its number.
+fn rcode_text(rcode: u8) -> String {
+    match rcode {
+        wire::RCODE_FORMERR => "FORMERR".into(),
+        wire::RCODE_SERVFAIL => "SERVFAIL".into(),
+        wire::RCODE_NOTIMP => "NOTIMP".into(),
+        wire::RCODE_REFUSED => "REFUSED".into(),
+        other => other.to_string(),
+    }
 }
 
 /// One question to `resolver`: over UDP with EDNS(0)
@@ -269,37 +327,32 @@ fn answers(m: &Message, id: u16, name: &Name, rtype: RecordType) -> bool {
 /// a truncated answer (TC) asks the same question again over TCP
 /// (RFC 7766), within [`QUERY_TIMEOUT`]. NOERROR is an answer, NXDOMAIN
 /// is permanent, anything else temporary.
-async fn query(
-    resolver: SocketAddr,
-    name: &Name,
-    rtype: RecordType,
-) -> Result<Message, LookupError> {
+async fn query(resolver: SocketAddr, name: &Name, rtype: u16) -> Result<Answer, LookupError> {
     let temp = |why: String| LookupError::Temporary(name.to_ascii(), why);
-    let mut q = Message::query();
-    q.metadata.recursion_desired = true;
-    q.add_query(Query::query(name.clone(), rtype));
-    let mut edns = Edns::new();
-    edns.set_max_payload(EDNS_UDP_PAYLOAD);
-    q.set_edns(edns);
-    let id = q.metadata.id;
-    let bytes = q.to_vec().map_err(|e| temp(e.to_string()))?;
-    let mut m = query_udp(resolver, &bytes, id, name, rtype)
+    let id = crate::dns::upstream::random_id();
+    // RD set, EDNS(0) advertising EDNS_UDP_PAYLOAD.
+    let bytes = wire::build_upstream_query(id, &wire::Key::new(name.wire(), rtype, wire::CLASS_IN));
+    let m = match query_udp(resolver, &bytes, id, name, rtype)
         .await
-        .map_err(temp)?;
-    if m.metadata.truncation {
-        m = tokio::time::timeout(QUERY_TIMEOUT, query_tcp(resolver, &bytes, id, name, rtype))
-            .await
-            .map_err(|_| temp("truncated answer, and timed out over TCP".into()))?
-            .map_err(|e| temp(format!("truncated answer, and over TCP: {e}")))?;
-        if m.metadata.truncation {
-            return Err(temp("truncated answer over TCP".into()));
+        .map_err(temp)?
+    {
+        Reply::Answer(m) => *m,
+        Reply::Truncated => {
+            match tokio::time::timeout(QUERY_TIMEOUT, query_tcp(resolver, &bytes, id, name, rtype))
+                .await
+                .map_err(|_| temp("truncated answer, and timed out over TCP".into()))?
+                .map_err(|e| temp(format!("truncated answer, and over TCP: {e}")))?
+            {
+                Reply::Answer(m) => *m,
+                Reply::Truncated => return Err(temp("truncated answer over TCP".into())),
+            }
         }
-    }
-    match m.metadata.response_code {
-        ResponseCode::NoError => Ok(m),
-        ResponseCode::NXDomain => Err(LookupError::NoSuchDomain(name.to_ascii())),
-        ResponseCode::ServFail => Err(temp("SERVFAIL".into())),
-        other => Err(temp(format!("rcode {other}"))),
+    };
+    match m.walked.rcode() {
+        wire::RCODE_NOERROR => Ok(m),
+        wire::RCODE_NXDOMAIN => Err(LookupError::NoSuchDomain(name.to_ascii())),
+        wire::RCODE_SERVFAIL => Err(temp("SERVFAIL".into())),
+        other => Err(temp(format!("rcode {}", rcode_text(other)))),
     }
 }
 
@@ -309,8 +362,8 @@ async fn query_udp(
     bytes: &[u8],
     id: u16,
     name: &Name,
-    rtype: RecordType,
-) -> Result<Message, String> {
+    rtype: u16,
+) -> Result<Reply, String> {
     let bind: SocketAddr = if resolver.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -340,9 +393,8 @@ async fn query_udp(
                 }
                 Ok(Ok(n)) => n,
             };
-            match Message::from_vec(&buf[..n]) {
-                Ok(m) if answers(&m, id, name, rtype) => return Ok(m),
-                _ => continue,
+            if let Some(r) = reply_to(buf[..n].to_vec(), id, name, rtype) {
+                return Ok(r);
             }
         }
     }
@@ -356,8 +408,8 @@ async fn query_tcp(
     bytes: &[u8],
     id: u16,
     name: &Name,
-    rtype: RecordType,
-) -> Result<Message, String> {
+    rtype: u16,
+) -> Result<Reply, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(resolver)
         .await
@@ -373,11 +425,8 @@ async fn query_tcp(
     }
     let mut buf = vec![0u8; n];
     s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-    match Message::from_vec(&buf) {
-        Ok(m) if answers(&m, id, name, rtype) => Ok(m),
-        Ok(_) => Err("an answer to another question over TCP".into()),
-        Err(e) => Err(format!("malformed answer over TCP: {e}")),
-    }
+    reply_to(buf, id, name, rtype)
+        .ok_or_else(|| "a malformed answer, or one to another question, over TCP".into())
 }
 
 /// Puts each run of MX hosts with the same preference in a random order
@@ -428,15 +477,19 @@ fn random_source() -> impl FnMut() -> u64 {
 /// MX hosts of `domain`, most preferred first; the domain itself (with
 /// preference 0) when it has no MX (implicit MX).
 pub async fn mx_hosts(resolver: SocketAddr, domain: &str) -> Result<Vec<MxHost>, LookupError> {
-    let name = Name::from_utf8(format!("{}.", domain.trim_end_matches('.')))
+    let name = Name::from_utf8(domain)
         .map_err(|e| LookupError::Temporary(domain.to_string(), e.to_string()))?;
-    let m = query(resolver, &name, RecordType::MX).await?;
+    let m = query(resolver, &name, wire::TYPE_MX).await?;
     let mut mx: Vec<(u16, Name)> = m
-        .answers
+        .walked
+        .records
         .iter()
-        .filter_map(|r| match &r.data {
-            RData::MX(mx) => Some((mx.preference, mx.exchange.clone())),
-            _ => None,
+        .filter(|r| r.section == 0 && r.rtype == wire::TYPE_MX)
+        .filter_map(|r| {
+            // check_rdata made sure of the preference and the name.
+            let preference = u16::from_be_bytes([m.buf[r.rdata_at], m.buf[r.rdata_at + 1]]);
+            let exchange = wire::read_name(&m.buf, r.rdata_at + 2).ok()?;
+            Some((preference, Name::from_wire(&exchange)))
         })
         .collect();
     if mx.is_empty() {
@@ -463,13 +516,19 @@ pub async fn mx_hosts(resolver: SocketAddr, domain: &str) -> Result<Vec<MxHost>,
 pub async fn addresses(resolver: SocketAddr, host: &Name) -> Result<Vec<IpAddr>, LookupError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for t in [RecordType::AAAA, RecordType::A] {
+    for t in [wire::TYPE_AAAA, wire::TYPE_A] {
         match query(resolver, host, t).await {
-            Ok(m) => out.extend(m.answers.iter().filter_map(|r| match &r.data {
-                RData::A(a) => Some(IpAddr::V4(a.0)),
-                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                _ => None,
-            })),
+            // check_rdata made sure of the lengths.
+            Ok(m) => {
+                out.extend(
+                    m.rdata(wire::TYPE_AAAA)
+                        .filter_map(|d| <[u8; 16]>::try_from(d).ok().map(IpAddr::from)),
+                );
+                out.extend(
+                    m.rdata(wire::TYPE_A)
+                        .filter_map(|d| <[u8; 4]>::try_from(d).ok().map(IpAddr::from)),
+                );
+            }
             Err(e) => errors.push(e),
         }
     }
@@ -508,8 +567,7 @@ pub async fn hop_addresses(
             SocketAddr::new(IpAddr::from(std::net::Ipv6Addr::LOCALHOST), port),
         ]);
     }
-    let name = Name::from_utf8(format!("{}.", host.trim_end_matches('.')))
-        .map_err(|e| bad(&e.to_string()))?;
+    let name = Name::from_utf8(host).map_err(|e| bad(&e.to_string()))?;
     match addresses(resolver, &name).await {
         Ok(ips) => Ok(ips
             .into_iter()
@@ -523,9 +581,9 @@ pub async fn hop_addresses(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::OpCode;
-    use hickory_proto::rr::Record;
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
     use hickory_proto::rr::rdata::{A, MX};
+    use hickory_proto::rr::{Name as HName, RData, Record};
 
     /// A one-shot fake resolver answering with `rcode` and `answers`.
     async fn fake(rcode: ResponseCode, answers: Vec<RData>, silent: bool) -> SocketAddr {
@@ -558,7 +616,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn answers_are_sorted_and_failures_classified() {
-        let mx = |p, n: &str| RData::MX(MX::new(p, Name::from_ascii(n).unwrap()));
+        let mx = |p, n: &str| RData::MX(MX::new(p, HName::from_ascii(n).unwrap()));
         let r = fake(
             ResponseCode::NoError,
             vec![mx(20, "b.test."), mx(10, "a.test.")],
@@ -709,7 +767,7 @@ mod tests {
     }
 
     fn mx(preference: u16, name: &str) -> RData {
-        RData::MX(MX::new(preference, Name::from_ascii(name).unwrap()))
+        RData::MX(MX::new(preference, HName::from_ascii(name).unwrap()))
     }
 
     #[tokio::test(flavor = "current_thread")]

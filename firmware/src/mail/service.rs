@@ -114,11 +114,18 @@ pub fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, StartE
 fn generate_pair(dir: &Path, cert: &Path, key: &Path, host: &str) -> Result<(), StartError> {
     let err = |e: std::io::Error| StartError::Tls(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(err)?;
-    let ck = rcgen::generate_simple_self_signed(vec![host.to_string()])
-        .map_err(|e| StartError::Tls(e.to_string()))?;
+    // Valid from long ago to no expiry: the board's clock may not be set
+    // yet, and a self-signed certificate is not renewed.
+    let ck = crate::tls::selfsigned::generate(
+        &[host],
+        crate::tls::selfsigned::LONG_AGO,
+        crate::tls::selfsigned::NO_EXPIRY,
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|e| StartError::Tls(e.to_string()))?;
     // Each written to a temporary name, synced, renamed into place, and
     // the directory synced.
-    for (path, text) in [(key, ck.signing_key.serialize_pem()), (cert, ck.cert.pem())] {
+    for (path, text) in [(key, ck.key_pem()), (cert, ck.cert_pem())] {
         crate::sys::atomic::write_atomic_mode(path, text.as_bytes(), 0o600).map_err(err)?;
     }
     log::info!("mail: generated a self-signed STARTTLS certificate for {host}");
