@@ -54,6 +54,15 @@ pub enum SpoolError {
     /// Too many messages are being received at once.
     #[error("too many messages open at once")]
     TooManyOpen,
+    /// Every message id is used: a recovered record carries the highest
+    /// one there is (damage, or a clock set far ahead when it was
+    /// written). Ids are never reused, so new mail is refused (451, try
+    /// again later) until the spool is looked at.
+    #[error(
+        "no message id left after {last:016X} (a spool record carries it); new mail is refused \
+         rather than given an id used before"
+    )]
+    IdsExhausted { last: u64 },
     /// An operation named a message the spool does not know.
     #[error("no message {0:016X} in the spool")]
     NoSuchMessage(u64),
@@ -229,7 +238,7 @@ impl Spool {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        let id = self.index.next_id(micros);
+        let id = self.index.next_id(micros)?;
         let env = StoredEnvelope {
             id,
             received,
@@ -838,6 +847,37 @@ mod tests {
         assert!(s.used_bytes() <= 20_000 + 2000);
         assert!(matches!(s.end(id), Err(SpoolError::Full { .. })));
         assert!(matches!(s.end(id), Err(SpoolError::NoSuchMessage(_))));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn ids_never_wrap_and_new_mail_is_refused_once_they_are_used_up() {
+        // A record carrying the last id there is (damage that passed its
+        // checksum: the fuzzer's spool_recovery/regress-94ee710f).
+        let d = tmp("ids");
+        fs::create_dir_all(&d).unwrap();
+        let mut seg = Vec::new();
+        record::encode(&Record::Warned { id: u64::MAX }, &mut seg);
+        fs::write(d.join(seg_name(1)), &seg).unwrap();
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let begin = |s: &mut Spool| {
+            s.begin(
+                "a@b.test".into(),
+                vec!["u@home.arpa".into()],
+                1,
+                MessageFlags::default(),
+            )
+        };
+        // Refused, not given an id already used (wrapped to 0, then the
+        // clock's), and again at the next try.
+        for _ in 0..2 {
+            let e = begin(&mut s).expect_err("no id after u64::MAX");
+            assert!(
+                matches!(e, SpoolError::IdsExhausted { last: u64::MAX }),
+                "{e}"
+            );
+            assert_eq!(s.open_count(), 0);
+        }
         let _ = fs::remove_dir_all(&d);
     }
 
