@@ -40,8 +40,8 @@ pub const MAX_MESSAGES_PER_CONNECTION: usize = 100;
 /// waits for a durable commit); the rest follow in the next rounds.
 pub const MAX_WARNINGS_PER_ROUND: usize = 32;
 /// Longest error text kept for a deferred message (every address tried,
-/// in order, each with its reason).
-pub const MAX_ERROR_TEXT: usize = 1000;
+/// in order, each with its reason): the queue's bound.
+pub use super::queue::MAX_ERROR_TEXT;
 
 /// Where mail for a domain goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use self::index::{Index, Open};
 use self::log::Log;
 use self::record::{MessageFlags, Outcome, Record, StoredEnvelope};
-use super::queue::{BodyReader, Queue, QueueEntry};
+use super::queue::{BodyReader, Queue, QueueEntry, clip_error};
 
 pub use self::index::{Extent, MAX_MESSAGES, MAX_OPEN_MESSAGES, Message, RcptState};
 #[cfg(test)]
@@ -375,7 +375,7 @@ impl Spool {
             .ok_or(SpoolError::NoSuchMessage(id))?
             .attempts
             + 1;
-        let error: String = error.chars().take(200).collect();
+        let error = clip_error(error).to_string();
         let (seq, _) = self.append(&Record::Retry {
             id,
             attempts,
