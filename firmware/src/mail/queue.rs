@@ -95,6 +95,9 @@ pub trait Queue: Send {
     fn abort(&mut self, id: u64);
 
     /// Makes everything appended so far durable (one fsync for all).
+    /// When it fails, the messages ended since the last commit that
+    /// returned `Ok` are dropped (their senders get 451 and send them
+    /// again): never listed, not even after a later commit succeeds.
     fn commit(&mut self) -> Result<(), SpoolError>;
 
     /// Records a recipient's final outcome.
@@ -364,6 +367,18 @@ mod mem {
             }
             if c.fail {
                 c.journal.push(Step::Commit(false));
+                drop(c);
+                // The messages ended since the last commit are dropped.
+                let lost: Vec<u64> = self
+                    .msgs
+                    .iter()
+                    .filter(|(_, m)| m.ended && !m.durable)
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in lost {
+                    self.msgs.remove(&id);
+                    self.shared.bodies.lock().unwrap().remove(&id);
+                }
                 return Err(SpoolError::Io {
                     path: "memory".into(),
                     source: std::io::Error::other("commit failed (test)"),

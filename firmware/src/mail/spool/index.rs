@@ -86,6 +86,10 @@ pub(super) struct Index {
     /// body streamed in; their End gets `Full` (452), not a local error.
     /// Bounded by [`MAX_OPEN_MESSAGES`].
     pub(super) refused: BTreeSet<u64>,
+    /// Open messages whose first records were in a commit that failed
+    /// (their bytes may be gone): dropped, and their End fails.
+    /// Bounded by [`MAX_OPEN_MESSAGES`].
+    pub(super) uncommitted: BTreeSet<u64>,
     /// Messages ended since the last successful commit, which marks them
     /// durable; a subset of `msgs` (bounded by [`MAX_MESSAGES`]).
     pub(super) fresh: Vec<u64>,

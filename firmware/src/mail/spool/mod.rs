@@ -63,6 +63,11 @@ pub enum SpoolError {
          rather than given an id used before"
     )]
     IdsExhausted { last: u64 },
+    /// A commit of some of this message's records failed (their bytes may
+    /// never reach the disk): the message was dropped, and its End fails
+    /// (451: the sender sends it again).
+    #[error("message {0:016X}: a commit of its first records failed; dropped")]
+    Uncommitted(u64),
     /// An operation named a message the spool does not know.
     #[error("no message {0:016X} in the spool")]
     NoSuchMessage(u64),
@@ -112,6 +117,10 @@ pub struct Spool {
     log: Log,
     index: Index,
     pub stats: Stats,
+    /// A commit failed where its caller could not say so to the waiting
+    /// senders (rolling to a new segment inside an append): the next
+    /// [`Spool::commit`] fails with it.
+    unreported: Option<String>,
 }
 
 fn now_unix() -> u64 {
@@ -137,6 +146,7 @@ impl Spool {
                 ..Index::default()
             },
             stats: r.stats,
+            unreported: None,
         };
         spool.collect_garbage()?;
         Ok(spool)
@@ -209,15 +219,63 @@ impl Spool {
     }
 
     /// Makes everything appended so far durable: one write, one fsync.
+    /// When it fails (or an earlier one failed unreported), the messages
+    /// ended since the last successful commit get 451 from the writer,
+    /// and are dropped: see [`Spool::forget_uncommitted`].
     pub fn commit(&mut self) -> Result<(), SpoolError> {
-        self.log.sync(&mut self.stats)?;
-        self.index.mark_durable();
-        Ok(())
+        let synced = self.log.sync(&mut self.stats);
+        let failed = match (synced, self.unreported.take()) {
+            (Err(e), _) => e,
+            (Ok(()), Some(earlier)) => SpoolError::Io {
+                path: self.dir().to_path_buf(),
+                source: io::Error::other(format!("an earlier commit failed: {earlier}")),
+            },
+            (Ok(()), None) => {
+                self.index.mark_durable();
+                return Ok(());
+            }
+        };
+        self.forget_uncommitted();
+        Err(failed)
+    }
+
+    /// A commit failed: the senders of the messages ended since the last
+    /// successful one get 451 and send them again, and the bytes of their
+    /// records may be gone (after an fsync error the page cache may drop
+    /// them), so those messages are dropped from the queue. Their records
+    /// may still reach the file with a later commit; a delete record for
+    /// each, appended now, goes with that commit (or a later one), so
+    /// recovery does not bring them back either (only a crash between
+    /// the two could: then the message is delivered and sent again, a
+    /// duplicate, never a loss). Messages still open had records in the
+    /// failed commit too: they are dropped, and their End fails.
+    fn forget_uncommitted(&mut self) {
+        for id in std::mem::take(&mut self.index.fresh) {
+            if let Some(m) = self.index.msgs.remove(&id) {
+                self.log.release(id, &m.segs);
+                // Into the buffer, without rolling: an error here only
+                // means the buffer was not written out yet.
+                let _ = self.log.append(&Record::Delete { id }, &mut self.stats);
+            }
+        }
+        let open: Vec<u64> = self.index.open.keys().copied().collect();
+        for id in open {
+            self.abort(id);
+            // Past the bound its End fails all the same (no such message).
+            if self.index.uncommitted.len() < MAX_OPEN_MESSAGES {
+                self.index.uncommitted.insert(id);
+            }
+        }
     }
 
     /// Closes the active segment (durably) and starts the next one.
     fn roll(&mut self) -> Result<(), SpoolError> {
-        self.commit()?;
+        if let Err(e) = self.commit() {
+            // The senders waiting for the writer's next commit learn it
+            // from that one.
+            self.unreported = Some(e.to_string());
+            return Err(e);
+        }
         self.log.next_segment()
     }
 
@@ -297,6 +355,9 @@ impl Spool {
     ///
     /// [`commit`]: Spool::commit
     pub fn end(&mut self, id: u64) -> Result<(), SpoolError> {
+        if self.index.uncommitted.remove(&id) {
+            return Err(SpoolError::Uncommitted(id));
+        }
         if self.index.refused.remove(&id) {
             return Err(SpoolError::Full {
                 used: self.used_bytes(),
@@ -340,6 +401,8 @@ impl Spool {
     pub fn abort(&mut self, id: u64) {
         if let Some(o) = self.index.open.remove(&id) {
             self.log.release(id, &o.segs);
+        } else {
+            self.index.uncommitted.remove(&id);
         }
     }
 
@@ -878,6 +941,46 @@ mod tests {
             );
             assert_eq!(s.open_count(), 0);
         }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_failed_commit_drops_its_messages_for_good() {
+        let d = tmp("failed-commit");
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let a = store(&mut s, b"a\r\n", 1);
+        s.commit().unwrap();
+        // The fsync of b's commit fails (its records reached the file):
+        // the client gets 451 and sends it again later.
+        let b = store(&mut s, b"b\r\n", 1);
+        // An open message whose first records were in that commit.
+        let open = s
+            .begin(
+                "a@b.test".into(),
+                vec!["u@home.arpa".into()],
+                1,
+                MessageFlags::default(),
+            )
+            .unwrap();
+        s.body(open, b"first part, ").unwrap();
+        s.log.fail_syncs = true;
+        assert!(s.commit().is_err());
+        s.log.fail_syncs = false;
+        assert!(s.message(b).is_none(), "dropped from the queue");
+        // The open one cannot be acknowledged any more: its first bytes
+        // may be gone.
+        let _ = s.body(open, b"second part\r\n");
+        assert!(s.end(open).is_err());
+        // The next commit succeeds: b does not come back with it.
+        let c = store(&mut s, b"c\r\n", 1);
+        s.commit().unwrap();
+        let ids = |s: &Spool| s.messages().map(|m| m.env.id).collect::<Vec<_>>();
+        assert_eq!(ids(&s), vec![a, c]);
+        assert!(s.messages().all(|m| m.durable));
+        drop(s);
+        // Nor at recovery, though its records are in the file.
+        let s = Spool::open(&d, limits()).unwrap();
+        assert_eq!(ids(&s), vec![a, c]);
         let _ = fs::remove_dir_all(&d);
     }
 
