@@ -397,12 +397,18 @@ impl Spool {
     }
 
     /// Forgets an open message (the session failed or the message was
-    /// refused). Its records stay in the log, without an End.
+    /// refused). Its records stay in the log, without an End. A message
+    /// the spool dropped already (refused for space, or caught in a
+    /// failed commit) is forgotten for good: its mark would otherwise
+    /// stay, and once the marks were at their bound, the next refused
+    /// message's End would get "no such message" (451) instead of `Full`
+    /// (452).
     pub fn abort(&mut self, id: u64) {
         if let Some(o) = self.index.open.remove(&id) {
             self.log.release(id, &o.segs);
         } else {
             self.index.uncommitted.remove(&id);
+            self.index.refused.remove(&id);
         }
     }
 
@@ -981,6 +987,44 @@ mod tests {
         // Nor at recovery, though its records are in the file.
         let s = Spool::open(&d, limits()).unwrap();
         assert_eq!(ids(&s), vec![a, c]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_message_refused_for_space_gets_452_however_many_were_aborted_before() {
+        let d = tmp("refused");
+        let max = 64 * 1024;
+        let mut s = Spool::open(
+            &d,
+            Limits {
+                max_bytes: max,
+                ..limits()
+            },
+        )
+        .unwrap();
+        let chunk = vec![b'z'; max as usize];
+        let refused = |s: &mut Spool| {
+            let id = s
+                .begin(
+                    "a@b.test".into(),
+                    vec!["u@home.arpa".into()],
+                    1,
+                    MessageFlags::default(),
+                )
+                .unwrap();
+            assert!(matches!(s.body(id, &chunk), Err(SpoolError::Full { .. })));
+            id
+        };
+        // Refused, then aborted (the client went away, or the session
+        // refused the message too): more than MAX_OPEN_MESSAGES of them.
+        for _ in 0..MAX_OPEN_MESSAGES + 10 {
+            let id = refused(&mut s);
+            s.abort(id);
+        }
+        // The next one refused for space still gets Full (452) at its
+        // end, not "no such message" (451).
+        let id = refused(&mut s);
+        assert!(matches!(s.end(id), Err(SpoolError::Full { .. })));
         let _ = fs::remove_dir_all(&d);
     }
 
