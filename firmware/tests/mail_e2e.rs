@@ -2017,3 +2017,43 @@ fn on_battery_delivery_trickles_one_connection_at_a_time() {
             .contains("power back: outbound delivery at full speed")
     });
 }
+
+#[test]
+fn a_message_for_two_hops_reaches_each_recipient_once_when_one_hop_is_slow() {
+    if !peers_present() {
+        return;
+    }
+    // One message, a recipient at each of two routes; the second
+    // answers DATA only after 4 s. The fast batch finishing must not
+    // free the message for another batch to the slow hop while the
+    // first one still runs (per_destination_limit = 2 leaves room).
+    let (fast_port, slow_port) = (free_port(), free_port());
+    let (fast_dir, slow_dir) = (tmpdir("twohop-fast"), tmpdir("twohop-slow"));
+    let _fast = sink(&fast_dir, fast_port);
+    let _slow = sink_with(&slow_dir, slow_port, &["-w", "4"]);
+    let r = Router::new(
+        "twohop",
+        &format!(
+            "relay_networks = [\"127.0.0.0/8\"]\nper_destination_limit = 2\n\
+             [mail.routes]\n\"a.test\" = \"127.0.0.1:{fast_port}\"\n\"b.test\" = \"127.0.0.1:{slow_port}\"\n"
+        ),
+    );
+    let (ok, out) = r.swaks(&["--to", "u@a.test,v@b.test", "--from", "s@b.test"]);
+    assert!(ok, "{out}");
+    r.wait("the delivery to the slow hop", 40, || {
+        !sunk(&slow_dir).is_empty()
+    });
+    r.wait("an empty queue", 30, || {
+        r.tool("mailq", &[]).1.contains("Mail queue is empty")
+    });
+    // Time for a second connection's DATA, had there been one.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(sunk(&fast_dir).len(), 1, "{}", r.log());
+    assert_eq!(
+        sunk(&slow_dir).len(),
+        1,
+        "the slow hop got the message twice\n{}",
+        r.log()
+    );
+    assert_eq!(r.log().matches("to <v@b.test>: delivered").count(), 1);
+}

@@ -669,6 +669,18 @@ mod commit_tests {
                     assert!(r.starts_with("451"), "{r}");
                     assert_eq!(commits_after_end(&probe, 2).1, vec![false]);
                     probe.fail_commits(false);
+                    // The next commit succeeds: the message of the failed
+                    // one must not become durable with it (the sender
+                    // retries it, and its bytes may be gone).
+                    spool.commit().await.unwrap();
+                    let listed: Vec<u64> = spool
+                        .snapshot()
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|e| e.id)
+                        .collect();
+                    assert_eq!(listed, ends[..1], "the 451 message is queued");
                 }
             }
             assert!(say(&mut c, "QUIT\r\n").await.starts_with("221"));

@@ -19,6 +19,26 @@ use std::sync::Arc;
 use super::spool::record::{MessageFlags, Outcome};
 use super::spool::{Extent, SpoolError};
 
+/// Longest error text kept for a deferred message, in bytes: the
+/// scheduler's (every address tried, in order, each with its reason) is
+/// built within it, and every backend keeps that much of what it is
+/// given ([`clip_error`]). The spool's retry record carries it far
+/// within the codec's payload bound; `mailq` shows the start of it
+/// (`service::LISTED_ERROR_CHARS`).
+pub const MAX_ERROR_TEXT: usize = 1000;
+
+/// `error` cut to [`MAX_ERROR_TEXT`] bytes, on a character boundary.
+pub fn clip_error(error: &str) -> &str {
+    if error.len() <= MAX_ERROR_TEXT {
+        return error;
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    &error[..end]
+}
+
 /// A queued message as the scheduler and `mailq` see it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct QueueEntry {
@@ -75,12 +95,16 @@ pub trait Queue: Send {
     fn abort(&mut self, id: u64);
 
     /// Makes everything appended so far durable (one fsync for all).
+    /// When it fails, the messages ended since the last commit that
+    /// returned `Ok` are dropped (their senders get 451 and send them
+    /// again): never listed, not even after a later commit succeeds.
     fn commit(&mut self) -> Result<(), SpoolError>;
 
     /// Records a recipient's final outcome.
     fn outcome(&mut self, id: u64, index: usize, outcome: Outcome) -> Result<(), SpoolError>;
 
-    /// Records a failed attempt and when to try again.
+    /// Records a failed attempt and when to try again; `error` is kept
+    /// up to [`MAX_ERROR_TEXT`] ([`clip_error`]).
     fn retry(&mut self, id: u64, next_at: u64, error: &str) -> Result<(), SpoolError>;
 
     /// Records that the sender got its "delayed" DSN.
@@ -130,7 +154,7 @@ mod mem {
     use std::collections::BTreeMap;
     use std::sync::{Arc, Condvar, Mutex};
 
-    use super::{BodyReader, Queue, QueueEntry};
+    use super::{BodyReader, Queue, QueueEntry, clip_error};
     use crate::mail::spool::record::{MessageFlags, Outcome};
     use crate::mail::spool::{Extent, RcptState, SpoolError};
 
@@ -343,6 +367,18 @@ mod mem {
             }
             if c.fail {
                 c.journal.push(Step::Commit(false));
+                drop(c);
+                // The messages ended since the last commit are dropped.
+                let lost: Vec<u64> = self
+                    .msgs
+                    .iter()
+                    .filter(|(_, m)| m.ended && !m.durable)
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in lost {
+                    self.msgs.remove(&id);
+                    self.shared.bodies.lock().unwrap().remove(&id);
+                }
                 return Err(SpoolError::Io {
                     path: "memory".into(),
                     source: std::io::Error::other("commit failed (test)"),
@@ -370,7 +406,7 @@ mod mem {
             let m = self.queued(id)?;
             m.attempts += 1;
             m.next_at = next_at;
-            m.last_error = error.chars().take(200).collect();
+            m.last_error = clip_error(error).to_string();
             self.log(Step::Retry(id, next_at));
             Ok(())
         }
@@ -506,6 +542,17 @@ mod tests {
         assert_eq!(e.pending, vec![(1, "v@y.test".to_string())]);
         assert_eq!((e.attempts, e.next_at, e.warned), (1, 5000, true));
         assert_eq!(e.last_error, "451 later");
+        // The scheduler's error text (every address tried, each with its
+        // reason) is kept whole up to its bound, and cut on a character
+        // boundary past it.
+        let bound = MAX_ERROR_TEXT;
+        let whole = "\u{e9}".repeat(bound / 2);
+        q.retry(a, 5000, &whole).unwrap();
+        assert_eq!(q.list()[0].last_error, whole);
+        let over = format!("x{whole}");
+        q.retry(a, 5000, &over).unwrap();
+        assert_eq!(q.list()[0].last_error, over[..bound - 1]);
+        q.retry(a, 5000, "451 later").unwrap();
         q.flush_all();
         assert_eq!(q.list()[0].next_at, 0);
         assert!(q.outcome(12345, 0, Outcome::Delivered).is_err());

@@ -40,8 +40,8 @@ pub const MAX_MESSAGES_PER_CONNECTION: usize = 100;
 /// waits for a durable commit); the rest follow in the next rounds.
 pub const MAX_WARNINGS_PER_ROUND: usize = 32;
 /// Longest error text kept for a deferred message (every address tried,
-/// in order, each with its reason).
-pub const MAX_ERROR_TEXT: usize = 1000;
+/// in order, each with its reason): the queue's bound.
+pub use super::queue::MAX_ERROR_TEXT;
 
 /// Where mail for a domain goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -189,15 +189,10 @@ impl Scheduler {
         for &k in &plan.warn {
             self.warn_delayed(&queue[k]).await;
         }
-        for Batch { hop, msgs } in plan.batches {
-            {
-                // Batches only finish meanwhile: the plan's limits hold.
-                let mut st = self.locked();
-                *st.per_hop.entry(hop.clone()).or_default() += 1;
-                for m in &msgs {
-                    st.ids.insert(m.id);
-                }
-            }
+        for batch in plan.batches {
+            // Batches only finish meanwhile: the plan's limits hold.
+            self.locked().start(&batch);
+            let Batch { hop, msgs } = batch;
             let me = self.clone();
             tokio::spawn(async move {
                 let ids: Vec<u64> = msgs.iter().map(|m| m.id).collect();
@@ -206,15 +201,7 @@ impl Scheduler {
                     // The connection's slot stays taken for the gap.
                     tokio::time::sleep(gap).await;
                 }
-                let mut st = me.locked();
-                for id in ids {
-                    st.ids.remove(&id);
-                    st.finished.insert(id);
-                }
-                if let Some(n) = st.per_hop.get_mut(&hop) {
-                    *n = n.saturating_sub(1);
-                }
-                drop(st);
+                me.locked().finish(&hop, &ids);
                 // A batch may have been left out for this connection's slot (or
                 // more mail came while it ran): look again now, not at the
                 // next tick.

@@ -49,6 +49,24 @@ pub enum Response {
 /// Most queue entries in one `List` answer (the control frame is bounded).
 pub const MAX_LISTED: usize = 200;
 
+/// Each listed entry's error text is cut to this many characters, what
+/// `mailq` shows: the queue keeps up to
+/// [`MAX_ERROR_TEXT`](super::queue::MAX_ERROR_TEXT) bytes, which
+/// [`MAX_LISTED`] entries would not fit in a control frame.
+pub const LISTED_ERROR_CHARS: usize = 200;
+
+/// The `List` answer: the first [`MAX_LISTED`] entries, each error text
+/// cut to [`LISTED_ERROR_CHARS`].
+fn listed(mut q: Vec<super::queue::QueueEntry>) -> Vec<super::queue::QueueEntry> {
+    q.truncate(MAX_LISTED);
+    for e in &mut q {
+        if let Some((cut, _)) = e.last_error.char_indices().nth(LISTED_ERROR_CHARS) {
+            e.last_error.truncate(cut);
+        }
+    }
+    q
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -251,10 +269,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                     Err(e) => Response::Error(e.to_string()),
                 },
                 Request::List => match spool.snapshot().await {
-                    Ok(mut q) => {
-                        q.truncate(MAX_LISTED);
-                        Response::Queue(q)
-                    }
+                    Ok(q) => Response::Queue(listed(q)),
                     Err(e) => Response::Error(e.to_string()),
                 },
             })
@@ -368,5 +383,35 @@ mod recovery_note_tests {
         );
         assert_eq!(RecoveryNote::parse("messages=x"), None);
         assert_eq!(RecoveryNote::parse(""), None);
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+    use crate::mail::queue::{MAX_ERROR_TEXT, QueueEntry};
+
+    #[test]
+    fn the_listing_fits_a_control_frame_with_every_error_at_its_bound() {
+        // (ASCII, as addresses and replies are; the frame bound is in
+        // bytes, the cut in characters.)
+        let e = QueueEntry {
+            id: 1,
+            from: "a@b.test".into(),
+            pending: vec![(0, "u@home.arpa".into())],
+            size: 10,
+            received: 1,
+            attempts: 3,
+            next_at: 2,
+            last_error: "192.0.2.1:25: connection refused; ".repeat(MAX_ERROR_TEXT / 34),
+            warned: false,
+            flags: Default::default(),
+            extents: vec![],
+        };
+        let q = listed(vec![e; MAX_LISTED + 5]);
+        assert_eq!(q.len(), MAX_LISTED);
+        assert!(q.iter().all(|e| e.last_error.len() == LISTED_ERROR_CHARS));
+        let frame = postcard::to_allocvec(&Response::Queue(q)).unwrap();
+        assert!(frame.len() <= crate::control::MAX_FRAME_BYTES);
     }
 }

@@ -8,7 +8,10 @@
 //! The rules:
 //! - A message a delivery task holds, or whose task finished after the
 //!   snapshot was requested (the snapshot may still show it pending), is
-//!   left alone: no batch, no warning, no bounce.
+//!   left alone: no batch, no warning, no bounce. A message with
+//!   recipients at several hops goes out in several batches at once; it
+//!   is held until the last of them finishes (the first one finishing
+//!   must not free the others' recipients for another connection).
 //! - Past `received + max_lifetime_s` (and only then, whatever the
 //!   errors so far said) a message's pending recipients bounce.
 //! - A message is due at `next_at`; a configured route with waiting mail
@@ -79,8 +82,9 @@ impl<'a> Limits<'a> {
 /// and finish. Bounded by the queue's size.
 #[derive(Debug, Default)]
 pub struct InFlight {
-    /// Messages a delivery task holds.
-    pub ids: HashSet<u64>,
+    /// Messages delivery tasks hold: how many batches hold each (one per
+    /// hop it has recipients at, at most).
+    pub ids: HashMap<u64, usize>,
     /// Messages whose delivery task finished since the last snapshot was
     /// requested (cleared at each round's start).
     pub finished: HashSet<u64>,
@@ -92,12 +96,38 @@ pub struct InFlight {
 
 impl InFlight {
     pub fn busy(&self, id: u64) -> bool {
-        self.ids.contains(&id) || self.finished.contains(&id)
+        self.ids.contains_key(&id) || self.finished.contains(&id)
     }
 
     /// Connections under way, in all.
     pub fn connections(&self) -> usize {
         self.per_hop.values().sum()
+    }
+
+    /// A batch of the plan starts: its connection and its messages are
+    /// taken until [`InFlight::finish`].
+    pub fn start(&mut self, b: &Batch) {
+        *self.per_hop.entry(b.hop.clone()).or_default() += 1;
+        for m in &b.msgs {
+            *self.ids.entry(m.id).or_default() += 1;
+        }
+    }
+
+    /// The batch to `hop` holding `ids` finished (its outcomes are on
+    /// their way to the queue). A message is free once no batch holds it.
+    pub fn finish(&mut self, hop: &Hop, ids: &[u64]) {
+        for id in ids {
+            if let Some(n) = self.ids.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ids.remove(id);
+                }
+            }
+            self.finished.insert(*id);
+        }
+        if let Some(n) = self.per_hop.get_mut(hop) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 
@@ -453,13 +483,52 @@ mod tests {
             entry(3, &["u@x.test"]),
         ];
         let mut f = InFlight::default();
-        f.ids.insert(1);
+        f.ids.insert(1, 1);
         // Its task finished after the snapshot was asked for: the
         // snapshot may predate its outcomes.
         f.finished.insert(2);
         let p = plan(&q, NOW, &l, &f);
         assert_eq!(shape(&p), vec![(mx("x.test"), vec![3])]);
         assert!(p.expire.is_empty() && p.warn.is_empty());
+    }
+
+    #[test]
+    fn a_message_at_two_hops_is_not_planned_again_while_one_batch_runs() {
+        let c = config();
+        let l = Limits::new(&c);
+        // One message, recipients at two hops: two batches.
+        let q = [entry(1, &["u@x.test", "v@y.test"])];
+        let mut f = quiet();
+        let p = plan(&q, NOW, &l, &f);
+        assert_eq!(
+            shape(&p),
+            vec![(mx("x.test"), vec![1]), (mx("y.test"), vec![1])]
+        );
+        for b in &p.batches {
+            f.start(b);
+        }
+        // The batch to x.test finishes first; the one to y.test still
+        // runs (y.test has room for a second connection).
+        f.finish(&mx("x.test"), &[1]);
+        // The next round: its snapshot came after that finish, and still
+        // lists y.test's recipient as pending (its delivery runs).
+        f.finished.clear();
+        let mut q = q;
+        q[0].pending.remove(0);
+        let p = plan(&q, NOW, &l, &f);
+        assert!(
+            p.batches.is_empty(),
+            "y.test's recipient planned again while its batch runs: {:?}",
+            shape(&p)
+        );
+        assert!(p.expire.is_empty() && p.warn.is_empty());
+        // Once the second batch finishes (and a round later), the
+        // message is free again.
+        f.finish(&mx("y.test"), &[1]);
+        assert!(plan(&q, NOW, &l, &f).batches.is_empty(), "finished");
+        f.finished.clear();
+        assert_eq!(shape(&plan(&q, NOW, &l, &f)), vec![(mx("y.test"), vec![1])]);
+        assert!(f.per_hop.values().all(|&n| n == 0));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::SpoolError;
 use super::record::{Outcome, StoredEnvelope};
 
 /// At most this many messages may be open (receiving DATA) at once; the
@@ -85,6 +86,10 @@ pub(super) struct Index {
     /// body streamed in; their End gets `Full` (452), not a local error.
     /// Bounded by [`MAX_OPEN_MESSAGES`].
     pub(super) refused: BTreeSet<u64>,
+    /// Open messages whose first records were in a commit that failed
+    /// (their bytes may be gone): dropped, and their End fails.
+    /// Bounded by [`MAX_OPEN_MESSAGES`].
+    pub(super) uncommitted: BTreeSet<u64>,
     /// Messages ended since the last successful commit, which marks them
     /// durable; a subset of `msgs` (bounded by [`MAX_MESSAGES`]).
     pub(super) fresh: Vec<u64>,
@@ -92,11 +97,17 @@ pub(super) struct Index {
 
 impl Index {
     /// The next message id: above every id so far, and at least the time
-    /// in microseconds (`now_micros`), so ids sort by arrival.
-    pub(super) fn next_id(&mut self, now_micros: u64) -> u64 {
-        let id = (self.last_id + 1).max(now_micros);
+    /// in microseconds (`now_micros`), so ids sort by arrival. Ids never
+    /// wrap: past `u64::MAX` (only a record carrying an id from far off
+    /// gets there) there is none, and the message is refused.
+    pub(super) fn next_id(&mut self, now_micros: u64) -> Result<u64, SpoolError> {
+        let id = self
+            .last_id
+            .checked_add(1)
+            .ok_or(SpoolError::IdsExhausted { last: self.last_id })?
+            .max(now_micros);
         self.last_id = id;
-        id
+        Ok(id)
     }
 
     /// A commit succeeded: the messages ended before it are durable.
@@ -115,5 +126,29 @@ impl Index {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_count_up_from_the_last_or_the_clock_and_never_wrap() {
+        let mut ix = Index {
+            last_id: 10,
+            ..Index::default()
+        };
+        assert_eq!(ix.next_id(5).unwrap(), 11);
+        assert_eq!(ix.next_id(100).unwrap(), 100);
+        ix.last_id = u64::MAX - 1;
+        assert_eq!(ix.next_id(7).unwrap(), u64::MAX);
+        for _ in 0..2 {
+            assert!(matches!(
+                ix.next_id(7),
+                Err(SpoolError::IdsExhausted { last: u64::MAX })
+            ));
+        }
+        assert_eq!(ix.last_id, u64::MAX);
     }
 }

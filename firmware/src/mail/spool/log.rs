@@ -43,6 +43,9 @@ pub(super) struct Log {
     pub(super) active: Active,
     buf: Vec<u8>,
     segments: BTreeMap<u64, Segment>,
+    /// Tests: syncs fail (after the write, as an fsync error does).
+    #[cfg(test)]
+    pub(super) fail_syncs: bool,
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
@@ -78,6 +81,8 @@ impl Log {
             active,
             buf: Vec::with_capacity(WRITE_BUFFER),
             segments,
+            #[cfg(test)]
+            fail_syncs: false,
         })
     }
 
@@ -160,6 +165,10 @@ impl Log {
     pub(super) fn sync(&mut self, stats: &mut Stats) -> Result<(), SpoolError> {
         self.write_out(stats)?;
         let path = self.segment_path(self.active.seq);
+        #[cfg(test)]
+        if self.fail_syncs {
+            return Err(io_err(&path)(io::Error::other("fsync failed (test)")));
+        }
         self.active.file.sync_data().map_err(io_err(&path))?;
         stats.fsyncs += 1;
         Ok(())

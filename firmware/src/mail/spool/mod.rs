@@ -33,7 +33,7 @@ use std::sync::Arc;
 use self::index::{Index, Open};
 use self::log::Log;
 use self::record::{MessageFlags, Outcome, Record, StoredEnvelope};
-use super::queue::{BodyReader, Queue, QueueEntry};
+use super::queue::{BodyReader, Queue, QueueEntry, clip_error};
 
 pub use self::index::{Extent, MAX_MESSAGES, MAX_OPEN_MESSAGES, Message, RcptState};
 #[cfg(test)]
@@ -54,6 +54,20 @@ pub enum SpoolError {
     /// Too many messages are being received at once.
     #[error("too many messages open at once")]
     TooManyOpen,
+    /// Every message id is used: a recovered record carries the highest
+    /// one there is (damage, or a clock set far ahead when it was
+    /// written). Ids are never reused, so new mail is refused (451, try
+    /// again later) until the spool is looked at.
+    #[error(
+        "no message id left after {last:016X} (a spool record carries it); new mail is refused \
+         rather than given an id used before"
+    )]
+    IdsExhausted { last: u64 },
+    /// A commit of some of this message's records failed (their bytes may
+    /// never reach the disk): the message was dropped, and its End fails
+    /// (451: the sender sends it again).
+    #[error("message {0:016X}: a commit of its first records failed; dropped")]
+    Uncommitted(u64),
     /// An operation named a message the spool does not know.
     #[error("no message {0:016X} in the spool")]
     NoSuchMessage(u64),
@@ -103,6 +117,10 @@ pub struct Spool {
     log: Log,
     index: Index,
     pub stats: Stats,
+    /// A commit failed where its caller could not say so to the waiting
+    /// senders (rolling to a new segment inside an append): the next
+    /// [`Spool::commit`] fails with it.
+    unreported: Option<String>,
 }
 
 fn now_unix() -> u64 {
@@ -128,6 +146,7 @@ impl Spool {
                 ..Index::default()
             },
             stats: r.stats,
+            unreported: None,
         };
         spool.collect_garbage()?;
         Ok(spool)
@@ -200,15 +219,63 @@ impl Spool {
     }
 
     /// Makes everything appended so far durable: one write, one fsync.
+    /// When it fails (or an earlier one failed unreported), the messages
+    /// ended since the last successful commit get 451 from the writer,
+    /// and are dropped: see [`Spool::forget_uncommitted`].
     pub fn commit(&mut self) -> Result<(), SpoolError> {
-        self.log.sync(&mut self.stats)?;
-        self.index.mark_durable();
-        Ok(())
+        let synced = self.log.sync(&mut self.stats);
+        let failed = match (synced, self.unreported.take()) {
+            (Err(e), _) => e,
+            (Ok(()), Some(earlier)) => SpoolError::Io {
+                path: self.dir().to_path_buf(),
+                source: io::Error::other(format!("an earlier commit failed: {earlier}")),
+            },
+            (Ok(()), None) => {
+                self.index.mark_durable();
+                return Ok(());
+            }
+        };
+        self.forget_uncommitted();
+        Err(failed)
+    }
+
+    /// A commit failed: the senders of the messages ended since the last
+    /// successful one get 451 and send them again, and the bytes of their
+    /// records may be gone (after an fsync error the page cache may drop
+    /// them), so those messages are dropped from the queue. Their records
+    /// may still reach the file with a later commit; a delete record for
+    /// each, appended now, goes with that commit (or a later one), so
+    /// recovery does not bring them back either (only a crash between
+    /// the two could: then the message is delivered and sent again, a
+    /// duplicate, never a loss). Messages still open had records in the
+    /// failed commit too: they are dropped, and their End fails.
+    fn forget_uncommitted(&mut self) {
+        for id in std::mem::take(&mut self.index.fresh) {
+            if let Some(m) = self.index.msgs.remove(&id) {
+                self.log.release(id, &m.segs);
+                // Into the buffer, without rolling: an error here only
+                // means the buffer was not written out yet.
+                let _ = self.log.append(&Record::Delete { id }, &mut self.stats);
+            }
+        }
+        let open: Vec<u64> = self.index.open.keys().copied().collect();
+        for id in open {
+            self.abort(id);
+            // Past the bound its End fails all the same (no such message).
+            if self.index.uncommitted.len() < MAX_OPEN_MESSAGES {
+                self.index.uncommitted.insert(id);
+            }
+        }
     }
 
     /// Closes the active segment (durably) and starts the next one.
     fn roll(&mut self) -> Result<(), SpoolError> {
-        self.commit()?;
+        if let Err(e) = self.commit() {
+            // The senders waiting for the writer's next commit learn it
+            // from that one.
+            self.unreported = Some(e.to_string());
+            return Err(e);
+        }
         self.log.next_segment()
     }
 
@@ -229,7 +296,7 @@ impl Spool {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        let id = self.index.next_id(micros);
+        let id = self.index.next_id(micros)?;
         let env = StoredEnvelope {
             id,
             received,
@@ -288,6 +355,9 @@ impl Spool {
     ///
     /// [`commit`]: Spool::commit
     pub fn end(&mut self, id: u64) -> Result<(), SpoolError> {
+        if self.index.uncommitted.remove(&id) {
+            return Err(SpoolError::Uncommitted(id));
+        }
         if self.index.refused.remove(&id) {
             return Err(SpoolError::Full {
                 used: self.used_bytes(),
@@ -327,10 +397,18 @@ impl Spool {
     }
 
     /// Forgets an open message (the session failed or the message was
-    /// refused). Its records stay in the log, without an End.
+    /// refused). Its records stay in the log, without an End. A message
+    /// the spool dropped already (refused for space, or caught in a
+    /// failed commit) is forgotten for good: its mark would otherwise
+    /// stay, and once the marks were at their bound, the next refused
+    /// message's End would get "no such message" (451) instead of `Full`
+    /// (452).
     pub fn abort(&mut self, id: u64) {
         if let Some(o) = self.index.open.remove(&id) {
             self.log.release(id, &o.segs);
+        } else {
+            self.index.uncommitted.remove(&id);
+            self.index.refused.remove(&id);
         }
     }
 
@@ -366,7 +444,7 @@ impl Spool {
             .ok_or(SpoolError::NoSuchMessage(id))?
             .attempts
             + 1;
-        let error: String = error.chars().take(200).collect();
+        let error = clip_error(error).to_string();
         let (seq, _) = self.append(&Record::Retry {
             id,
             attempts,
@@ -838,6 +916,115 @@ mod tests {
         assert!(s.used_bytes() <= 20_000 + 2000);
         assert!(matches!(s.end(id), Err(SpoolError::Full { .. })));
         assert!(matches!(s.end(id), Err(SpoolError::NoSuchMessage(_))));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn ids_never_wrap_and_new_mail_is_refused_once_they_are_used_up() {
+        // A record carrying the last id there is (damage that passed its
+        // checksum: the fuzzer's spool_recovery/regress-94ee710f).
+        let d = tmp("ids");
+        fs::create_dir_all(&d).unwrap();
+        let mut seg = Vec::new();
+        record::encode(&Record::Warned { id: u64::MAX }, &mut seg);
+        fs::write(d.join(seg_name(1)), &seg).unwrap();
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let begin = |s: &mut Spool| {
+            s.begin(
+                "a@b.test".into(),
+                vec!["u@home.arpa".into()],
+                1,
+                MessageFlags::default(),
+            )
+        };
+        // Refused, not given an id already used (wrapped to 0, then the
+        // clock's), and again at the next try.
+        for _ in 0..2 {
+            let e = begin(&mut s).expect_err("no id after u64::MAX");
+            assert!(
+                matches!(e, SpoolError::IdsExhausted { last: u64::MAX }),
+                "{e}"
+            );
+            assert_eq!(s.open_count(), 0);
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_failed_commit_drops_its_messages_for_good() {
+        let d = tmp("failed-commit");
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let a = store(&mut s, b"a\r\n", 1);
+        s.commit().unwrap();
+        // The fsync of b's commit fails (its records reached the file):
+        // the client gets 451 and sends it again later.
+        let b = store(&mut s, b"b\r\n", 1);
+        // An open message whose first records were in that commit.
+        let open = s
+            .begin(
+                "a@b.test".into(),
+                vec!["u@home.arpa".into()],
+                1,
+                MessageFlags::default(),
+            )
+            .unwrap();
+        s.body(open, b"first part, ").unwrap();
+        s.log.fail_syncs = true;
+        assert!(s.commit().is_err());
+        s.log.fail_syncs = false;
+        assert!(s.message(b).is_none(), "dropped from the queue");
+        // The open one cannot be acknowledged any more: its first bytes
+        // may be gone.
+        let _ = s.body(open, b"second part\r\n");
+        assert!(s.end(open).is_err());
+        // The next commit succeeds: b does not come back with it.
+        let c = store(&mut s, b"c\r\n", 1);
+        s.commit().unwrap();
+        let ids = |s: &Spool| s.messages().map(|m| m.env.id).collect::<Vec<_>>();
+        assert_eq!(ids(&s), vec![a, c]);
+        assert!(s.messages().all(|m| m.durable));
+        drop(s);
+        // Nor at recovery, though its records are in the file.
+        let s = Spool::open(&d, limits()).unwrap();
+        assert_eq!(ids(&s), vec![a, c]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_message_refused_for_space_gets_452_however_many_were_aborted_before() {
+        let d = tmp("refused");
+        let max = 64 * 1024;
+        let mut s = Spool::open(
+            &d,
+            Limits {
+                max_bytes: max,
+                ..limits()
+            },
+        )
+        .unwrap();
+        let chunk = vec![b'z'; max as usize];
+        let refused = |s: &mut Spool| {
+            let id = s
+                .begin(
+                    "a@b.test".into(),
+                    vec!["u@home.arpa".into()],
+                    1,
+                    MessageFlags::default(),
+                )
+                .unwrap();
+            assert!(matches!(s.body(id, &chunk), Err(SpoolError::Full { .. })));
+            id
+        };
+        // Refused, then aborted (the client went away, or the session
+        // refused the message too): more than MAX_OPEN_MESSAGES of them.
+        for _ in 0..MAX_OPEN_MESSAGES + 10 {
+            let id = refused(&mut s);
+            s.abort(id);
+        }
+        // The next one refused for space still gets Full (452) at its
+        // end, not "no such message" (451).
+        let id = refused(&mut s);
+        assert!(matches!(s.end(id), Err(SpoolError::Full { .. })));
         let _ = fs::remove_dir_all(&d);
     }
 
