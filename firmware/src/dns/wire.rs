@@ -697,6 +697,26 @@ pub fn walk(buf: &[u8]) -> Result<Walked, WireError> {
                 rdata_len: rdlen,
                 start: pos,
             });
+            // The names inside the data of the types that carry them may
+            // not read through a TTL either (NS, CNAME, PTR, MX, SOA).
+            let r = records[records.len() - 1];
+            let data = &buf[..r.rdata_at + r.rdata_len];
+            let mut names = [None, None];
+            match r.rtype {
+                TYPE_NS | TYPE_CNAME | TYPE_PTR => names[0] = Some(r.rdata_at),
+                TYPE_MX if r.rdata_len > 2 => names[0] = Some(r.rdata_at + 2),
+                TYPE_SOA => {
+                    names[0] = Some(r.rdata_at);
+                    names[1] = Some(skip_name(data, r.rdata_at)?);
+                }
+                _ => {}
+            }
+            for at in names.into_iter().flatten() {
+                skip_name(data, at)?;
+                if reads_a_ttl(buf, at, &records) {
+                    return Err(WireError::Malformed("compression pointer into a TTL"));
+                }
+            }
             pos = name_end + 10 + rdlen;
         }
     }
@@ -941,8 +961,9 @@ pub(crate) mod tests {
         let mut bad = buf[..mx.rdata_at - 2].to_vec();
         bad[7] = 1;
         bad.extend_from_slice(&[0, 4, 0, 10, 3, b'm']);
-        let w = walk(&bad[..]).unwrap();
-        assert!(check_rdata(&bad, &w.records[0]).is_err());
+        // walk reads the names in record data itself (for pointers into
+        // a TTL): it refuses this one already.
+        assert!(walk(&bad[..]).is_err());
     }
 
     #[test]
@@ -1045,6 +1066,73 @@ pub(crate) mod tests {
         let at = m.len() - 12;
         m[at] = first as u8; // the first record's owner name instead
         assert!(walk(&m).is_ok());
+    }
+
+    /// Names inside record data too (issue 14's open item): a CNAME
+    /// whose target points at an earlier record's TTL.
+    #[test]
+    fn pointers_from_record_data_into_a_ttl_are_rejected() {
+        let mut m = vec![0x00, 0x50, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x01t\x07example\x00\x00\x05\x00\x01");
+        let first = m.len();
+        // An A record whose TTL 0x00000000 reads as the root name.
+        m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 192, 0, 2, 1]);
+        let ttl_at = first + 6;
+        // A CNAME whose target is a pointer to that TTL.
+        m.extend_from_slice(&[0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 9, 0, 2, 0xC0, ttl_at as u8]);
+        assert_eq!(
+            walk(&m),
+            Err(WireError::Malformed("compression pointer into a TTL"))
+        );
+        // Pointing at the question's name instead: fine.
+        let at = m.len() - 1;
+        m[at] = HEADER_LEN as u8;
+        assert!(walk(&m).is_ok());
+        // And in an MX and a SOA (second name).
+        let mut mx = m.clone();
+        let n = mx.len();
+        mx.truncate(n - 14);
+        mx.extend_from_slice(&[
+            0xC0,
+            12,
+            0,
+            15,
+            0,
+            1,
+            0,
+            0,
+            0,
+            9,
+            0,
+            4,
+            0,
+            10,
+            0xC0,
+            ttl_at as u8,
+        ]);
+        assert!(walk(&mx).is_err());
+        let mut soa = m.clone();
+        soa.truncate(n - 14);
+        soa.extend_from_slice(&[
+            0xC0,
+            12,
+            0,
+            6,
+            0,
+            1,
+            0,
+            0,
+            0,
+            9,
+            0,
+            24,
+            0xC0,
+            12,
+            0xC0,
+            ttl_at as u8,
+        ]);
+        soa.extend_from_slice(&[0; 20]);
+        assert!(walk(&soa).is_err());
     }
 
     /// Bounded property test: random and mutated packets never panic,
