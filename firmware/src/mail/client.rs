@@ -456,9 +456,15 @@ impl Client {
             match t.reply(reply, &mut out) {
                 Next::Command(next) => t = next,
                 Next::Body(next) => {
-                    self.write(&out).await?;
-                    out.clear();
-                    self.write_body(spool_dir, &m.extents).await?;
+                    // The content, extent by extent, and the final dot.
+                    let mut enc = DataEncoder::default();
+                    for e in &m.extents {
+                        let chunk = read_extents(spool_dir, std::slice::from_ref(e))?;
+                        enc.push(&chunk, &mut out);
+                        self.io.get_mut().write_all(&out).await?;
+                        out.clear();
+                    }
+                    enc.finish(&mut out);
                     t = next;
                 }
                 Next::Done(f) => break f,
@@ -475,25 +481,6 @@ impl Client {
                 reply: o.reply,
             })
             .collect())
-    }
-
-    /// The body, extent by extent, dot-stuffed, and the final dot.
-    async fn write_body(
-        &mut self,
-        spool_dir: &Path,
-        extents: &[Extent],
-    ) -> Result<(), ClientError> {
-        let mut enc = DataEncoder::default();
-        let mut out = Vec::with_capacity(64 * 1024);
-        for e in extents {
-            let chunk = read_extents(spool_dir, std::slice::from_ref(e))?;
-            out.clear();
-            enc.push(&chunk, &mut out);
-            self.io.get_mut().write_all(&out).await?;
-        }
-        out.clear();
-        enc.finish(&mut out);
-        self.write(&out).await
     }
 
     pub async fn quit(mut self) {
@@ -540,6 +527,113 @@ mod tests {
             "{r:?}"
         );
         server.await.unwrap();
+    }
+
+    /// A fake next hop: answers each command line as a server would
+    /// (MAIL from `bad@` and RCPT to `no@` refused), and returns all it
+    /// read once the client says QUIT.
+    async fn fake_hop(l: tokio::net::TcpListener) -> String {
+        let (s, _) = l.accept().await.unwrap();
+        let mut s = BufReader::new(s);
+        let mut seen = Vec::new();
+        s.get_mut().write_all(b"220 hi\r\n").await.unwrap();
+        let mut in_data = false;
+        loop {
+            let mut line = Vec::new();
+            if s.read_until(b'\n', &mut line).await.unwrap() == 0 {
+                break;
+            }
+            seen.extend_from_slice(&line);
+            let reply: &[u8] = if in_data {
+                if line != b".\r\n" {
+                    continue;
+                }
+                in_data = false;
+                b"250 2.0.0 queued\r\n"
+            } else if line.starts_with(b"EHLO") {
+                b"250-fake\r\n250 SIZE 100\r\n"
+            } else if line.starts_with(b"MAIL FROM:<bad@") {
+                b"451 4.3.0 later\r\n"
+            } else if line.starts_with(b"RCPT TO:<no@") {
+                b"550 5.1.1 no such user\r\n"
+            } else if line.starts_with(b"DATA") {
+                in_data = true;
+                b"354 go\r\n"
+            } else if line.starts_with(b"QUIT") {
+                s.get_mut().write_all(b"221 bye\r\n").await.unwrap();
+                break;
+            } else {
+                b"250 ok\r\n"
+            };
+            s.get_mut().write_all(reply).await.unwrap();
+        }
+        String::from_utf8(seen).unwrap()
+    }
+
+    /// The wire as the core makes it: per-recipient results, the body
+    /// dot-stuffed across extents, RSET after a refused MAIL.
+    #[tokio::test(flavor = "current_thread")]
+    async fn sends_messages_through_the_core() {
+        let dir = std::env::temp_dir().join(format!("pocobelle-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let body = b"Subject: x\r\n\r\nline\r\n.dot\r\nend";
+        std::fs::write(dir.join("seg-0000000000000001.log"), body).unwrap();
+        let extents = vec![
+            Extent {
+                seg: 1,
+                offset: 0,
+                len: 20,
+            },
+            Extent {
+                seg: 1,
+                offset: 20,
+                len: body.len() as u32 - 20,
+            },
+        ];
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(fake_hop(l));
+        let cfg = crate::config::MailConfig::default();
+        let tls = OutboundTls::new(&cfg);
+        let s = Session {
+            hostname: "me.test",
+            tls: TlsMode::None,
+            peer_name: "127.0.0.1",
+            configs: &tls,
+            auth: None,
+        };
+        let mut c = Client::connect(addr, &s).await.unwrap();
+        let mut m = Outgoing {
+            id: 1,
+            from: "a@b.test".into(),
+            rcpts: vec![(4, "x@t.test".into()), (5, "no@t.test".into())],
+            extents,
+            received: 0,
+            due: true,
+            attempts: 0,
+            flags: MessageFlags {
+                eight_bit: false,
+                smtputf8: false,
+            },
+            size: body.len() as u64,
+        };
+        let r = c.send(&dir, &m).await.unwrap();
+        let got: Vec<(u32, u16)> = r.iter().map(|r| (r.index, r.reply.code)).collect();
+        assert_eq!(got, [(5, 550), (4, 250)]);
+        m.from = "bad@b.test".into();
+        let r = c.send(&dir, &m).await.unwrap();
+        let got: Vec<(u32, u16)> = r.iter().map(|r| (r.index, r.reply.code)).collect();
+        assert_eq!(got, [(4, 451), (5, 451)]);
+        c.quit().await;
+        let wire = server.await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            wire,
+            "EHLO me.test\r\n\
+             MAIL FROM:<a@b.test> SIZE=29\r\nRCPT TO:<x@t.test>\r\nRCPT TO:<no@t.test>\r\n\
+             DATA\r\nSubject: x\r\n\r\nline\r\n..dot\r\nend\r\n.\r\n\
+             MAIL FROM:<bad@b.test> SIZE=29\r\nRSET\r\nQUIT\r\n"
+        );
     }
 
     #[test]

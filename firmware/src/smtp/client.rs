@@ -9,8 +9,6 @@
 //! TLS and the choice of what to do after a failed transaction are the
 //! caller's too.
 
-use std::fmt::Write as _;
-
 use super::auth::base64_encode;
 
 /// Longest reply line accepted, its line end included (RFC 5321 4.5.3.1.5
@@ -124,6 +122,7 @@ impl ReplyParser {
     /// server sent after its reply stay with the caller); `Ok(None)` when
     /// all of `input` was taken and the reply goes on. After an error
     /// the parser starts afresh (the caller should close the connection).
+    #[inline(never)]
     pub fn feed(&mut self, input: &[u8]) -> Result<Option<(usize, Parsed)>, ReplyError> {
         let mut used = 0;
         while used < input.len() {
@@ -372,55 +371,75 @@ pub enum Command<'a> {
 impl Command<'_> {
     /// Appends the command line, CRLF included, to `out` (nothing when
     /// it fails).
+    #[inline(never)]
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), CommandError> {
-        let arg = match *self {
-            Command::Ehlo(a) | Command::Helo(a) | Command::MailFrom(a, _) | Command::RcptTo(a) => a,
+        // The verb (and what comes before the argument), the argument,
+        // what follows it.
+        let (verb, arg, close): (&str, &str, &str) = match *self {
+            Command::Ehlo(a) => ("EHLO ", a, ""),
+            Command::Helo(a) => ("HELO ", a, ""),
+            Command::MailFrom(a, _) => ("MAIL FROM:<", a, ">"),
+            Command::RcptTo(a) => ("RCPT TO:<", a, ">"),
+            Command::Data => ("DATA", "", ""),
+            Command::Rset => ("RSET", "", ""),
+            Command::Quit => ("QUIT", "", ""),
+            Command::Noop => ("NOOP", "", ""),
+            Command::StartTls => ("STARTTLS", "", ""),
             Command::AuthPlain { user, password } => {
-                if user.contains('\0') || password.contains('\0') {
-                    return Err(CommandError::LineBreak);
-                }
-                ""
+                check_arg(user)?;
+                check_arg(password)?;
+                ("AUTH PLAIN ", "", "")
             }
-            _ => "",
+            Command::AuthLogin => ("AUTH LOGIN", "", ""),
+            Command::AuthResponse(_) => ("", "", ""),
         };
         check_arg(arg)?;
-        let mut line = String::new();
+        for part in [verb, arg, close] {
+            out.extend_from_slice(part.as_bytes());
+        }
         match *self {
-            Command::Ehlo(a) => line = format!("EHLO {a}"),
-            Command::Helo(a) => line = format!("HELO {a}"),
-            Command::MailFrom(a, p) => {
-                line = format!("MAIL FROM:<{a}>");
+            Command::MailFrom(_, p) => {
                 if let Some(n) = p.size {
-                    let _ = write!(line, " SIZE={n}");
+                    out.extend_from_slice(b" SIZE=");
+                    decimal(n, out);
                 }
                 if p.eight_bit {
-                    line.push_str(" BODY=8BITMIME");
+                    out.extend_from_slice(b" BODY=8BITMIME");
                 }
                 if p.smtputf8 {
-                    line.push_str(" SMTPUTF8");
+                    out.extend_from_slice(b" SMTPUTF8");
                 }
             }
-            Command::RcptTo(a) => line = format!("RCPT TO:<{a}>"),
-            Command::Data => line.push_str("DATA"),
-            Command::Rset => line.push_str("RSET"),
-            Command::Quit => line.push_str("QUIT"),
-            Command::Noop => line.push_str("NOOP"),
-            Command::StartTls => line.push_str("STARTTLS"),
             Command::AuthPlain { user, password } => {
                 let mut raw = Vec::with_capacity(user.len() + password.len() + 2);
                 raw.push(0);
                 raw.extend_from_slice(user.as_bytes());
                 raw.push(0);
                 raw.extend_from_slice(password.as_bytes());
-                line = format!("AUTH PLAIN {}", base64_encode(&raw));
+                out.extend_from_slice(base64_encode(&raw).as_bytes());
             }
-            Command::AuthLogin => line.push_str("AUTH LOGIN"),
-            Command::AuthResponse(data) => line = base64_encode(data),
+            Command::AuthResponse(data) => out.extend_from_slice(base64_encode(data).as_bytes()),
+            _ => {}
         }
-        out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
         Ok(())
     }
+}
+
+/// Appends `n` in decimal.
+fn decimal(n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn check_arg(arg: &str) -> Result<(), CommandError> {
@@ -454,6 +473,7 @@ impl Default for DataEncoder {
 
 impl DataEncoder {
     /// Appends `input`, encoded, to `out`.
+    #[inline(never)]
     pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
         out.reserve(input.len() + input.len() / 64 + 2);
         while !input.is_empty() {
@@ -604,6 +624,7 @@ impl<'a> Transaction<'a> {
 
     /// Takes the server's reply to what was last written; any next
     /// command goes into `out`.
+    #[inline(never)]
     pub fn reply(mut self, reply: ServerReply, out: &mut Vec<u8>) -> Next<'a> {
         match self.expect {
             Expect::Mail => {
@@ -911,6 +932,16 @@ mod tests {
             wire(Command::MailFrom("a@b.test", all)),
             "MAIL FROM:<a@b.test> SIZE=1234 BODY=8BITMIME SMTPUTF8\r\n"
         );
+        for (n, w) in [(0, "0"), (7, "7"), (u64::MAX, "18446744073709551615")] {
+            let p = MailParams {
+                size: Some(n),
+                ..MailParams::default()
+            };
+            assert_eq!(
+                wire(Command::MailFrom("", p)),
+                format!("MAIL FROM:<> SIZE={w}\r\n")
+            );
+        }
         assert_eq!(wire(Command::RcptTo("u@x.test")), "RCPT TO:<u@x.test>\r\n");
         for (c, w) in [
             (Command::Data, "DATA\r\n"),
