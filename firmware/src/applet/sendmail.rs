@@ -454,16 +454,15 @@ fn read_reply(r: &mut BufReader<TcpStream>) -> Result<ServerReply, Failed> {
     let mut parser = ReplyParser::default();
     loop {
         let buf = r.fill_buf().map_err(io)?;
-        if buf.is_empty() {
-            return Err(Failed::Down("the router closed the connection".into()));
-        }
         let n = buf.len();
-        match parser.feed(buf).map_err(io)? {
-            Some((used, parsed)) => {
+        match parser.feed(buf) {
+            _ if n == 0 => return Err(io("the router closed the connection")),
+            Ok(Some((used, parsed))) => {
                 r.consume(used);
                 return Ok(parsed.reply);
             }
-            None => r.consume(n),
+            Ok(None) => r.consume(n),
+            Err(e) => return Err(io(e)),
         }
     }
 }
@@ -575,11 +574,12 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             message_id: message_id(now, &origin),
         },
     );
-    let mut rcpts: Vec<String> = o.rcpts.iter().map(|r| qualify(r, &origin)).collect();
-    rcpts.extend(head.rcpts);
-    rcpts.retain(|r| !r.is_empty());
+    // (The index is the transaction's tag for each; sendmail needs none.)
+    let mut rcpts: Vec<(u32, String)> = o.rcpts.iter().map(|r| (0, qualify(r, &origin))).collect();
+    rcpts.extend(head.rcpts.into_iter().map(|r| (0, r)));
+    rcpts.retain(|(_, r)| !r.is_empty());
     let mut seen = std::collections::HashSet::new();
-    rcpts.retain(|r| seen.insert(r.to_ascii_lowercase()));
+    rcpts.retain(|(_, r)| seen.insert(r.to_ascii_lowercase()));
     if rcpts.is_empty() {
         return super::usage_error(
             "sendmail",
@@ -621,8 +621,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             ..MailParams::default()
         };
         let mut out = Vec::new();
-        let rcpts = rcpts.iter().map(String::as_str).collect();
-        let mut t = Transaction::start(&sender, params, rcpts, Policy::AllOrNothing, &mut out)
+        let mut t = Transaction::start(&sender, params, &rcpts, Policy::AllOrNothing, &mut out)
             .map_err(Failed::Address)?;
         let finished = loop {
             r.get_mut().write_all(&out).map_err(io)?;
@@ -666,7 +665,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             eprintln!("sendmail: the router refused the message: {reply}; nothing was queued");
             ExitCode::FAILURE
         }
-        Err(Failed::Address(e)) => super::usage_error("sendmail", e),
+        Err(Failed::Address(e)) => super::usage_error("sendmail", e.to_string()),
         Err(Failed::TooBig(n)) => {
             eprintln!(
                 "sendmail: the message is larger than mail.max_message_bytes ({n} bytes); nothing was queued"

@@ -95,12 +95,9 @@ pub struct Outgoing {
     pub size: u64,
 }
 
-/// Per-recipient result of one message.
-#[derive(Debug, Clone)]
-pub struct Result1 {
-    pub index: u32,
-    pub reply: ServerReply,
-}
+/// Per-recipient result of one message: the recipient's index in the
+/// spool and the reply that decided it.
+pub use crate::smtp::client::Outcome as Result1;
 
 /// Read buffer of one connection (replies are read line by line from it).
 pub const IO_BUFFER: usize = 8 * 1024;
@@ -296,8 +293,7 @@ impl Client {
 
     /// EHLO (HELO when refused); what the server offers.
     async fn hello(&mut self, hostname: &str) -> Result<Extensions, ClientError> {
-        self.send_command(Command::Ehlo(hostname)).await?;
-        let ehlo = self.read_parsed().await?;
+        let ehlo = self.command_parsed(Command::Ehlo(hostname)).await?;
         if ehlo.reply.is_ok() {
             return Ok(Extensions::parse(&ehlo.lines));
         }
@@ -412,15 +408,16 @@ impl Client {
         Ok(())
     }
 
-    async fn send_command(&mut self, c: Command<'_>) -> Result<(), ClientError> {
+    /// Sends a command; its reply, and the text of each of its lines.
+    async fn command_parsed(&mut self, c: Command<'_>) -> Result<Parsed, ClientError> {
         let mut line = Vec::new();
         c.encode_into(&mut line)?;
-        self.write(&line).await
+        self.write(&line).await?;
+        self.read_parsed().await
     }
 
     async fn command(&mut self, c: Command<'_>) -> Result<ServerReply, ClientError> {
-        self.send_command(c).await?;
-        Ok(self.read_parsed().await?.reply)
+        Ok(self.command_parsed(c).await?.reply)
     }
 
     /// Sends one message; returns each recipient's reply (the RCPT reply if
@@ -430,7 +427,6 @@ impl Client {
         spool_dir: &std::path::Path,
         m: &Outgoing,
     ) -> Result<Vec<Result1>, ClientError> {
-        let index = |rcpt: usize| m.rcpts[rcpt].0;
         let params =
             match MailParams::for_hop(m.flags.eight_bit, m.flags.smtputf8, m.size, &self.ext) {
                 Ok(p) => p,
@@ -446,9 +442,8 @@ impl Client {
                         .collect());
                 }
             };
-        let rcpts = m.rcpts.iter().map(|(_, r)| r.as_str()).collect();
         let mut out = Vec::with_capacity(256);
-        let mut t = Transaction::start(&m.from, params, rcpts, Policy::PerRecipient, &mut out)?;
+        let mut t = Transaction::start(&m.from, params, &m.rcpts, Policy::PerRecipient, &mut out)?;
         let finished = loop {
             self.write(&out).await?;
             out.clear();
@@ -473,14 +468,7 @@ impl Client {
         if finished.reset {
             let _ = self.command(Command::Rset).await;
         }
-        Ok(finished
-            .outcomes
-            .into_iter()
-            .map(|o| Result1 {
-                index: index(o.rcpt),
-                reply: o.reply,
-            })
-            .collect())
+        Ok(finished.outcomes)
     }
 
     pub async fn quit(mut self) {
@@ -619,7 +607,7 @@ mod tests {
         };
         let r = c.send(&dir, &m).await.unwrap();
         let got: Vec<(u32, u16)> = r.iter().map(|r| (r.index, r.reply.code)).collect();
-        assert_eq!(got, [(5, 550), (4, 250)]);
+        assert_eq!(got, [(4, 250), (5, 550)]);
         m.from = "bad@b.test".into();
         let r = c.send(&dir, &m).await.unwrap();
         let got: Vec<(u32, u16)> = r.iter().map(|r| (r.index, r.reply.code)).collect();

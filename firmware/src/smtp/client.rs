@@ -89,10 +89,10 @@ impl std::fmt::Display for EnhancedCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
     /// A line has no LF within [`MAX_REPLY_LINE`] bytes.
-    #[error("a reply line is longer than {MAX_REPLY_LINE} bytes")]
+    #[error("a reply line is longer than 1000 bytes")]
     LineTooLong,
     /// A multi-line reply goes on past [`MAX_REPLY_LINES`] lines.
-    #[error("a reply has more than {MAX_REPLY_LINES} lines")]
+    #[error("a reply has more than 100 lines")]
     TooManyLines,
     /// A line does not start with three digits followed by a space, a
     /// hyphen or its end.
@@ -122,7 +122,6 @@ impl ReplyParser {
     /// server sent after its reply stay with the caller); `Ok(None)` when
     /// all of `input` was taken and the reply goes on. After an error
     /// the parser starts afresh (the caller should close the connection).
-    #[inline(never)]
     pub fn feed(&mut self, input: &[u8]) -> Result<Option<(usize, Parsed)>, ReplyError> {
         let mut used = 0;
         while used < input.len() {
@@ -385,63 +384,71 @@ impl Command<'_> {
             Command::Quit => ("QUIT", "", ""),
             Command::Noop => ("NOOP", "", ""),
             Command::StartTls => ("STARTTLS", "", ""),
-            Command::AuthPlain { user, password } => {
-                check_arg(user)?;
-                check_arg(password)?;
-                ("AUTH PLAIN ", "", "")
-            }
+            Command::AuthPlain { user, password } => ("AUTH PLAIN ", user, password),
             Command::AuthLogin => ("AUTH LOGIN", "", ""),
             Command::AuthResponse(_) => ("", "", ""),
         };
         check_arg(arg)?;
-        for part in [verb, arg, close] {
-            out.extend_from_slice(part.as_bytes());
-        }
-        match *self {
-            Command::MailFrom(_, p) => {
-                if let Some(n) = p.size {
-                    out.extend_from_slice(b" SIZE=");
-                    decimal(n, out);
-                }
-                if p.eight_bit {
-                    out.extend_from_slice(b" BODY=8BITMIME");
-                }
-                if p.smtputf8 {
-                    out.extend_from_slice(b" SMTPUTF8");
-                }
-            }
+        check_arg(close)?;
+        let base64 = match *self {
             Command::AuthPlain { user, password } => {
-                let mut raw = Vec::with_capacity(user.len() + password.len() + 2);
-                raw.push(0);
+                let mut raw = vec![0];
                 raw.extend_from_slice(user.as_bytes());
                 raw.push(0);
                 raw.extend_from_slice(password.as_bytes());
-                out.extend_from_slice(base64_encode(&raw).as_bytes());
+                base64_encode(&raw)
             }
-            Command::AuthResponse(data) => out.extend_from_slice(base64_encode(data).as_bytes()),
-            _ => {}
+            Command::AuthResponse(data) => base64_encode(data),
+            _ => String::new(),
+        };
+        let (arg, close) = if base64.is_empty() {
+            (arg, close)
+        } else {
+            (base64.as_str(), "")
+        };
+        let mut digits = [0u8; 20];
+        let mut parts: [&[u8]; 7] = [
+            verb.as_bytes(),
+            arg.as_bytes(),
+            close.as_bytes(),
+            b"",
+            b"",
+            b"",
+            b"",
+        ];
+        if let Command::MailFrom(_, p) = *self {
+            if let Some(n) = p.size {
+                parts[3] = b" SIZE=";
+                parts[4] = decimal(n, &mut digits);
+            }
+            if p.eight_bit {
+                parts[5] = b" BODY=8BITMIME";
+            }
+            if p.smtputf8 {
+                parts[6] = b" SMTPUTF8";
+            }
         }
-        out.extend_from_slice(b"\r\n");
+        for part in parts.iter().chain([&&b"\r\n"[..]]) {
+            out.extend_from_slice(part);
+        }
         Ok(())
     }
 }
 
-/// Appends `n` in decimal.
-fn decimal(n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return &buf[i..];
         }
     }
-    out.extend_from_slice(&digits[i..]);
 }
 
+#[inline(never)]
 fn check_arg(arg: &str) -> Result<(), CommandError> {
     if arg.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
         return Err(CommandError::LineBreak);
@@ -473,43 +480,33 @@ impl Default for DataEncoder {
 
 impl DataEncoder {
     /// Appends `input`, encoded, to `out`.
-    #[inline(never)]
-    pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
         out.reserve(input.len() + input.len() / 64 + 2);
-        while !input.is_empty() {
+        for &b in input {
             if self.cr {
                 // A CR ends the line whatever follows; a LF after it is
                 // the same line end.
                 self.cr = false;
                 out.extend_from_slice(b"\r\n");
                 self.line_start = true;
-                if input[0] == b'\n' {
-                    input = &input[1..];
+                if b == b'\n' {
                     continue;
                 }
             }
-            // A run of bytes up to the next line end.
-            let end = input
-                .iter()
-                .position(|&b| b == b'\r' || b == b'\n')
-                .unwrap_or(input.len());
-            let run = &input[..end];
-            if let Some(&first) = run.first() {
-                if self.line_start && first == b'.' {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(run);
-                self.line_start = false;
-            }
-            match input.get(end) {
-                Some(b'\r') => self.cr = true,
-                Some(_) => {
+            match b {
+                b'\r' => self.cr = true,
+                b'\n' => {
                     out.extend_from_slice(b"\r\n");
                     self.line_start = true;
                 }
-                None => {}
+                _ => {
+                    if self.line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(b);
+                    self.line_start = false;
+                }
             }
-            input = &input[(end + 1).min(input.len())..];
         }
     }
 
@@ -537,23 +534,22 @@ pub enum Policy {
     AllOrNothing,
 }
 
-/// The result for one recipient: its index in the list the transaction
-/// was given, and the reply that decided it (its RCPT reply when that
-/// refused it, else the reply to MAIL, DATA or the end of the data). A
-/// reply that [`is_ok`](ServerReply::is_ok) means delivered: it comes
-/// only from the end of the data. A 2xx or 3xx where it makes no sense
-/// (354 to MAIL, 250 to DATA) is recorded as [`unexpected`].
+/// The result for one recipient: the index the caller gave it, and the
+/// reply that decided it (its RCPT reply when that refused it, else the
+/// reply to MAIL, DATA or the end of the data). A reply that
+/// [`is_ok`](ServerReply::is_ok) means delivered: it comes only from
+/// the end of the data. A 2xx or 3xx where it makes no sense (354 to
+/// MAIL, 250 to DATA) is recorded as [`unexpected`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub rcpt: usize,
+    pub index: u32,
     pub reply: ServerReply,
 }
 
 /// The end of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
-    /// One per recipient: first the refused ones in order, then the ones
-    /// the server accepted.
+    /// One per recipient, in the order they were given.
     pub outcomes: Vec<Outcome>,
     /// The transaction was abandoned part-way: send RSET (and read its
     /// reply) before another one on the same connection.
@@ -573,6 +569,10 @@ pub enum Next<'a> {
     Done(Finished),
 }
 
+/// The code of a recipient without an outcome yet: no reply has it
+/// (codes have three digits).
+const PENDING: u16 = u16::MAX;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
     Mail,
@@ -590,33 +590,44 @@ enum Expect {
 /// [`reply`]: Transaction::reply
 #[derive(Debug)]
 pub struct Transaction<'a> {
-    rcpts: Vec<&'a str>,
+    /// The caller's recipients: their index and address.
+    rcpts: &'a [(u32, String)],
+    /// One per recipient: its reply once one decided it, [`PENDING`]
+    /// while it is accepted and waits for the end of the data.
+    outcomes: Vec<Outcome>,
     policy: Policy,
     expect: Expect,
-    /// Indexes of the recipients the server accepted.
-    accepted: Vec<usize>,
-    outcomes: Vec<Outcome>,
 }
 
 impl<'a> Transaction<'a> {
-    /// Starts a transaction: `MAIL FROM` goes into `out`. Every address
-    /// is checked first, so that nothing is sent for a transaction that
-    /// could not be finished.
+    /// Starts a transaction for `rcpts` (the caller's index, the
+    /// address): `MAIL FROM` goes into `out`. Every address is checked
+    /// first, so that nothing is sent for a transaction that could not
+    /// be finished.
     pub fn start(
         from: &str,
         params: MailParams,
-        rcpts: Vec<&'a str>,
+        rcpts: &'a [(u32, String)],
         policy: Policy,
         out: &mut Vec<u8>,
     ) -> Result<Transaction<'a>, CommandError> {
-        for r in &rcpts {
-            check_arg(r)?;
+        for (_, a) in rcpts {
+            check_arg(a)?;
         }
+        let outcomes = rcpts
+            .iter()
+            .map(|&(index, _)| Outcome {
+                index,
+                reply: ServerReply {
+                    code: PENDING,
+                    text: String::new(),
+                },
+            })
+            .collect();
         Command::MailFrom(from, params).encode_into(out)?;
         Ok(Transaction {
-            outcomes: Vec::with_capacity(rcpts.len()),
-            accepted: Vec::with_capacity(rcpts.len()),
             rcpts,
+            outcomes,
             policy,
             expect: Expect::Mail,
         })
@@ -624,95 +635,56 @@ impl<'a> Transaction<'a> {
 
     /// Takes the server's reply to what was last written; any next
     /// command goes into `out`.
-    #[inline(never)]
     pub fn reply(mut self, reply: ServerReply, out: &mut Vec<u8>) -> Next<'a> {
-        match self.expect {
-            Expect::Mail => {
-                if !reply.is_positive() {
-                    return self.fail_all(reply);
-                }
-                self.next_rcpt(0, out)
-            }
+        let next = match self.expect {
+            Expect::Mail if !reply.is_positive() => return self.finish(reply, true, true),
+            Expect::Mail => 0,
             Expect::Rcpt(i) => {
-                if reply.is_positive() {
-                    self.accepted.push(i);
-                } else if self.policy == Policy::AllOrNothing {
-                    return self.fail_all(reply);
-                } else {
-                    self.outcomes.push(Outcome {
-                        rcpt: i,
-                        reply: unexpected(reply),
-                    });
+                if !reply.is_positive() {
+                    if self.policy == Policy::AllOrNothing {
+                        return self.finish(reply, true, true);
+                    }
+                    self.outcomes[i].reply = unexpected(reply.clone());
                 }
-                self.next_rcpt(i + 1, out)
+                i + 1
             }
+            Expect::Data if reply.code != 354 => return self.finish(reply, true, false),
             Expect::Data => {
-                if reply.code != 354 {
-                    return self.fail_accepted(unexpected(reply), true);
-                }
                 self.expect = Expect::DataEnd;
-                Next::Body(self)
+                return Next::Body(self);
             }
-            Expect::DataEnd => {
-                let reply = if reply.is_positive() {
-                    reply
-                } else {
-                    unexpected(reply)
-                };
-                self.fail_accepted(reply, false)
-            }
-        }
-    }
-
-    /// The recipients, as given.
-    pub fn rcpts(&self) -> &[&'a str] {
-        &self.rcpts
-    }
-
-    fn next_rcpt(mut self, i: usize, out: &mut Vec<u8>) -> Next<'a> {
-        if let Some(r) = self.rcpts.get(i) {
+            Expect::DataEnd => return self.finish(reply, false, false),
+        };
+        if let Some((_, a)) = self.rcpts.get(next) {
             // Checked in `start`.
-            let _ = Command::RcptTo(r).encode_into(out);
-            self.expect = Expect::Rcpt(i);
+            let _ = Command::RcptTo(a).encode_into(out);
+            self.expect = Expect::Rcpt(next);
             return Next::Command(self);
         }
-        if self.accepted.is_empty() {
-            return Next::Done(Finished {
-                outcomes: self.outcomes,
-                reset: true,
-            });
+        if self.outcomes.iter().all(|o| o.reply.code != PENDING) {
+            // None accepted (or none at all).
+            return self.finish(reply, true, false);
         }
         let _ = Command::Data.encode_into(out);
         self.expect = Expect::Data;
         Next::Command(self)
     }
 
-    /// Every recipient gets `reply`.
-    fn fail_all(self, reply: ServerReply) -> Next<'a> {
-        let reply = unexpected(reply);
-        Next::Done(Finished {
-            outcomes: (0..self.rcpts.len())
-                .map(|rcpt| Outcome {
-                    rcpt,
-                    reply: reply.clone(),
-                })
-                .collect(),
-            reset: true,
-        })
-    }
-
-    /// The accepted recipients get `reply`.
-    fn fail_accepted(mut self, reply: ServerReply, reset: bool) -> Next<'a> {
-        for &rcpt in &self.accepted {
-            self.outcomes.push(Outcome {
-                rcpt,
-                reply: reply.clone(),
-            });
+    /// Ends the transaction: the recipients still waiting (`all`: every
+    /// one) get `reply`, a 2xx or 3xx only after the end of the data.
+    fn finish(self, reply: ServerReply, reset: bool, all: bool) -> Next<'a> {
+        let reply = if self.expect == Expect::DataEnd && reply.is_positive() {
+            reply
+        } else {
+            unexpected(reply)
+        };
+        let mut outcomes = self.outcomes;
+        for o in &mut outcomes {
+            if all || o.reply.code == PENDING {
+                o.reply = reply.clone();
+            }
         }
-        Next::Done(Finished {
-            outcomes: self.outcomes,
-            reset,
-        })
+        Next::Done(Finished { outcomes, reset })
     }
 }
 
@@ -855,6 +827,14 @@ mod tests {
         // Invalid UTF-8 in the text is replaced, not refused.
         let r = parse_all(b"550 caf\xe9\r\n");
         assert_eq!(r[0].as_ref().unwrap().reply.text, "caf\u{fffd}");
+    }
+
+    #[test]
+    fn error_messages_name_the_bounds() {
+        let m = ReplyError::LineTooLong.to_string();
+        assert!(m.contains(&MAX_REPLY_LINE.to_string()), "{m}");
+        let m = ReplyError::TooManyLines.to_string();
+        assert!(m.contains(&MAX_REPLY_LINES.to_string()), "{m}");
     }
 
     #[test]
@@ -1075,14 +1055,10 @@ mod tests {
     /// written (BODY where the content goes) and how it finished.
     fn run(rcpts: &[&str], policy: Policy, replies: &[(u16, &str)]) -> (String, Finished) {
         let mut out = vec![];
-        let mut t = Transaction::start(
-            "a@b.test",
-            MailParams::default(),
-            rcpts.to_vec(),
-            policy,
-            &mut out,
-        )
-        .unwrap();
+        let rcpts: Vec<(u32, String)> = (0..).zip(rcpts.iter().map(|a| a.to_string())).collect();
+        let rcpts = &rcpts;
+        let mut t =
+            Transaction::start("a@b.test", MailParams::default(), rcpts, policy, &mut out).unwrap();
         let mut written = String::new();
         for &(code, text) in replies {
             written.push_str(&String::from_utf8_lossy(&out));
@@ -1101,9 +1077,9 @@ mod tests {
         panic!("not done after {replies:?}: wrote {written:?}");
     }
 
-    fn outcome(rcpt: usize, code: u16, text: &str) -> Outcome {
+    fn outcome(index: u32, code: u16, text: &str) -> Outcome {
         Outcome {
-            rcpt,
+            index,
             reply: reply(code, text),
         }
     }
@@ -1130,8 +1106,8 @@ mod tests {
             f,
             Finished {
                 outcomes: vec![
-                    outcome(1, 550, "5.1.1 no y"),
                     outcome(0, 250, "2.0.0 queued"),
+                    outcome(1, 550, "5.1.1 no y"),
                     outcome(2, 250, "2.0.0 queued"),
                 ],
                 reset: false,
@@ -1162,8 +1138,8 @@ mod tests {
         assert_eq!(
             f.outcomes,
             [
-                outcome(1, 451, &format!("{odd}354 odd")),
                 outcome(0, 451, &format!("{odd}250 no body?")),
+                outcome(1, 451, &format!("{odd}354 odd")),
             ]
         );
         let (w, f) = run(
@@ -1225,10 +1201,11 @@ mod tests {
     #[test]
     fn transaction_refuses_smuggled_lines_before_sending_anything() {
         let mut out = vec![];
+        let rcpts = [(0, "ok@t".into()), (1, "x@t>\r\nRCPT TO:<evil@t".into())];
         let r = Transaction::start(
             "a@b.test",
             MailParams::default(),
-            vec!["ok@t", "x@t>\r\nRCPT TO:<evil@t"],
+            &rcpts,
             Policy::PerRecipient,
             &mut out,
         );
