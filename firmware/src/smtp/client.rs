@@ -847,6 +847,11 @@ mod tests {
             Some("4.3.0".into())
         );
         assert_eq!(reply(250, "2.100.999 ok").enhanced().unwrap().subject, 100);
+        // 1*3DIGIT: leading zeros are allowed, and read as numbers.
+        assert_eq!(
+            reply(250, "2.0.050 ok").enhanced().map(|e| e.to_string()),
+            Some("2.0.50".into())
+        );
         for (code, text) in [
             (550, "4.1.1 class differs"),
             (550, "no code"),
