@@ -185,6 +185,18 @@ write("smtp_reply", "ehlo", b"250-mx.test hi\r\n250-SIZE 10240000\r\n250-STARTTL
 write("smtp_reply", "greeting-and-errors", b"220 mx.test ESMTP\r\n451 4.3.0 try later\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\ngarbage\r\n")
 write("smtp_reply", "credentials", b"# relay\nme@isp.test:pa:ss\n")
 write("smtp_reply", "auth-eq", b"250-x\r\n250 AUTH=PLAIN\r\n")
+write("smtp_reply", "long-and-odd", b"250 " + b"x" * 996 + b"\r\n250-" + b"y" * 997 + b"\r\n250x\r\n354\n")
+write("smtp_reply", "enhanced", b"550 5.1.1 no\r\n250 2.0.0 ok\r\n451 5.0.0 mismatch\r\n250-x\r\n250-SIZE 0\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 ENHANCEDSTATUSCODES\r\n")
+
+# smtp_client: byte 0 = recipients (low 3 bits) + all-or-nothing (8), byte
+# 1 = DATA piece size - 1, bytes 2-3 = content length; content; replies.
+def client(setup, piece, content, replies):
+    return bytes([setup, piece]) + struct.pack(">H", len(content)) + content + replies
+BODY = b"Subject: hi\r\n\r\n.dot\r\nbare\nlf and bare\rcr\r\n.\r\nend"
+write("smtp_client", "delivered", client(3, 4, BODY, b"250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n"))
+write("smtp_client", "all-or-nothing", client(8 | 2, 0, BODY, b"250 ok\r\n250 ok\r\n452 4.5.3 too many\r\n"))
+write("smtp_client", "odd-replies", client(2, 1, b".\n..\r\r\n", b"250 ok\r\n354 ?\r\n250 ok\r\n250 no 354\r\n"))
+write("smtp_client", "mail-refused", client(5, 7, b"", b"421-4.3.2 going\r\n421 4.3.2 down\r\n"))
 
 # ---- NUT (upsd replies to the UPS client) ---------------------------------
 # A LIST VAR reply recorded from upsd 2.8.0 with dummy-ups, then the

@@ -6,7 +6,9 @@
 //! and group commit as any other message. It owns the option parsing,
 //! the header section's clean-up (Bcc removed; From, Date and Message-ID
 //! added when missing; recipients without a domain get `@<hostname>`) and
-//! the byte-clean DATA encoding (line ends to CRLF, dot-stuffing). It
+//! the blocking I/O of the submission; the protocol (replies, commands,
+//! the transaction, the byte-clean DATA encoding: line ends to CRLF,
+//! dot-stuffing) is the shared client core, [`crate::smtp::client`]. It
 //! never queues anything itself: when the router does not take the
 //! message, it says nothing was queued and exits with a sysexits code.
 
@@ -19,6 +21,10 @@ use std::time::Duration;
 
 use super::{EX_CONFIG, EX_TEMPFAIL};
 use crate::config::{self, Config};
+use crate::smtp::client::{
+    Command, CommandError, DataEncoder, MailParams, Next, Policy, ReplyParser, ServerReply,
+    Transaction,
+};
 
 /// Longest header section read (for `-t`, Bcc removal and the From,
 /// Date and Message-ID checks); the body after it is streamed.
@@ -371,63 +377,6 @@ fn prepare(lines: &[Vec<u8>], end: &HeaderEnd, from_headers: bool, add: &Added) 
     Prepared { data, rcpts }
 }
 
-/// Turns any bytes into DATA content: LF, CRLF and a bare CR each end a
-/// line (sent as CRLF; the router refuses bare CR and LF, as it must),
-/// a dot at the start of a line is doubled, every other byte (8-bit,
-/// NUL) passes unchanged.
-#[derive(Debug)]
-struct DataEncoder {
-    line_start: bool,
-    cr: bool,
-}
-
-impl Default for DataEncoder {
-    fn default() -> Self {
-        DataEncoder {
-            line_start: true,
-            cr: false,
-        }
-    }
-}
-
-impl DataEncoder {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        for &b in input {
-            if self.cr {
-                self.cr = false;
-                out.extend_from_slice(b"\r\n");
-                self.line_start = true;
-                if b == b'\n' {
-                    continue;
-                }
-            }
-            match b {
-                b'\r' => self.cr = true,
-                b'\n' => {
-                    out.extend_from_slice(b"\r\n");
-                    self.line_start = true;
-                }
-                _ => {
-                    if self.line_start && b == b'.' {
-                        out.push(b'.');
-                    }
-                    out.push(b);
-                    self.line_start = false;
-                }
-            }
-        }
-    }
-
-    /// Ends the content with a line end (before the final dot).
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.cr || !self.line_start {
-            out.extend_from_slice(b"\r\n");
-        }
-        self.cr = false;
-        self.line_start = true;
-    }
-}
-
 /// Whether a line read (with its line end) is a lone dot.
 fn lone_dot(line: &[u8]) -> bool {
     matches!(line, b"." | b".\n" | b".\r\n")
@@ -484,52 +433,94 @@ fn message_id(now: u64, origin: &str) -> String {
     )
 }
 
-fn reply(r: &mut BufReader<TcpStream>) -> Result<(u16, String), String> {
-    let mut text = String::new();
-    for _ in 0..100 {
-        let mut line = String::new();
-        r.by_ref()
-            .take(1000)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        if line.len() < 4 {
-            return Err(format!("bad reply {line:?}"));
-        }
-        text.push_str(line.trim_end());
-        if line.as_bytes()[3] != b'-' {
-            let code = line[..3]
-                .parse()
-                .map_err(|_| format!("bad reply {line:?}"))?;
-            return Ok((code, text));
-        }
-        text.push(' ');
-    }
-    Err("reply too long".into())
-}
-
 /// Why a submission failed; nothing was queued in any case.
 enum Failed {
     /// The router could not be reached or the connection broke.
     Down(String),
-    /// The router answered with this code and text.
-    Refused(u16, String),
+    /// The router answered with this reply.
+    Refused(ServerReply),
     /// The message is larger than `mail.max_message_bytes`.
     TooBig(u64),
+    /// An address cannot go in a command.
+    Address(CommandError),
 }
 
 fn io(e: impl std::fmt::Display) -> Failed {
     Failed::Down(e.to_string())
 }
 
-fn cmd(r: &mut BufReader<TcpStream>, line: &str, want: u16) -> Result<(), Failed> {
-    r.get_mut()
-        .write_all(format!("{line}\r\n").as_bytes())
-        .map_err(io)?;
-    let (code, text) = reply(r).map_err(Failed::Down)?;
-    if code / 100 != want / 100 {
-        return Err(Failed::Refused(code, text));
+/// The router's next reply (bytes after it stay in the buffer).
+fn read_reply(r: &mut BufReader<TcpStream>) -> Result<ServerReply, Failed> {
+    let mut parser = ReplyParser::default();
+    loop {
+        let buf = r.fill_buf().map_err(io)?;
+        let n = buf.len();
+        match parser.feed(buf) {
+            _ if n == 0 => return Err(io("the router closed the connection")),
+            Ok(Some((used, parsed))) => {
+                r.consume(used);
+                return Ok(parsed.reply);
+            }
+            Ok(None) => r.consume(n),
+            Err(e) => return Err(io(e)),
+        }
+    }
+}
+
+/// Sends `c`; its reply must be in the class of `want` (2xx, 3xx).
+fn cmd(r: &mut BufReader<TcpStream>, c: Command, want: u16) -> Result<(), Failed> {
+    let mut line = Vec::new();
+    c.encode_into(&mut line).map_err(Failed::Address)?;
+    r.get_mut().write_all(&line).map_err(io)?;
+    let reply = read_reply(r)?;
+    if reply.code / 100 != want / 100 {
+        return Err(Failed::Refused(reply));
     }
     Ok(())
+}
+
+/// Writes the content: `head` (already encoded), then the rest of the
+/// input (`more`; up to a lone dot when `dot_ends`) through the DATA
+/// encoder, in pieces of about [`CHUNK_BYTES`], and the final dot. Over
+/// `max_bytes` it stops: the router would refuse the message.
+fn write_content(
+    w: &mut TcpStream,
+    head: Vec<u8>,
+    more: Option<&mut impl BufRead>,
+    dot_ends: bool,
+    max_bytes: u64,
+) -> Result<(), Failed> {
+    let mut out = head;
+    let mut total = out.len() as u64;
+    let mut enc = DataEncoder::default();
+    if let Some(input) = more {
+        let mut line_start = true;
+        let mut line = Vec::with_capacity(CHUNK_BYTES);
+        loop {
+            line.clear();
+            let n = input
+                .by_ref()
+                .take(CHUNK_BYTES as u64)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Failed::Down(format!("reading the message: {e}")))?;
+            if n == 0 || dot_ends && line_start && lone_dot(&line) {
+                break;
+            }
+            line_start = line.last() == Some(&b'\n');
+            let before = out.len();
+            enc.push(&line, &mut out);
+            total += (out.len() - before) as u64;
+            if total > max_bytes {
+                return Err(Failed::TooBig(max_bytes));
+            }
+            if out.len() >= CHUNK_BYTES {
+                w.write_all(&out).map_err(io)?;
+                out.clear();
+            }
+        }
+    }
+    enc.finish(&mut out);
+    w.write_all(&out).map_err(io)
 }
 
 pub fn run(args: Vec<OsString>) -> ExitCode {
@@ -571,7 +562,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     } else {
         sender.clone()
     };
-    let head = prepare(
+    let mut head = prepare(
         &lines,
         &end,
         o.from_headers,
@@ -583,11 +574,12 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             message_id: message_id(now, &origin),
         },
     );
-    let mut rcpts: Vec<String> = o.rcpts.iter().map(|r| qualify(r, &origin)).collect();
-    rcpts.extend(head.rcpts);
-    rcpts.retain(|r| !r.is_empty());
+    // (The index is the transaction's tag for each; sendmail needs none.)
+    let mut rcpts: Vec<(u32, String)> = o.rcpts.iter().map(|r| (0, qualify(r, &origin))).collect();
+    rcpts.extend(head.rcpts.into_iter().map(|r| (0, r)));
+    rcpts.retain(|(_, r)| !r.is_empty());
     let mut seen = std::collections::HashSet::new();
-    rcpts.retain(|r| seen.insert(r.to_ascii_lowercase()));
+    rcpts.retain(|(_, r)| seen.insert(r.to_ascii_lowercase()));
     if rcpts.is_empty() {
         return super::usage_error(
             "sendmail",
@@ -619,54 +611,44 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             .map_err(|e| Failed::Down(format!("cannot reach the mail router at {addr}: {e}")))?;
         let _ = tcp.set_read_timeout(Some(Duration::from_secs(300)));
         let mut r = BufReader::new(tcp);
-        let (code, text) = reply(&mut r).map_err(Failed::Down)?;
-        if code != 220 {
-            return Err(Failed::Refused(code, text));
+        let greeting = read_reply(&mut r)?;
+        if greeting.code != 220 {
+            return Err(Failed::Refused(greeting));
         }
-        cmd(&mut r, &format!("EHLO {origin}"), 250)?;
-        let body = if o.eight_bit { " BODY=8BITMIME" } else { "" };
-        cmd(&mut r, &format!("MAIL FROM:<{sender}>{body}"), 250)?;
-        for rc in &rcpts {
-            cmd(&mut r, &format!("RCPT TO:<{rc}>"), 250)?;
+        cmd(&mut r, Command::Ehlo(&origin), 250)?;
+        let params = MailParams {
+            eight_bit: o.eight_bit,
+            ..MailParams::default()
+        };
+        let mut out = Vec::new();
+        let mut t = Transaction::start(&sender, params, &rcpts, Policy::AllOrNothing, &mut out)
+            .map_err(Failed::Address)?;
+        let finished = loop {
+            r.get_mut().write_all(&out).map_err(io)?;
+            out.clear();
+            let reply = read_reply(&mut r)?;
+            t = match t.reply(reply, &mut out) {
+                Next::Command(next) => next,
+                Next::Body(next) => {
+                    r.get_mut().write_all(&out).map_err(io)?;
+                    out.clear();
+                    let head = std::mem::take(&mut head.data);
+                    let more = (!input_done).then_some(&mut input);
+                    write_content(r.get_mut(), head, more, o.dot_ends, max_bytes)?;
+                    next
+                }
+                Next::Done(f) => break f,
+            };
+        };
+        // All or nothing: any refusal refused them all.
+        let refused = finished
+            .outcomes
+            .into_iter()
+            .find(|o| !o.reply.is_positive());
+        if let Some(refused) = refused {
+            return Err(Failed::Refused(refused.reply));
         }
-        cmd(&mut r, "DATA", 354)?;
-        let mut out = head.data;
-        let mut total = out.len() as u64;
-        let mut enc = DataEncoder::default();
-        let mut line_start = true;
-        let mut line = Vec::with_capacity(CHUNK_BYTES);
-        loop {
-            if input_done {
-                break;
-            }
-            line.clear();
-            let n = input
-                .by_ref()
-                .take(CHUNK_BYTES as u64)
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Failed::Down(format!("reading the message: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            if o.dot_ends && line_start && lone_dot(&line) {
-                break;
-            }
-            line_start = line.last() == Some(&b'\n');
-            let before = out.len();
-            enc.push(&line, &mut out);
-            total += (out.len() - before) as u64;
-            if total > max_bytes {
-                return Err(Failed::TooBig(max_bytes));
-            }
-            if out.len() >= CHUNK_BYTES {
-                r.get_mut().write_all(&out).map_err(io)?;
-                out.clear();
-            }
-        }
-        enc.finish(&mut out);
-        r.get_mut().write_all(&out).map_err(io)?;
-        cmd(&mut r, ".", 250)?;
-        let _ = cmd(&mut r, "QUIT", 221);
+        let _ = cmd(&mut r, Command::Quit, 221);
         Ok(())
     })();
     match result {
@@ -675,14 +657,15 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             eprintln!("sendmail: {e}; nothing was queued, try again when the router runs");
             ExitCode::from(EX_TEMPFAIL)
         }
-        Err(Failed::Refused(code, text)) if code < 500 => {
-            eprintln!("sendmail: the router answered {text}; nothing was queued, try again later");
+        Err(Failed::Refused(reply)) if reply.code < 500 => {
+            eprintln!("sendmail: the router answered {reply}; nothing was queued, try again later");
             ExitCode::from(EX_TEMPFAIL)
         }
-        Err(Failed::Refused(_, text)) => {
-            eprintln!("sendmail: the router refused the message: {text}; nothing was queued");
+        Err(Failed::Refused(reply)) => {
+            eprintln!("sendmail: the router refused the message: {reply}; nothing was queued");
             ExitCode::FAILURE
         }
+        Err(Failed::Address(e)) => super::usage_error("sendmail", e.to_string()),
         Err(Failed::TooBig(n)) => {
             eprintln!(
                 "sendmail: the message is larger than mail.max_message_bytes ({n} bytes); nothing was queued"
@@ -832,21 +815,6 @@ mod tests {
         let mut l = b"X-Long: ".to_vec();
         l.extend(long);
         assert!(read_headers(&mut std::io::Cursor::new(l), true).is_err());
-    }
-
-    #[test]
-    fn data_encoding_is_byte_clean() {
-        let mut out = vec![];
-        let mut e = DataEncoder::default();
-        e.push(b".lead\n\xe9\x00\xff\r\nbar\rprogress\r", &mut out);
-        e.push(b"\n.x", &mut out);
-        e.finish(&mut out);
-        assert_eq!(out, b"..lead\r\n\xe9\x00\xff\r\nbar\r\nprogress\r\n..x\r\n");
-        let mut out = vec![];
-        let mut e = DataEncoder::default();
-        e.push(b"end\n", &mut out);
-        e.finish(&mut out);
-        assert_eq!(out, b"end\r\n");
     }
 
     #[test]

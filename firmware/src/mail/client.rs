@@ -1,96 +1,30 @@
 //! The SMTP client used for delivery: one connection to a next hop, over
 //! which several messages go one after another (connection reuse). It
-//! reports per-recipient results; it never decides about retries or
-//! bounces (the scheduler does) and never writes the spool.
+//! owns the I/O around the protocol core ([`crate::smtp::client`]: reply
+//! parsing, commands, the transaction, dot-stuffing): the socket,
+//! timeouts, STARTTLS through rustls, AUTH and reading bodies from the
+//! spool. It reports per-recipient results; it never decides about
+//! retries or bounces (the scheduler does) and never writes the spool.
 
-use crate::smtp::auth::base64_encode;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::spool::record::MessageFlags;
 use super::spool::{Extent, SpoolError, read_extents};
 use crate::config::TlsMode;
+use crate::smtp::client::{
+    Command, DataEncoder, MailParams, Next, Parsed, Policy, ReplyError, ReplyParser, Transaction,
+};
+pub use crate::smtp::client::{Extensions, ServerReply};
 
-/// Longest reply line read from a server.
-pub const MAX_REPLY_LINE: usize = 1000;
-/// Most lines in one (multi-line) reply.
-pub const MAX_REPLY_LINES: usize = 100;
 /// Timeout for connecting and for each reply (RFC 5321 4.5.3.2 gives
 /// minutes; a home network answers in seconds).
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A reply from the server: code and text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerReply {
-    pub code: u16,
-    pub text: String,
-}
-
-impl ServerReply {
-    pub fn is_ok(&self) -> bool {
-        (200..400).contains(&self.code)
-    }
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-}
-
-impl std::fmt::Display for ServerReply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.code, self.text)
-    }
-}
-
-/// A server reply as its lines arrive (sans-I/O: the caller reads each
-/// line, at most [`MAX_REPLY_LINE`] bytes up to and including its LF).
-/// At most [`MAX_REPLY_LINES`] lines; a line that does not start with
-/// three digits is [`ClientError::Malformed`].
-#[derive(Debug, Default)]
-pub struct ReplyLines {
-    text: String,
-    lines: Vec<String>,
-}
-
-impl ReplyLines {
-    /// Adds one line; the whole reply (and each line's text) once this
-    /// was its last line.
-    #[allow(clippy::type_complexity)]
-    pub fn push(&mut self, line: &[u8]) -> Result<Option<(ServerReply, Vec<String>)>, ClientError> {
-        let l = String::from_utf8_lossy(line);
-        let l = l.trim_end();
-        // Three ASCII digits (slicing the text at byte 3 could split a
-        // character a server sent there).
-        let digits = l.as_bytes().get(..3).ok_or(ClientError::Malformed)?;
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return Err(ClientError::Malformed);
-        }
-        let code = digits
-            .iter()
-            .fold(0u16, |c, d| c * 10 + u16::from(d - b'0'));
-        let rest = l.get(4..).unwrap_or("");
-        if !self.text.is_empty() {
-            self.text.push(' ');
-        }
-        self.text.push_str(rest);
-        self.lines.push(rest.to_string());
-        if l.as_bytes().get(3) != Some(&b'-') {
-            let text = std::mem::take(&mut self.text);
-            return Ok(Some((
-                ServerReply { code, text },
-                std::mem::take(&mut self.lines),
-            )));
-        }
-        if self.lines.len() >= MAX_REPLY_LINES {
-            return Err(ClientError::Malformed);
-        }
-        Ok(None)
-    }
-}
 
 /// What went wrong on a connection as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +36,15 @@ pub enum ClientError {
     #[error("timed out waiting for the server")]
     Timeout,
     /// The server sent something that is not an SMTP reply.
-    #[error("malformed reply from the server")]
-    Malformed,
+    #[error("{0}")]
+    Malformed(#[from] ReplyError),
+    /// The server sent bytes after its 220 to STARTTLS, before the
+    /// handshake (an injection attempt, CVE-2011-0411 class).
+    #[error("the server sent data after its STARTTLS reply")]
+    StartTlsInjection,
+    /// An address cannot be put in a command (it holds a line break).
+    #[error("{0}")]
+    Command(#[from] crate::smtp::client::CommandError),
     /// The server refused the session (greeting or EHLO/HELO).
     #[error("server refused the session: {0}")]
     Refused(ServerReply),
@@ -154,12 +95,9 @@ pub struct Outgoing {
     pub size: u64,
 }
 
-/// Per-recipient result of one message.
-#[derive(Debug, Clone)]
-pub struct Result1 {
-    pub index: u32,
-    pub reply: ServerReply,
-}
+/// Per-recipient result of one message: the recipient's index in the
+/// spool and the reply that decided it.
+pub use crate::smtp::client::Outcome as Result1;
 
 /// Read buffer of one connection (replies are read line by line from it).
 pub const IO_BUFFER: usize = 8 * 1024;
@@ -268,95 +206,6 @@ pub struct Session<'a> {
     pub auth: Option<&'a Credentials>,
 }
 
-/// What the server offered in its EHLO reply.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Extensions {
-    pub starttls: bool,
-    pub auth_plain: bool,
-    pub auth_login: bool,
-    /// 8BITMIME (RFC 6152).
-    pub eight_bit_mime: bool,
-    /// SMTPUTF8 (RFC 6531).
-    pub smtputf8: bool,
-    /// SIZE, with or without a limit (RFC 1870).
-    pub size: bool,
-}
-
-impl Extensions {
-    pub fn parse(lines: &[String]) -> Extensions {
-        let mut x = Extensions::default();
-        for l in lines.iter().skip(1) {
-            let u = l.to_ascii_uppercase();
-            let mut words = u.split([' ', '=']);
-            match words.next() {
-                Some("STARTTLS") => x.starttls = true,
-                Some("8BITMIME") => x.eight_bit_mime = true,
-                Some("SMTPUTF8") => x.smtputf8 = true,
-                Some("SIZE") => x.size = true,
-                Some("AUTH") => {
-                    for w in words {
-                        x.auth_plain |= w == "PLAIN";
-                        x.auth_login |= w == "LOGIN";
-                    }
-                }
-                _ => {}
-            }
-        }
-        x
-    }
-}
-
-/// Why a message cannot be handed to a server at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsendable {
-    /// The message arrived with `SMTPUTF8` and the server does not offer
-    /// it: RFC 6531 3.4 forbids sending it there; it fails permanently
-    /// (5.6.7) rather than waiting for a server that will never change.
-    SmtpUtf8NotOffered,
-}
-
-impl Unsendable {
-    /// The permanent reply recorded for each recipient (its status is the
-    /// DSN's); `peer` names the server.
-    pub fn reply(self, peer: &str) -> ServerReply {
-        match self {
-            Unsendable::SmtpUtf8NotOffered => ServerReply {
-                code: 553,
-                text: format!("5.6.7 SMTPUTF8 is required, but was not offered by host {peer}"),
-            },
-        }
-    }
-}
-
-/// The `MAIL FROM` command for a message to a server that offered `ext`:
-/// `BODY=8BITMIME` when the message arrived with it and the server offers
-/// 8BITMIME, `SMTPUTF8` likewise, `SIZE=<size>` when the server offers
-/// SIZE. An 8BITMIME message to a server without 8BITMIME goes as it is,
-/// without `BODY=` and unconverted (sendmail's "pass8"; Postfix would
-/// convert it to quoted-printable unless `disable_mime_output_conversion`).
-/// An SMTPUTF8 message to a server without SMTPUTF8 cannot go at all.
-pub fn mail_from_command(
-    from: &str,
-    flags: MessageFlags,
-    size: u64,
-    ext: &Extensions,
-) -> Result<String, Unsendable> {
-    if flags.smtputf8 && !ext.smtputf8 {
-        return Err(Unsendable::SmtpUtf8NotOffered);
-    }
-    let mut line = format!("MAIL FROM:<{from}>");
-    if ext.size {
-        line.push_str(&format!(" SIZE={size}"));
-    }
-    if flags.eight_bit && ext.eight_bit_mime {
-        line.push_str(" BODY=8BITMIME");
-    }
-    if flags.smtputf8 {
-        line.push_str(" SMTPUTF8");
-    }
-    Ok(line)
-}
-
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -400,7 +249,7 @@ impl Client {
             ext: Extensions::default(),
             peer: hop,
         };
-        let greet = c.read_reply().await?;
+        let greet = c.read_parsed().await?.reply;
         if !greet.is_ok() {
             return Err(ClientError::Refused(greet));
         }
@@ -411,7 +260,7 @@ impl Client {
                     return Err(ClientError::TlsNotOffered);
                 }
             } else {
-                let r = c.command("STARTTLS").await?;
+                let r = c.command(Command::StartTls).await?;
                 if r.code == 220 {
                     let config = match mode {
                         TlsMode::Required => {
@@ -444,12 +293,11 @@ impl Client {
 
     /// EHLO (HELO when refused); what the server offers.
     async fn hello(&mut self, hostname: &str) -> Result<Extensions, ClientError> {
-        self.send_line(&format!("EHLO {hostname}")).await?;
-        let (ehlo, lines) = self.read_reply_lines().await?;
-        if ehlo.is_ok() {
-            return Ok(Extensions::parse(&lines));
+        let ehlo = self.command_parsed(Command::Ehlo(hostname)).await?;
+        if ehlo.reply.is_ok() {
+            return Ok(Extensions::parse(&ehlo.lines));
         }
-        let helo = self.command(&format!("HELO {hostname}")).await?;
+        let helo = self.command(Command::Helo(hostname)).await?;
         if !helo.is_ok() {
             return Err(ClientError::Refused(helo));
         }
@@ -464,7 +312,7 @@ impl Client {
         // Bytes after the 220 were sent before the handshake: a STARTTLS
         // injection attempt (CVE-2011-0411 class). Refuse them.
         if !self.io.buffer().is_empty() {
-            return Err(ClientError::Malformed);
+            return Err(ClientError::StartTlsInjection);
         }
         let inner = self.io.into_inner();
         let tls = tokio::time::timeout(
@@ -499,22 +347,23 @@ impl Client {
             return Err(ClientError::AuthWithoutTls);
         }
         let done = if ext.auth_plain {
-            let mut raw = vec![0u8];
-            raw.extend_from_slice(cred.user.as_bytes());
-            raw.push(0);
-            raw.extend_from_slice(cred.password.as_bytes());
-            self.command(&format!("AUTH PLAIN {}", base64_encode(&raw)))
-                .await?
+            self.command(Command::AuthPlain {
+                user: &cred.user,
+                password: &cred.password,
+            })
+            .await?
         } else if ext.auth_login {
-            let r = self.command("AUTH LOGIN").await?;
+            let r = self.command(Command::AuthLogin).await?;
             if r.code != 334 {
                 return Err(ClientError::AuthFailed(r));
             }
-            let r = self.command(&base64_encode(cred.user.as_bytes())).await?;
+            let r = self
+                .command(Command::AuthResponse(cred.user.as_bytes()))
+                .await?;
             if r.code != 334 {
                 return Err(ClientError::AuthFailed(r));
             }
-            self.command(&base64_encode(cred.password.as_bytes()))
+            self.command(Command::AuthResponse(cred.password.as_bytes()))
                 .await?
         } else {
             return Err(ClientError::AuthUnsupported);
@@ -530,43 +379,45 @@ impl Client {
         self.tls.as_deref().unwrap_or("no TLS")
     }
 
-    async fn read_reply(&mut self) -> Result<ServerReply, ClientError> {
-        Ok(self.read_reply_lines().await?.0)
-    }
-
-    /// A reply, and the text of each of its lines.
-    async fn read_reply_lines(&mut self) -> Result<(ServerReply, Vec<String>), ClientError> {
-        let mut reply = ReplyLines::default();
+    /// A reply, and the text of each of its lines. Bytes after it stay
+    /// in the read buffer.
+    async fn read_parsed(&mut self) -> Result<Parsed, ClientError> {
+        let mut parser = ReplyParser::default();
         loop {
-            let mut line = Vec::new();
-            let read = async {
-                let mut limited = (&mut self.io).take(MAX_REPLY_LINE as u64);
-                tokio::io::AsyncBufReadExt::read_until(&mut limited, b'\n', &mut line).await
-            };
-            let n = tokio::time::timeout(STEP_TIMEOUT, read)
+            let buf = tokio::time::timeout(STEP_TIMEOUT, self.io.fill_buf())
                 .await
                 .map_err(|_| ClientError::Timeout)??;
-            if n == 0 {
+            if buf.is_empty() {
                 return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            if let Some(done) = reply.push(&line)? {
-                return Ok(done);
+            let n = buf.len();
+            match parser.feed(buf)? {
+                Some((used, parsed)) => {
+                    self.io.consume(used);
+                    return Ok(parsed);
+                }
+                None => self.io.consume(n),
             }
         }
     }
 
-    async fn send_line(&mut self, line: &str) -> Result<(), ClientError> {
-        let mut l = line.as_bytes().to_vec();
-        l.extend_from_slice(b"\r\n");
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         let w = self.io.get_mut();
-        w.write_all(&l).await?;
+        w.write_all(bytes).await?;
         w.flush().await?;
         Ok(())
     }
 
-    async fn command(&mut self, line: &str) -> Result<ServerReply, ClientError> {
-        self.send_line(line).await?;
-        self.read_reply().await
+    /// Sends a command; its reply, and the text of each of its lines.
+    async fn command_parsed(&mut self, c: Command<'_>) -> Result<Parsed, ClientError> {
+        let mut line = Vec::new();
+        c.encode_into(&mut line)?;
+        self.write(&line).await?;
+        self.read_parsed().await
+    }
+
+    async fn command(&mut self, c: Command<'_>) -> Result<ServerReply, ClientError> {
+        Ok(self.command_parsed(c).await?.reply)
     }
 
     /// Sends one message; returns each recipient's reply (the RCPT reply if
@@ -576,90 +427,52 @@ impl Client {
         spool_dir: &std::path::Path,
         m: &Outgoing,
     ) -> Result<Vec<Result1>, ClientError> {
-        let line = match mail_from_command(&m.from, m.flags, m.size, &self.ext) {
-            Ok(l) => l,
-            Err(why) => {
-                let reply = why.reply(&self.peer.to_string());
-                return Ok(m
-                    .rcpts
-                    .iter()
-                    .map(|(i, _)| Result1 {
-                        index: *i,
-                        reply: reply.clone(),
-                    })
-                    .collect());
+        let params =
+            match MailParams::for_hop(m.flags.eight_bit, m.flags.smtputf8, m.size, &self.ext) {
+                Ok(p) => p,
+                Err(why) => {
+                    let reply = why.reply(&self.peer.to_string());
+                    return Ok(m
+                        .rcpts
+                        .iter()
+                        .map(|(i, _)| Result1 {
+                            index: *i,
+                            reply: reply.clone(),
+                        })
+                        .collect());
+                }
+            };
+        let mut out = Vec::with_capacity(256);
+        let mut t = Transaction::start(&m.from, params, &m.rcpts, Policy::PerRecipient, &mut out)?;
+        let finished = loop {
+            self.write(&out).await?;
+            out.clear();
+            let reply = self.read_parsed().await?.reply;
+            match t.reply(reply, &mut out) {
+                Next::Command(next) => t = next,
+                Next::Body(next) => {
+                    // The content, extent by extent, and the final dot.
+                    let mut enc = DataEncoder::default();
+                    for e in &m.extents {
+                        let chunk = read_extents(spool_dir, std::slice::from_ref(e))?;
+                        enc.push(&chunk, &mut out);
+                        self.io.get_mut().write_all(&out).await?;
+                        out.clear();
+                    }
+                    enc.finish(&mut out);
+                    t = next;
+                }
+                Next::Done(f) => break f,
             }
         };
-        let mail = self.command(&line).await?;
-        if !mail.is_ok() {
-            let _ = self.command("RSET").await;
-            return Ok(m
-                .rcpts
-                .iter()
-                .map(|(i, _)| Result1 {
-                    index: *i,
-                    reply: mail.clone(),
-                })
-                .collect());
+        if finished.reset {
+            let _ = self.command(Command::Rset).await;
         }
-        let mut results = Vec::new();
-        let mut accepted = Vec::new();
-        for (i, r) in &m.rcpts {
-            let reply = self.command(&format!("RCPT TO:<{r}>")).await?;
-            if reply.is_ok() {
-                accepted.push(*i);
-            } else {
-                results.push(Result1 { index: *i, reply });
-            }
-        }
-        if accepted.is_empty() {
-            let _ = self.command("RSET").await;
-            return Ok(results);
-        }
-        let data = self.command("DATA").await?;
-        if data.code != 354 {
-            for i in accepted {
-                results.push(Result1 {
-                    index: i,
-                    reply: data.clone(),
-                });
-            }
-            let _ = self.command("RSET").await;
-            return Ok(results);
-        }
-        // Body, extent by extent, dot-stuffed.
-        let mut at_line_start = true;
-        let mut last = b'\n';
-        let mut out = Vec::with_capacity(64 * 1024);
-        for e in &m.extents {
-            let chunk = read_extents(spool_dir, std::slice::from_ref(e))?;
-            out.clear();
-            for &b in &chunk {
-                if at_line_start && b == b'.' {
-                    out.push(b'.');
-                }
-                out.push(b);
-                at_line_start = b == b'\n';
-                last = b;
-            }
-            self.io.get_mut().write_all(&out).await?;
-        }
-        if last != b'\n' {
-            self.io.get_mut().write_all(b"\r\n").await?;
-        }
-        self.io.get_mut().flush().await?;
-        let end = self.command(".").await?;
-        for i in accepted {
-            results.push(Result1 {
-                index: i,
-                reply: end.clone(),
-            });
-        }
-        Ok(results)
+        Ok(finished.outcomes)
     }
 
     pub async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.command("QUIT")).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.command(Command::Quit)).await;
     }
 }
 
@@ -676,9 +489,11 @@ mod tests {
             s.write_all(b"220 hi\r\n").await.unwrap();
             let mut b = [0u8; 100];
             let _ = tokio::io::AsyncReadExt::read(&mut s, &mut b).await;
-            s.write_all(b"250-x\r\n250-SIZE 1\r\n250 OK\r\n")
-                .await
-                .unwrap();
+            // The EHLO reply cut in two writes.
+            s.write_all(b"250-x\r\n250-SI").await.unwrap();
+            s.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.write_all(b"ZE 1\r\n250 OK\r\n").await.unwrap();
             let _ = tokio::io::AsyncReadExt::read(&mut s, &mut b).await;
             s.write_all(b"garbage\r\n").await.unwrap();
         });
@@ -693,118 +508,124 @@ mod tests {
         };
         let mut c = Client::connect(addr, &s).await.unwrap();
         assert_eq!(c.tls_info(), "no TLS");
-        let r = c.command("NOOP").await;
-        assert!(matches!(r, Err(ClientError::Malformed)), "{r:?}");
+        assert!(c.ext.size && c.ext.size_limit == Some(1));
+        let r = c.command(Command::Noop).await;
+        assert!(
+            matches!(r, Err(ClientError::Malformed(ReplyError::Malformed))),
+            "{r:?}"
+        );
         server.await.unwrap();
     }
 
-    fn flags(eight_bit: bool, smtputf8: bool) -> MessageFlags {
-        MessageFlags {
-            eight_bit,
-            smtputf8,
+    /// A fake next hop: answers each command line as a server would
+    /// (MAIL from `bad@` and RCPT to `no@` refused), and returns all it
+    /// read once the client says QUIT.
+    async fn fake_hop(l: tokio::net::TcpListener) -> String {
+        let (s, _) = l.accept().await.unwrap();
+        let mut s = BufReader::new(s);
+        let mut seen = Vec::new();
+        s.get_mut().write_all(b"220 hi\r\n").await.unwrap();
+        let mut in_data = false;
+        loop {
+            let mut line = Vec::new();
+            if s.read_until(b'\n', &mut line).await.unwrap() == 0 {
+                break;
+            }
+            seen.extend_from_slice(&line);
+            let reply: &[u8] = if in_data {
+                if line != b".\r\n" {
+                    continue;
+                }
+                in_data = false;
+                b"250 2.0.0 queued\r\n"
+            } else if line.starts_with(b"EHLO") {
+                b"250-fake\r\n250 SIZE 100\r\n"
+            } else if line.starts_with(b"MAIL FROM:<bad@") {
+                b"451 4.3.0 later\r\n"
+            } else if line.starts_with(b"RCPT TO:<no@") {
+                b"550 5.1.1 no such user\r\n"
+            } else if line.starts_with(b"DATA") {
+                in_data = true;
+                b"354 go\r\n"
+            } else if line.starts_with(b"QUIT") {
+                s.get_mut().write_all(b"221 bye\r\n").await.unwrap();
+                break;
+            } else {
+                b"250 ok\r\n"
+            };
+            s.get_mut().write_all(reply).await.unwrap();
         }
+        String::from_utf8(seen).unwrap()
+    }
+
+    /// The wire as the core makes it: per-recipient results, the body
+    /// dot-stuffed across extents, RSET after a refused MAIL.
+    #[tokio::test(flavor = "current_thread")]
+    async fn sends_messages_through_the_core() {
+        let dir = std::env::temp_dir().join(format!("pocobelle-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let body = b"Subject: x\r\n\r\nline\r\n.dot\r\nend";
+        std::fs::write(dir.join("seg-0000000000000001.log"), body).unwrap();
+        let extents = vec![
+            Extent {
+                seg: 1,
+                offset: 0,
+                len: 20,
+            },
+            Extent {
+                seg: 1,
+                offset: 20,
+                len: body.len() as u32 - 20,
+            },
+        ];
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(fake_hop(l));
+        let cfg = crate::config::MailConfig::default();
+        let tls = OutboundTls::new(&cfg);
+        let s = Session {
+            hostname: "me.test",
+            tls: TlsMode::None,
+            peer_name: "127.0.0.1",
+            configs: &tls,
+            auth: None,
+        };
+        let mut c = Client::connect(addr, &s).await.unwrap();
+        let mut m = Outgoing {
+            id: 1,
+            from: "a@b.test".into(),
+            rcpts: vec![(4, "x@t.test".into()), (5, "no@t.test".into())],
+            extents,
+            received: 0,
+            due: true,
+            attempts: 0,
+            flags: MessageFlags {
+                eight_bit: false,
+                smtputf8: false,
+            },
+            size: body.len() as u64,
+        };
+        let r = c.send(&dir, &m).await.unwrap();
+        let got: Vec<(u32, u16)> = r.iter().map(|r| (r.index, r.reply.code)).collect();
+        assert_eq!(got, [(4, 250), (5, 550)]);
+        m.from = "bad@b.test".into();
+        let r = c.send(&dir, &m).await.unwrap();
+        let got: Vec<(u32, u16)> = r.iter().map(|r| (r.index, r.reply.code)).collect();
+        assert_eq!(got, [(4, 451), (5, 451)]);
+        c.quit().await;
+        let wire = server.await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            wire,
+            "EHLO me.test\r\n\
+             MAIL FROM:<a@b.test> SIZE=29\r\nRCPT TO:<x@t.test>\r\nRCPT TO:<no@t.test>\r\n\
+             DATA\r\nSubject: x\r\n\r\nline\r\n..dot\r\nend\r\n.\r\n\
+             MAIL FROM:<bad@b.test> SIZE=29\r\nRSET\r\nQUIT\r\n"
+        );
     }
 
     #[test]
-    fn mail_from_passes_on_what_the_hop_offers() {
-        let all = Extensions {
-            eight_bit_mime: true,
-            smtputf8: true,
-            size: true,
-            ..Extensions::default()
-        };
-        let none = Extensions::default();
-        let line = |f, x: &Extensions| mail_from_command("a@b.test", f, 1234, x);
-        assert_eq!(
-            line(flags(true, true), &all).unwrap(),
-            "MAIL FROM:<a@b.test> SIZE=1234 BODY=8BITMIME SMTPUTF8"
-        );
-        assert_eq!(
-            line(flags(false, false), &all).unwrap(),
-            "MAIL FROM:<a@b.test> SIZE=1234"
-        );
-        assert_eq!(
-            line(flags(false, false), &none).unwrap(),
-            "MAIL FROM:<a@b.test>"
-        );
-        // 8BITMIME not offered: sent as it is, without BODY=.
-        let no8 = Extensions {
-            eight_bit_mime: false,
-            ..all
-        };
-        assert_eq!(
-            line(flags(true, false), &no8).unwrap(),
-            "MAIL FROM:<a@b.test> SIZE=1234"
-        );
-        let only8 = Extensions {
-            eight_bit_mime: true,
-            ..none
-        };
-        assert_eq!(
-            line(flags(true, false), &only8).unwrap(),
-            "MAIL FROM:<a@b.test> BODY=8BITMIME"
-        );
-        // SMTPUTF8 not offered: the message cannot go (RFC 6531 3.4).
-        let no_utf8 = Extensions {
-            smtputf8: false,
-            ..all
-        };
-        assert_eq!(
-            line(flags(false, true), &no_utf8),
-            Err(Unsendable::SmtpUtf8NotOffered)
-        );
-        let r = Unsendable::SmtpUtf8NotOffered.reply("192.0.2.1:25");
-        assert!(r.is_permanent());
-        assert!(r.text.starts_with("5.6.7 "), "{r}");
-        // The null sender.
-        assert_eq!(
-            mail_from_command("", flags(false, false), 5, &none).unwrap(),
-            "MAIL FROM:<>"
-        );
-    }
-
-    #[test]
-    fn reply_lines_parse_without_io() {
-        let mut r = ReplyLines::default();
-        assert!(r.push(b"250-mx.test hi\r\n").unwrap().is_none());
-        let (reply, lines) = r.push(b"250 SIZE 10\r\n").unwrap().unwrap();
-        assert_eq!(reply.code, 250);
-        assert_eq!(reply.text, "mx.test hi SIZE 10");
-        assert_eq!(lines, ["mx.test hi", "SIZE 10"]);
-        let mut r = ReplyLines::default();
-        for _ in 0..MAX_REPLY_LINES - 1 {
-            assert!(r.push(b"250-x\r\n").unwrap().is_none());
-        }
-        assert!(matches!(r.push(b"250-x\r\n"), Err(ClientError::Malformed)));
-        for bad in [&b"25\r\n"[..], b"+25 x\r\n", b"2x0 x\r\n"] {
-            let r = ReplyLines::default().push(bad);
-            assert!(matches!(r, Err(ClientError::Malformed)), "{bad:?}");
-        }
-    }
-
-    /// Found while writing fuzz/fuzz_targets/smtp_reply.rs: a reply whose
-    /// first three bytes split a UTF-8 character made the mail service
-    /// panic (the code was read by slicing the text at byte 3).
-    #[test]
-    fn a_split_character_in_the_code_is_malformed_not_a_panic() {
-        for bad in ["22\u{e9} ok\r\n", "2\u{20ac} ok\r\n", "\u{e9}\r\n"] {
-            let r = ReplyLines::default().push(bad.as_bytes());
-            assert!(matches!(r, Err(ClientError::Malformed)), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn extensions_and_credentials_parse() {
-        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let x = Extensions::parse(&l(&["mx.test hi", "SIZE 1000", "STARTTLS", "AUTH LOGIN"]));
-        assert!(x.starttls && x.auth_login && !x.auth_plain);
-        let x = Extensions::parse(&l(&["STARTTLS", "AUTH=PLAIN"]));
-        assert!(!x.starttls, "the first line is the greeting");
-        assert!(x.auth_plain);
-        let x = Extensions::parse(&l(&["mx.test", "SIZE 10240000", "8bitmime", "SMTPUTF8"]));
-        assert!(x.size && x.eight_bit_mime && x.smtputf8);
-        let x = Extensions::parse(&l(&["mx.test", "SIZE", "PIPELINING"]));
-        assert!(x.size && !x.eight_bit_mime && !x.smtputf8);
+    fn credentials_parse() {
         let c = Credentials::parse("# relay\nme@isp.test:pa:ss\n").unwrap();
         assert_eq!(
             (c.user.as_str(), c.password.as_str()),

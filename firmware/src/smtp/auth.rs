@@ -93,6 +93,7 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, SaslError> {
 
 /// Standard base64 with padding (RFC 4648): the AUTH client's
 /// encoding, and the tests'.
+#[inline(never)]
 pub fn base64_encode(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
