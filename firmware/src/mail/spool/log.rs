@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +46,10 @@ pub(super) struct Log {
     /// Tests: syncs fail (after the write, as an fsync error does).
     #[cfg(test)]
     pub(super) fail_syncs: bool,
+    /// Tests: the next write stores only this many bytes, then fails (as
+    /// a full disk or an I/O error half way does).
+    #[cfg(test)]
+    pub(super) short_write: Option<usize>,
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
@@ -83,6 +87,8 @@ impl Log {
             segments,
             #[cfg(test)]
             fail_syncs: false,
+            #[cfg(test)]
+            short_write: None,
         })
     }
 
@@ -150,9 +156,22 @@ impl Log {
             return Ok(());
         }
         let path = self.segment_path(self.active.seq);
+        // At the offset the records were planned for, not at the file's
+        // position: after a write that failed half way, the retry (the
+        // buffer is kept) overwrites the partial bytes instead of
+        // following them, so every extent already handed out stays true.
+        #[cfg(test)]
+        if let Some(n) = self.short_write.take() {
+            // As a real short write: the bytes land where the file's
+            // position was, and the position moves past them.
+            let n = n.min(self.buf.len());
+            std::io::Write::write_all(&mut self.active.file, &self.buf[..n])
+                .map_err(io_err(&path))?;
+            return Err(io_err(&path)(io::Error::other("short write (test)")));
+        }
         self.active
             .file
-            .write_all(&self.buf)
+            .write_all_at(&self.buf, self.active.written)
             .map_err(io_err(&path))?;
         stats.write_calls += 1;
         stats.bytes_written += self.buf.len() as u64;

@@ -991,6 +991,31 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_fails_half_way_leaves_every_later_extent_true() {
+        let d = tmp("short-write");
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let a = store(&mut s, b"first message\r\n", 1);
+        s.commit().unwrap();
+        // b's commit: the write stores 7 bytes, then fails.
+        let b = store(&mut s, b"second message\r\n", 1);
+        s.log.short_write = Some(7);
+        assert!(s.commit().is_err());
+        assert!(s.message(b).is_none(), "b got 451");
+        // The next commit retries the buffer at its planned offset: c's
+        // body is where its extents say.
+        let c = store(&mut s, b"third message\r\n", 1);
+        s.commit().unwrap();
+        assert_eq!(s.read_body(c).unwrap(), b"third message\r\n");
+        drop(s);
+        let s = Spool::open(&d, limits()).unwrap();
+        let ids: Vec<u64> = s.messages().map(|m| m.env.id).collect();
+        assert_eq!(ids, vec![a, c]);
+        assert_eq!(s.read_body(a).unwrap(), b"first message\r\n");
+        assert_eq!(s.read_body(c).unwrap(), b"third message\r\n");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_message_refused_for_space_gets_452_however_many_were_aborted_before() {
         let d = tmp("refused");
         let max = 64 * 1024;
