@@ -55,15 +55,32 @@ pub const MAX_LISTED: usize = 200;
 /// [`MAX_LISTED`] entries would not fit in a control frame.
 pub const LISTED_ERROR_CHARS: usize = 200;
 
+/// Room kept in a `List` frame for the answer's own framing (the enum
+/// tag and the length of the list).
+const LIST_FRAME_SLACK: usize = 16;
+
 /// The `List` answer: the first [`MAX_LISTED`] entries, each error text
-/// cut to [`LISTED_ERROR_CHARS`].
+/// cut to [`LISTED_ERROR_CHARS`], and no more entries than fit in one
+/// control frame once encoded (an entry with many long recipients, or an
+/// error text of multi-byte characters, is larger than the usual one).
+/// `mailq` prints the queue's totals from `Summary`, so a shortened list
+/// still ends with the whole queue's count.
 fn listed(mut q: Vec<super::queue::QueueEntry>) -> Vec<super::queue::QueueEntry> {
     q.truncate(MAX_LISTED);
+    let mut used = LIST_FRAME_SLACK;
+    let mut fit = 0;
     for e in &mut q {
         if let Some((cut, _)) = e.last_error.char_indices().nth(LISTED_ERROR_CHARS) {
             e.last_error.truncate(cut);
         }
+        let n = postcard::to_allocvec(&*e).map_or(usize::MAX, |v| v.len());
+        if used.saturating_add(n) > crate::control::MAX_FRAME_BYTES {
+            break;
+        }
+        used += n;
+        fit += 1;
     }
+    q.truncate(fit);
     q
 }
 
@@ -413,5 +430,34 @@ mod list_tests {
         assert!(q.iter().all(|e| e.last_error.len() == LISTED_ERROR_CHARS));
         let frame = postcard::to_allocvec(&Response::Queue(q)).unwrap();
         assert!(frame.len() <= crate::control::MAX_FRAME_BYTES);
+    }
+
+    #[test]
+    fn a_listing_of_large_entries_is_cut_to_what_fits_a_frame() {
+        // 200 "é" (400 bytes) of error text and 32 long recipients each:
+        // 200 such entries would be over 64 KiB.
+        let e = QueueEntry {
+            id: 1,
+            from: "a@b.test".into(),
+            pending: (0..32)
+                .map(|i| (i, format!("a-rather-long-recipient-name-{i}@home.arpa")))
+                .collect(),
+            size: 10,
+            received: 1,
+            attempts: 3,
+            next_at: 2,
+            last_error: "é".repeat(LISTED_ERROR_CHARS),
+            warned: false,
+            flags: Default::default(),
+            extents: vec![],
+        };
+        let q = listed(vec![e; MAX_LISTED]);
+        assert!(!q.is_empty() && q.len() < MAX_LISTED, "{}", q.len());
+        let frame = postcard::to_allocvec(&Response::Queue(q)).unwrap();
+        assert!(
+            frame.len() <= crate::control::MAX_FRAME_BYTES,
+            "{}",
+            frame.len()
+        );
     }
 }
