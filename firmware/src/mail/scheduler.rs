@@ -364,10 +364,15 @@ impl Scheduler {
     }
 
     /// Records each recipient's outcome; `via` names the connection
-    /// (target and TLS) for the log.
+    /// (target and TLS) for the log. A refused recipient is recorded as
+    /// bounced only once its bounce notice is queued durably (or none is
+    /// due: the null sender); if the notice cannot be queued, the message
+    /// stays queued for those recipients and is retried, so the sender is
+    /// told at least once, never not at all.
     async fn record(&self, m: &Outgoing, results: Vec<(u32, ServerReply)>, via: &str) {
         let mut temp = None;
         let mut bounced = Vec::new();
+        let mut bounced_at = Vec::new();
         for (index, reply) in results {
             let addr = m
                 .rcpts
@@ -387,27 +392,38 @@ impl Scheduler {
             } else if reply.is_permanent() {
                 log::info!("mail: {:016X} to <{addr}>: bounced ({reply})", m.id);
                 bounced.push((addr, reply.to_string()));
-                if let Err(e) = self
-                    .spool
-                    .outcome(m.id, index as usize, Outcome::Bounced)
-                    .await
-                {
-                    log::warn!("mail: recording bounce of {:016X}: {e}", m.id);
-                }
+                bounced_at.push(index);
             } else {
                 temp = Some(reply.to_string());
             }
         }
         if !bounced.is_empty() {
-            self.send_dsn(
-                m.id,
-                &m.from,
-                &bounced,
-                DsnKind::Failed,
-                m.received,
-                &m.extents,
-            )
-            .await;
+            let told = m.from.is_empty()
+                || self
+                    .send_dsn(
+                        m.id,
+                        &m.from,
+                        &bounced,
+                        DsnKind::Failed,
+                        m.received,
+                        &m.extents,
+                    )
+                    .await;
+            if told {
+                for index in bounced_at {
+                    if let Err(e) = self
+                        .spool
+                        .outcome(m.id, index as usize, Outcome::Bounced)
+                        .await
+                    {
+                        log::warn!("mail: recording bounce of {:016X}: {e}", m.id);
+                    }
+                }
+            } else {
+                temp.get_or_insert_with(|| {
+                    "refused, and the bounce notice could not be queued; retried".to_string()
+                });
+            }
         }
         if let Some(err) = temp {
             self.defer(m, &err).await;
@@ -420,33 +436,46 @@ impl Scheduler {
         let _ = self.spool.retry(m.id, next, error.to_string()).await;
     }
 
+    /// Bounces what is still pending of a message past its lifetime: the
+    /// notice first, then the outcomes (if the notice cannot be queued,
+    /// nothing is recorded and the next round tries again).
     async fn expire(&self, e: &QueueEntry) {
-        let mut bounced = Vec::new();
-        for (i, a) in &e.pending {
-            if self
-                .spool
-                .outcome(e.id, *i as usize, Outcome::Bounced)
-                .await
-                .is_ok()
-            {
-                bounced.push((
+        let bounced: Vec<(String, String)> = e
+            .pending
+            .iter()
+            .map(|(_, a)| {
+                (
                     a.clone(),
                     format!(
                         "gave up after {} s; last error: {}",
                         self.config.max_lifetime_s, e.last_error
                     ),
-                ));
+                )
+            })
+            .collect();
+        let told = e.from.is_empty()
+            || self
+                .send_dsn(
+                    e.id,
+                    &e.from,
+                    &bounced,
+                    DsnKind::Failed,
+                    e.received,
+                    &e.extents,
+                )
+                .await;
+        if !told {
+            return;
+        }
+        for (i, _) in &e.pending {
+            if let Err(err) = self
+                .spool
+                .outcome(e.id, *i as usize, Outcome::Bounced)
+                .await
+            {
+                log::warn!("mail: recording the expiry of {:016X}: {err}", e.id);
             }
         }
-        self.send_dsn(
-            e.id,
-            &e.from,
-            &bounced,
-            DsnKind::Failed,
-            e.received,
-            &e.extents,
-        )
-        .await;
     }
 
     /// Sends the sender one "delayed" DSN for the recipients still
