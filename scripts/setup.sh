@@ -73,9 +73,19 @@ BENCH_PKGS=(
   strace
 )
 
+# The outage drill (`make drill`, `setup.sh drill`): nsd is the world's
+# authoritative DNS server (started by the drill in its own namespace;
+# its system service is stopped below), iproute2 makes the namespace.
+DRILL_PKGS=(
+  nsd iproute2
+)
+
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
 if [ "${1:-}" = "bench" ]; then
   want+=("${BENCH_PKGS[@]}")
+fi
+if [ "${1:-}" = "drill" ]; then
+  want+=("${DRILL_PKGS[@]}")
 fi
 if [ -n "${SETUP_EXTRA_PKGS:-}" ]; then
   read -r -a extra <<<"$SETUP_EXTRA_PKGS"
