@@ -351,11 +351,13 @@ class Senders:
         while not self.done.is_set():
             if len(self.acked) + len(self.rejected) >= len(self.sizes):
                 return
-            mid = self.take()
-            if mid is None:
+            if not self.pending:
                 await asyncio.sleep(0.5)
                 continue
-            writer = None
+            # A message is taken only once the session is up (greeting and EHLO
+            # answered), as an MTA's queue hands mail to a ready connection: a
+            # connection left hanging by the cut holds no message.
+            mid, writer = None, None
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(BOARD, 25, local_addr=(src, 0), limit=1 << 16), 30)
@@ -368,6 +370,7 @@ class Senders:
                 if code != 250:
                     raise ConnectionError(f"EHLO {text}")
                 sent = 0
+                mid = self.take()
                 while mid is not None:
                     data = self.body(mid, dom)
                     writer.write(f"MAIL FROM:<user{k}@{dom}> SIZE={len(data)}\r\n".encode())
@@ -380,8 +383,10 @@ class Senders:
                         code, text = await self.reply(reader, 120)
                         if code == 354:
                             writer.write(data + b".\r\n")
+                            # A cut board never resets the connection: without a bound the
+                            # write would wait for TCP to give up (about 15 minutes).
+                            await asyncio.wait_for(writer.drain(), self.args.dot_timeout)
                             self.dot_sent.add(mid)
-                            await writer.drain()
                             code, text = await self.reply(reader, self.args.dot_timeout)
                             self.dot_sent.discard(mid)
                     if 200 <= code < 300:
@@ -401,7 +406,7 @@ class Senders:
                     sent += 1
                     mid = self.take() if sent < 5 else None
                 writer.write(b"QUIT\r\n")
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), 30)
             except (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
                 self.conn_fail += 1
                 if mid is not None:
@@ -447,13 +452,18 @@ def main():
     p.add_argument("--settle", type=int, default=30)
     p.add_argument("--retry", type=float, default=5.0)
     p.add_argument("--dot-timeout", type=float, default=120.0,
-                   help="seconds a sender waits for the reply to the final dot (RFC 5321 says 600; a cut board never resets its connections)")
+                   help="seconds a sender waits for its message to be written and for the reply to the final dot "
+                   "(Postfix: 180 and 600; a cut board never resets its connections)")
     p.add_argument("--deadline", type=float, default=1800.0)
     p.add_argument("--seed", type=int, default=15)
     p.add_argument("--image", default=os.path.join(REPO, "out/qemu-armv7/pocobelle-qemu-armv7.img"))
     p.add_argument("--work", default=os.path.join(REPO, "target/drill"))
     p.add_argument("--results", default=os.path.join(HERE, "results"))
     p.add_argument("--name", default="full")
+    p.add_argument("--column", choices=["pocobelle", "postfix"], default="pocobelle",
+                   help="postfix: Postfix + BIND9 on the host at the board's address instead of the QEMU board")
+    p.add_argument("--budget-mib", type=float, default=31.9,
+                   help="postfix column: memory the 64 MB guest leaves to user space (MemAvailable with dns and mail running)")
     p.add_argument("--strict", action="store_true", help="exit 1 on any loss, bounce, rejection or OOM kill")
     args = p.parse_args()
 
@@ -462,14 +472,20 @@ def main():
     os.makedirs(work)
     log(f"{args.name}: {args.messages} messages, {args.connections} connections, laptop on after {args.laptop_after:.0f} s, "
         f"cut at {args.cut_at:.0%} acknowledged; work in {work}")
-    img = prepare_image(args, work)
+    if args.column == "pocobelle":
+        img = prepare_image(args, work)
+        new_board = lambda n: Board(args, work, img, n)
+    else:
+        import hoststack
+        conf = hoststack.prepare(args, work)
+        new_board = lambda n: hoststack.HostStack(args, work, conf, n)
     world = World(args, work)
     boards, cuts = [], []
     senders = Senders(args, work)
     try:
         world.start_dns()
         # Mains (and the internet) on: the board powers up, the world's caches are cold.
-        board = Board(args, work, img, 1)
+        board = new_board(1)
         t0 = board.t0
         boards.append(board)
         world.start_mains(t0)
@@ -477,6 +493,8 @@ def main():
         deadline = t0 + args.deadline
 
         def bring_up(b):
+            if args.column != "pocobelle":
+                return
             if not b.wait_shell(300):
                 log(f"boot {b.n}: no shell on the console")
                 return
@@ -498,7 +516,7 @@ def main():
             log(f"power cut at +{tc - t0:.0f} s with {len(senders.acked)} acknowledged, {len(senders.in_flight_at_cut)} in flight")
             time.sleep(args.off_secs)
             senders.boot = 2
-            board = Board(args, work, img, 2)
+            board = new_board(2)
             boards.append(board)
             bring_up(board)
         # Until every message is acknowledged and every acknowledged one is at the laptop.
@@ -510,16 +528,20 @@ def main():
         senders.done.set()
         t_end = time.time()
         time.sleep(3)  # a DSN in flight would arrive now
+        if args.column != "pocobelle":
+            board.final()
+            board.stop()
         board.type("echo; echo DRILL-FINAL-BEGIN; pocobelle status; pocobelle mailq | tail -n 3; "
                    "dmesg | grep -iE 'out of memory|oom|killed process' ; "
                    "grep -H . /sys/fs/cgroup/pocobelle-*/memory.events; echo DRILL-FINAL-E''ND")
-        board.wait(r"^DRILL-FINAL-END", 90)
-        board.type("pocobelle poweroff")
-        if not board.wait(r"reboot: Power down", 120):
-            board.cut()
+        if args.column == "pocobelle":
+            board.wait(r"^DRILL-FINAL-END", 90)
+            board.type("pocobelle poweroff")
+            if not board.wait(r"reboot: Power down", 120):
+                board.cut()
     finally:
         for b in boards:
-            if b.proc.poll() is None:
+            if b.proc.poll() is None or args.column != "pocobelle":
                 b.cut()
         world.stop()
     res = analyse(args, work, t0, boards, cuts, senders, t_end)
@@ -559,17 +581,17 @@ def analyse(args, work, t0, boards, cuts, senders, t_end):
         with b.lock:
             lines = list(b.lines)
         for t, l in lines:
-            m = re.match(r"^DRILL-MEM avail=(\d+) swaptotal=(\d+) swapfree=(\d+)", l)
+            m = re.search(r"DRILL-MEM avail=(\d+) swaptotal=(\d+) swapfree=(\d+)", l)
             if m:
                 a = int(m.group(1))
                 min_avail = a if min_avail is None else min(min_avail, a)
                 swap_used_max = max(swap_used_max, int(m.group(2)) - int(m.group(3)))
-            m = re.match(r"^DRILL-CG (\S+) (\d+) (\d+) ?(\d*)", l)
+            m = re.search(r"DRILL-CG (\S+) (\d+) (\d+) ?(\d*)", l)
             if m:
                 cg_peak[m.group(1)] = max(cg_peak.get(m.group(1), 0), int(m.group(3)), int(m.group(2)))
                 if m.group(4):
                     cg_oom = max(cg_oom, int(m.group(4)))
-            m = re.match(r"^DRILL-P \d+ VmHWM: (\d+) kB VmRSS: (\d+) kB \| (.*)$", l)
+            m = re.search(r"DRILL-P \d+ VmHWM: (\d+) kB VmRSS: (\d+) kB \| (.*)$", l)
             if m:
                 name = m.group(3).strip()
                 name = re.sub(r"^/bin/pocobelle ", "pocobelle ", name)
@@ -636,6 +658,9 @@ def analyse(args, work, t0, boards, cuts, senders, t_end):
         why.append(f"{len(senders.rejected)} message(s) rejected with 5xx")
     if oom_lines or cg_oom:
         why.append("OOM kill in the guest")
+    if args.column != "pocobelle" and min_avail is not None and min_avail < 0:
+        why.append(f"peak memory {(args.budget_mib * 1024 - min_avail) / 1024:.1f} MiB over the guest's "
+                   f"{args.budget_mib} MiB for user space (would be OOM in the board)")
     if not all_acked:
         why.append(f"only {len(acked)} of {args.messages} acknowledged by the deadline")
     if dup_other:
@@ -644,7 +669,8 @@ def analyse(args, work, t0, boards, cuts, senders, t_end):
     return {
         "drill": args.name, "date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
         "machine": f"{socket.gethostname()} ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})",
-        "column": "pocobelle (qemu-armv7 image, -m 64)",
+        "column": "pocobelle (qemu-armv7 image, -m 64)" if args.column == "pocobelle" else
+                  f"postfix + bind9 (host, uncapped, measured against {args.budget_mib} MiB)",
         "params": {k: getattr(args, k) for k in ["messages", "max_size", "connections", "delay", "slow", "laptop_after",
                                                   "cut_at", "settle", "retry", "dot_timeout", "seed"]},
         "backlog_bytes": sum(sizes),
@@ -696,7 +722,7 @@ def print_table(r):
         ("verdict", "PASS" if r["verdict"]["pass"] else "FAIL: " + "; ".join(r["verdict"]["why"])),
     ]
     print(f"\nOutage drill ({r['drill']}), {r['date']}, {r['machine']}")
-    print(f"| {'':40} | {'Pocobelle':36} |\n| {'-' * 40} | {'-' * 36} |")
+    print(f"| {'':40} | {r['column'][:36]:36} |\n| {'-' * 40} | {'-' * 36} |")
     for k, v in rows:
         print(f"| {k:40} | {str(v):36} |")
     for b in r["boots"]:

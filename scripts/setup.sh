@@ -75,9 +75,11 @@ BENCH_PKGS=(
 
 # The outage drill (`make drill`, `setup.sh drill`): nsd is the world's
 # authoritative DNS server (started by the drill in its own namespace;
-# its system service is stopped below), iproute2 makes the namespace.
+# its system service is stopped below), iproute2 makes the namespace;
+# bind9 is the design deployment's resolver in the Postfix + BIND9 column
+# (its service is stopped below too; Postfix comes from TEST_PKGS).
 DRILL_PKGS=(
-  nsd iproute2
+  nsd iproute2 bind9
 )
 
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
@@ -115,7 +117,7 @@ fi
 # and high ports: never leave their system services running.
 # NUT: nut-server (upsd), nut-monitor (upsmon; nut-client under
 # sysvinit), nut-driver.target (the drivers, nut-driver@<ups>).
-for svc in unbound dnsmasq nsd nut-server nut-monitor nut-client nut-driver.target; do
+for svc in unbound dnsmasq nsd named nut-server nut-monitor nut-client nut-driver.target; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   elif command -v service >/dev/null 2>&1 && [ -x "/etc/init.d/$svc" ]; then
