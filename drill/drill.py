@@ -309,7 +309,9 @@ class Senders:
         self.deferrals = 0
         self.conn_fail = 0
         self.greetings = []    # times of 220 greetings
-        self.pending = list(self.sizes)
+        # Each message belongs to one sending MTA (4, one per source address and
+        # domain): only that MTA's 3 connections send it, as with real queues.
+        self.pending = {m: [i for i in self.sizes if self.mta(i) == m] for m in range(len(SENDER_ADDRS))}
         self.boot = 1
         self.done = threading.Event()
         self.events = open(os.path.join(work, "senders.jsonl"), "w", buffering=1)
@@ -338,20 +340,24 @@ class Senders:
             if len(l) < 4 or l[3:4] != b"-":
                 return int(l[:3]), b"".join(lines).decode("utf-8", "replace").strip()
 
-    def take(self):
-        return self.pending.pop(0) if self.pending else None
+    @staticmethod
+    def mta(mid):
+        return int(mid[1:]) % len(SENDER_ADDRS)
+
+    def take(self, m):
+        return self.pending[m].pop(0) if self.pending[m] else None
 
     def give_back(self, mid, delay):
-        asyncio.get_running_loop().call_later(delay, self.pending.append, mid)
+        asyncio.get_running_loop().call_later(delay, self.pending[self.mta(mid)].append, mid)
 
     async def worker(self, k):
-        src = SENDER_ADDRS[k % len(SENDER_ADDRS)]
-        dom = SENDER_DOMAINS[k % len(SENDER_DOMAINS)]
+        m = k % len(SENDER_ADDRS)
+        src, dom = SENDER_ADDRS[m], SENDER_DOMAINS[m]
         rnd = random.Random(k)
         while not self.done.is_set():
             if len(self.acked) + len(self.rejected) >= len(self.sizes):
                 return
-            if not self.pending:
+            if not self.pending[m]:
                 await asyncio.sleep(0.5)
                 continue
             # A message is taken only once the session is up (greeting and EHLO
@@ -370,7 +376,7 @@ class Senders:
                 if code != 250:
                     raise ConnectionError(f"EHLO {text}")
                 sent = 0
-                mid = self.take()
+                mid = self.take(m)
                 while mid is not None:
                     data = self.body(mid, dom)
                     writer.write(f"MAIL FROM:<user{k}@{dom}> SIZE={len(data)}\r\n".encode())
@@ -404,7 +410,7 @@ class Senders:
                         mid = None
                         break
                     sent += 1
-                    mid = self.take() if sent < 5 else None
+                    mid = self.take(m) if sent < 5 else None
                 writer.write(b"QUIT\r\n")
                 await asyncio.wait_for(writer.drain(), 30)
             except (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
@@ -581,7 +587,7 @@ def analyse(args, work, t0, boards, cuts, senders, t_end):
         with b.lock:
             lines = list(b.lines)
         for t, l in lines:
-            m = re.search(r"DRILL-MEM avail=(\d+) swaptotal=(\d+) swapfree=(\d+)", l)
+            m = re.search(r"DRILL-MEM avail=(-?\d+) swaptotal=(\d+) swapfree=(\d+)", l)
             if m:
                 a = int(m.group(1))
                 min_avail = a if min_avail is None else min(min_avail, a)

@@ -52,9 +52,10 @@ inet_interfaces = {BOARD}
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relay_domains = home.test
-transport_maps = inline:{{ home.test = smtp:[{LAPTOP}]:25 }}
+transport_maps = inline:{{home.test=smtp:[{LAPTOP}]:25}}
 smtpd_client_restrictions = reject_unknown_client_hostname
 default_process_limit = 12
+maillog_file_prefixes = {pf}
 maillog_file = {pf}/maillog
 smtputf8_enable = no
 """)
@@ -96,7 +97,9 @@ class HostStack:
         out = open(os.path.join(work, f"daemons{n}.out"), "w")
         self.named = subprocess.Popen(["named", "-g", "-c", os.path.join(self.named_dir, "named.conf")],
                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        subprocess.run(["postfix", "-c", self.etc, "set-permissions"], stdout=out, stderr=subprocess.STDOUT)
+        # The queue's directories (a new queue_directory has none; `postfix check` does not make them).
+        subprocess.run(["/usr/lib/postfix/sbin/post-install", f"config_directory={self.etc}",
+                        "meta_directory=/etc/postfix", "create-missing"], stdout=out, stderr=subprocess.STDOUT)
         self.proc = subprocess.Popen(["postfix", "-c", self.etc, "start-fg"], stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         threading.Thread(target=self.watch, daemon=True).start()
