@@ -639,7 +639,7 @@ def analyse(args, work, t0, boards, cuts, senders, t_end):
            "max_ms": round(max(lat), 1) if lat else None,
            "first_answer_s_after_boot_start": cold,
            "never_answered": [n for n in PROBE_NAMES if n not in cold]}
-    relay = read_jsonl(os.path.join(work, "dnsrelay.jsonl"))
+    relay = [r for r in read_jsonl(os.path.join(work, "dnsrelay.jsonl")) if "answered" not in r]
 
     acked_times = sorted(t for t, _ in acked.values())
     all_acked = len(acked) == args.messages

@@ -84,7 +84,11 @@ class Relay:
             return None
         if hold > 0:
             await asyncio.sleep(hold)
-        return await self.ask(query)
+        ans = await self.ask(query)
+        if self.log:
+            self.log.write(json.dumps({"t": time.time(), "tr": transport, "name": name, "answered": ans is not None,
+                                       "asked": entry["t"]}) + "\n")
+        return ans
 
 
 class Udp(asyncio.DatagramProtocol):
