@@ -86,9 +86,21 @@ BENCH_PKGS=(
   strace
 )
 
+# The outage drill (`make drill`, `setup.sh drill`): nsd is the world's
+# authoritative DNS server (started by the drill in its own namespace;
+# its system service is stopped below), iproute2 makes the namespace;
+# bind9 is the design deployment's resolver in the Postfix + BIND9 column
+# (its service is stopped below too; Postfix comes from TEST_PKGS).
+DRILL_PKGS=(
+  nsd iproute2 bind9
+)
+
 want=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}")
 if [ "${1:-}" = "bench" ]; then
   want+=("${BENCH_PKGS[@]}")
+fi
+if [ "${1:-}" = "drill" ]; then
+  want+=("${DRILL_PKGS[@]}")
 fi
 if [ -n "${SETUP_EXTRA_PKGS:-}" ]; then
   read -r -a extra <<<"$SETUP_EXTRA_PKGS"
@@ -118,7 +130,7 @@ fi
 # and high ports: never leave their system services running.
 # NUT: nut-server (upsd), nut-monitor (upsmon; nut-client under
 # sysvinit), nut-driver.target (the drivers, nut-driver@<ups>).
-for svc in unbound dnsmasq nsd nut-server nut-monitor nut-client nut-driver.target; do
+for svc in unbound dnsmasq nsd named nut-server nut-monitor nut-client nut-driver.target; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   elif command -v service >/dev/null 2>&1 && [ -x "/etc/init.d/$svc" ]; then
