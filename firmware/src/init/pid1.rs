@@ -1041,15 +1041,8 @@ impl Init {
                 }
             }),
             fsck: self.data.fsck.clone(),
-            spool: std::fs::read_to_string(
-                self.cfg
-                    .system
-                    .run_dir
-                    .join(crate::mail::service::RECOVERY_FILE),
-            )
-            .ok()
-            .and_then(|t| crate::mail::service::RecoveryNote::parse(&t))
-            .map(|n| n.summary()),
+            spool: crate::mail::service::RecoveryNote::read(&self.cfg.system.run_dir)
+                .map(|n| n.summary()),
             power: self
                 .power
                 .as_ref()
@@ -1186,11 +1179,7 @@ impl Init {
         log::warn!("power: asking the UPS to cut the power: {}", argv.join(" "));
         let mut cmd = std::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]).stdin(std::process::Stdio::null());
-        for kv in &env {
-            if let Some((k, v)) = kv.split_once('=') {
-                cmd.env(k, v);
-            }
-        }
+        crate::init::supervisor::set_env(&mut cmd, &env);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {

@@ -314,12 +314,11 @@ pub fn path(run_dir: &Path) -> PathBuf {
     run_dir.join(POWER_FILE)
 }
 
-/// Replaces the power file (the run directory is tmpfs: no fsync).
+/// Replaces the power file in one rename (`sys::atomic`; its fsyncs
+/// cost nothing on the run directory's tmpfs), mode 0644 so that init
+/// and mail read it.
 pub fn write(run_dir: &Path, f: &PowerFile) -> std::io::Result<()> {
-    let p = path(run_dir);
-    let tmp = run_dir.join(format!(".{POWER_FILE}.tmp"));
-    std::fs::write(&tmp, f.render())?;
-    std::fs::rename(&tmp, &p)
+    crate::sys::atomic::write_atomic(&path(run_dir), f.render().as_bytes())
 }
 
 /// The power file, if there is one that parses.

@@ -33,6 +33,16 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// At most this many bytes of a service's output are copied per wake-up,
 /// so that a chatty service cannot starve the PID 1 loop.
 pub const OUTPUT_READ_BYTES: usize = 16 * 1024;
+/// Adds `KEY=VALUE` entries (a service's `env`, validated when the
+/// configuration loads) to a command's environment.
+pub fn set_env(cmd: &mut Command, env: &[String]) {
+    for kv in env {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+}
+
 /// Linux CAP_NET_BIND_SERVICE.
 const CAP_NET_BIND_SERVICE: u32 = 10;
 
@@ -291,11 +301,7 @@ impl Supervisor {
         if let Some(c) = &self.config {
             cmd.env("POCOBELLE_CONFIG", c);
         }
-        for kv in &s.cfg.env {
-            if let Some((k, v)) = kv.split_once('=') {
-                cmd.env(k, v);
-            }
-        }
+        set_env(&mut cmd, &s.cfg.env);
         let mut pipe_w: Option<OwnedFd> = None;
         let mut pipe_r: Option<OwnedFd> = None;
         if s.cfg.ready == Readiness::Primed {

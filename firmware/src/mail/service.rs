@@ -307,6 +307,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 /// What the spool's recovery found when mail last started, kept in
 /// `<run_dir>/mail.recovery` for `pocobelle status`.
 pub const RECOVERY_FILE: &str = "mail.recovery";
+/// A recovery note is one short line; longer text is not one.
+pub const MAX_RECOVERY_NOTE_BYTES: usize = 256;
 
 /// The recovery figures of one start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -333,7 +335,7 @@ impl RecoveryNote {
     /// The note, or `None` for text that is not one (bounded: one line).
     pub fn parse(text: &str) -> Option<RecoveryNote> {
         let line = text.lines().next()?;
-        if line.len() > 256 {
+        if line.len() > MAX_RECOVERY_NOTE_BYTES {
             return None;
         }
         let mut n = RecoveryNote::default();
@@ -350,6 +352,19 @@ impl RecoveryNote {
             }
         }
         Some(n)
+    }
+
+    /// The note in `run_dir`, read no further than its bound (init reads
+    /// what the mail service wrote).
+    pub fn read(run_dir: &std::path::Path) -> Option<RecoveryNote> {
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(run_dir.join(RECOVERY_FILE))
+            .ok()?
+            .take(MAX_RECOVERY_NOTE_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+            .ok()?;
+        RecoveryNote::parse(&text)
     }
 
     /// As `status` says it.
