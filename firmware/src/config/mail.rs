@@ -130,6 +130,8 @@ pub struct MailConfig {
     /// [`MAX_ALIAS_DEPTH`] deep, [`MAX_ALIAS_EXPANSION`] addresses in
     /// all; loops are errors.
     pub aliases: BTreeMap<String, AliasTargets>,
+    /// `[mail.policy]`: the anti-spam checks.
+    pub policy: super::PolicyConfig,
 }
 
 /// The right side of an alias: one address or a list of them.
@@ -205,6 +207,7 @@ impl Default for MailConfig {
             my_names: vec![],
             my_addresses: vec![],
             aliases: BTreeMap::new(),
+            policy: super::PolicyConfig::default(),
         }
     }
 }
@@ -218,6 +221,7 @@ fn invalid(key: &str, message: String) -> Invalid {
 
 impl MailConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
+        self.policy.validate()?;
         for (key, list) in [
             ("mail.listen", &self.listen),
             ("mail.submission_listen", &self.submission_listen),

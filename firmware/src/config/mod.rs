@@ -12,6 +12,7 @@ mod locate;
 mod log;
 pub mod mail;
 mod net;
+mod policy;
 mod system;
 pub mod ups;
 
@@ -27,6 +28,7 @@ pub use self::init::{InitConfig, NetworkConfig, Readiness, ServiceConfig};
 pub use self::log::{LogConfig, LogLevel};
 pub use self::mail::{MailConfig, Route, TlsMode};
 pub use self::net::Prefix;
+pub use self::policy::PolicyConfig;
 pub use self::system::SystemConfig;
 pub use self::ups::{UpsConfig, UpsMode};
 
