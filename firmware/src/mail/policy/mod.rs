@@ -7,6 +7,9 @@
 //! SERVFAIL, a lookup still running) gives a temporary answer (4xx) at
 //! most, never a rejection. Only a real answer can make a 5xx.
 
+pub mod authres;
+pub mod dkim;
+pub mod dmarc;
 pub mod relay;
 
 pub use relay::Policy;
