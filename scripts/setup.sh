@@ -53,7 +53,9 @@ BUILD_PKGS=(
 )
 # Test peers that no one here wrote.
 # swaks (SMTP client), postfix (for smtp-sink / smtp-source; its daemon is
-# stopped and disabled below), python3 (smtplib load in the power-cut test).
+# stopped and disabled below), python3 (smtplib load in the power-cut test),
+# python3-dkim (dkimpy: the DKIM peer of firmware/tests/dkim_interop.rs,
+# run with /usr/bin/python3).
 TEST_PKGS=(
   dnsutils knot-dnsutils
   # the QEMU boot test: system emulator, initramfs, depmod for the armhf
@@ -65,7 +67,7 @@ TEST_PKGS=(
   # for root-owned files when not root; U-Boot for QEMU's virt machine
   # (`make run` and the image boot test boot through it).
   mtools dosfstools fdisk u-boot-tools bmap-tools fakeroot u-boot-qemu
-  swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3
+  swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3 python3-dkim
   # Unbound serving DNS-over-TLS on a loopback port: the real DoT peer of
   # firmware/tests/dns_tls_e2e.rs (its daemon is stopped below).
   unbound

@@ -332,6 +332,9 @@ pub(crate) mod tests {
     fn signs_what_the_verifier_accepts() {
         let rsa = || SigningKey::from_pem(TEST_RSA_PEM).unwrap();
         assert!(matches!(rsa(), SigningKey::Rsa(_)));
+        // The same key as PKCS#1 (`openssl pkey -traditional`).
+        let pkcs1 = SigningKey::from_pem(include_str!("testdata/rsa2048-pkcs1.pem")).unwrap();
+        assert_eq!(pkcs1.dns_record(), rsa().dns_record());
         assert_eq!(sign_and_verify(rsa(), "see you"), DkimResult::Pass);
         assert_eq!(sign_and_verify(rsa(), "see ya"), DkimResult::Fail);
         assert_eq!(sign_and_verify(ed25519(), "see you"), DkimResult::Pass);
