@@ -341,3 +341,30 @@ for g in ("golden-1m", "golden-odd"):
         text = f.read()
     write("bmap", g + "-fixed", b"\0" + text)
     write("bmap", g + "-asis", b"\1" + text)
+
+# ---- DKIM and DMARC (mail::policy) -------------------------------------
+write("dkim_signature", "rfc8463-ed25519",
+      "v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n"
+      " d=football.example.com; i=@football.example.com;\r\n"
+      " q=dns/txt; s=brisbane; t=1528637909; h=from : to :\r\n"
+      " subject : date : message-id : from : subject : date;\r\n"
+      " bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n"
+      " b=/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11Bus\r\n"
+      " Fa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw==")
+write("dkim_signature", "simple-l-x",
+      "v=1; a=rsa-sha256; d=example.com; s=sel; h=From:To; bh=YWJj; "
+      "b=ZGVm; l=10; t=5; x=6; i=joe@mail.example.com")
+write("dkim_signature", "sha1", "v=1; a=rsa-sha1; d=a.example; s=s; h=from; bh=YQ==; b=YQ==")
+write("dkim_signature", "duplicate", "v=1; v=1")
+write("dkim_key", "rsa1024",
+      "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6"
+      "NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/"
+      "8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/"
+      "K4w3QIDAQAB")
+write("dkim_key", "ed25519", "v=DKIM1; k=ed25519; t=y:s; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")
+write("dkim_key", "revoked", "v=DKIM1; p=")
+write("dkim_key", "service", "v=DKIM1; h=sha256; s=email; n=note; p=YQ==")
+write("dmarc_record", "reject", "v=DMARC1; p=reject; sp=quarantine; adkim=s; aspf=r; pct=50; rua=mailto:d@example.com")
+write("dmarc_record", "psd", "v=DMARC1; p=none; psd=y")
+write("dmarc_record", "from-field", "From: \"Joe\" <joe@Mail.Example.COM>\r\nTo: x@y\r\n")
+write("dmarc_record", "authres", " (c) mx.home.example 1; spf=pass")

@@ -26,7 +26,7 @@ use ring::{digest, signature as sig};
 
 use self::canon::{BodyHasher, Field};
 pub use self::record::{Algorithm, KeyError, KeyKind, KeyRecord, SigError, Signature};
-pub use self::sign::{SignError, Signer, SigningKey};
+pub use self::sign::{MessageSigning, SignError, Signer, SigningKey};
 
 /// The header section is held until its end, up to this many octets; a
 /// longer one is not verified (every signature on it is a permerror).
@@ -135,7 +135,7 @@ impl Default for Verifier {
 
 /// The end of the header section in `buf`, searching from `from`: the
 /// index after the empty line, and the length of the section without it.
-fn header_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+pub(crate) fn header_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     if from == 0 {
         if buf.starts_with(b"\r\n") {
             return Some((2, 0));

@@ -8,6 +8,7 @@
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, Ed25519KeyPair, RsaKeyPair};
 
+use super::MAX_HEADER_SECTION;
 use super::canon::{self, BodyHasher, Canon};
 use super::record::{Algorithm, Signature, is_name};
 use crate::smtp::auth::{base64_decode, base64_encode};
@@ -216,8 +217,15 @@ impl Signing<'_> {
     /// The `DKIM-Signature: ...\r\n` field to put on top of the header
     /// section; `now` (Unix seconds) is its t=.
     pub fn finish(self, now: u64) -> Result<String, SignError> {
-        let s = self.signer;
-        let fields = canon::fields(self.head);
+        self.signer.field(self.head, self.body, now)
+    }
+}
+
+impl Signer {
+    /// The field for header section `head` and the hashed body.
+    fn field(&self, head: &[u8], body: BodyHasher, now: u64) -> Result<String, SignError> {
+        let s = self;
+        let fields = canon::fields(head);
         let mut names: Vec<&str> = Vec::new();
         for name in SIGNED_HEADERS {
             let n = fields.iter().filter(|f| f.is(name)).count();
@@ -227,7 +235,7 @@ impl Signing<'_> {
             return Err(SignError::NoFrom);
         }
         names.push("from");
-        let (hash, _) = self.body.finish();
+        let (hash, _) = body.finish();
         let mut text = format!(
             "DKIM-Signature: v=1; a={}; c=relaxed/relaxed;\r\n\td={}; s={}; t={};\r\n\th=",
             s.key.algorithm().name(),
@@ -288,6 +296,65 @@ impl Signing<'_> {
     }
 }
 
+/// Signs a whole message fed in chunks (as read back from the spool):
+/// the header section is held (at most [`MAX_HEADER_SECTION`]), the
+/// signer is chosen by the From domain, the body is hashed as it passes.
+/// For the delivery side: the field must then go before the content.
+pub struct MessageSigning<'a> {
+    signers: &'a [Signer],
+    head: Vec<u8>,
+    /// Once the header section is complete: the signer and its hasher,
+    /// or `None` when no signer applies.
+    body: Option<Option<(&'a Signer, BodyHasher)>>,
+}
+
+impl<'a> MessageSigning<'a> {
+    pub fn new(signers: &'a [Signer]) -> MessageSigning<'a> {
+        MessageSigning {
+            signers,
+            head: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        match &mut self.body {
+            Some(Some((_, h))) => h.update(chunk),
+            Some(None) => {}
+            None => {
+                let from = self.head.len().saturating_sub(2);
+                self.head.extend_from_slice(chunk);
+                if let Some((body_at, head_len)) = super::header_end(&self.head, from) {
+                    let rest = self.head.split_off(body_at);
+                    self.head.truncate(head_len);
+                    self.start();
+                    self.update(&rest);
+                } else if self.head.len() > MAX_HEADER_SECTION {
+                    self.body = Some(None);
+                }
+            }
+        }
+    }
+
+    fn start(&mut self) {
+        let signer = super::super::dmarc::from_domain(&self.head)
+            .and_then(|d| self.signers.iter().find(|s| s.domain == d));
+        self.body = Some(signer.map(|s| (s, BodyHasher::new(Canon::Relaxed, None))));
+    }
+
+    /// The DKIM-Signature field, or `None` when the From domain has no
+    /// signer (or the header section was too large to sign).
+    pub fn finish(mut self, now: u64) -> Result<Option<String>, SignError> {
+        if self.body.is_none() && self.head.len() <= MAX_HEADER_SECTION {
+            self.start();
+        }
+        match self.body {
+            Some(Some((s, h))) => s.field(&self.head, h, now).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::HashMap;
@@ -339,6 +406,35 @@ pub(crate) mod tests {
         assert_eq!(sign_and_verify(rsa(), "see ya"), DkimResult::Fail);
         assert_eq!(sign_and_verify(ed25519(), "see you"), DkimResult::Pass);
         assert_eq!(sign_and_verify(ed25519(), "see ya"), DkimResult::Fail);
+    }
+
+    #[test]
+    fn message_signing_picks_the_from_domain() {
+        let signers = [
+            Signer::new("other.example", "s", ed25519()).unwrap(),
+            Signer::new("home.example", "sel1", ed25519()).unwrap(),
+        ];
+        let record = signers[1].key().dns_record();
+        let msg = format!("{HEAD}\r\n{BODY}");
+        let mut m = MessageSigning::new(&signers);
+        for c in msg.as_bytes().chunks(5) {
+            m.update(c);
+        }
+        let field = m.finish(1).unwrap().unwrap();
+        assert!(field.contains("d=home.example; s=sel1;"));
+        let mut keys = HashMap::new();
+        keys.insert(
+            "sel1._domainkey.home.example".to_string(),
+            TxtAnswer::Records(vec![record.into_bytes()]),
+        );
+        let signed = format!("{field}{msg}");
+        assert_eq!(
+            verify_chunked(signed.as_bytes(), 9, &keys),
+            [DkimResult::Pass]
+        );
+        let mut m = MessageSigning::new(&signers[..1]);
+        m.update(msg.as_bytes());
+        assert_eq!(m.finish(1), Ok(None));
     }
 
     #[test]
