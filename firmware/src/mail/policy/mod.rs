@@ -6,6 +6,15 @@
 //! The rule above all: a check that could not be completed (a timeout, a
 //! SERVFAIL, a lookup still running) gives a temporary answer (4xx) at
 //! most, never a rejection. Only a real answer can make a 5xx.
+//!
+//! Message authentication (`dkim`, `dmarc`, `authres`), at DATA end:
+//! feed each chunk to a `dkim::Verifier` as it is spooled; at the final
+//! dot, `finish()`, resolve `key_names()` and `dmarc::query_names(from)`
+//! (TXT, through the local cache; `from` = `dmarc::from_domain(head)`),
+//! then `verify(&answers, now)`, `dmarc::evaluate(from, spf, &dkim,
+//! &answers)`, `verdict.reply(config.dmarc_reject, roll)` (a 550 only for
+//! a real fail under p=reject), and prepend `authres::format(...)` after
+//! dropping incoming fields for which `authres::claims_authserv_id` holds.
 
 pub mod authres;
 pub mod dkim;

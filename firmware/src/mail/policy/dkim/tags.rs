@@ -12,7 +12,8 @@ pub const MAX_TAGS: usize = 32;
 
 /// One tag: its name, its value with surrounding whitespace removed
 /// (inner folding whitespace is kept), and where the value lies in the
-/// input (the b= blanking of DKIM needs it).
+/// input with its surrounding whitespace (DKIM's b= blanking removes
+/// exactly that, RFC 6376 3.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag<'a> {
     pub name: &'a str,
@@ -91,7 +92,7 @@ pub fn parse(input: &[u8]) -> Result<Vec<Tag<'_>>, TagError> {
         tags.push(Tag {
             name,
             value: value_str,
-            span: start + value.start..start + value.end,
+            span: start + eq + 1..end,
         });
         start = end + 1;
     }
@@ -125,6 +126,10 @@ mod tests {
     #[test]
     fn parses_values_spans_and_trailing_semicolon() {
         let input = b" v=1; a = rsa-sha256 ;\r\n b=ab\r\n cd;";
+        assert_eq!(
+            &input[parse(input).unwrap()[1].span.clone()],
+            b" rsa-sha256 "
+        );
         let t = parse(input).unwrap();
         assert_eq!(t.len(), 3);
         assert_eq!((t[1].name, t[1].value), ("a", "rsa-sha256"));
