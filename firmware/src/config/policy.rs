@@ -123,6 +123,35 @@ mod tests {
         toml::from_str(text).unwrap()
     }
 
+    /// The commented keys of the shipped example's [mail.policy] parse
+    /// once uncommented (the files they name are not read).
+    #[test]
+    fn shipped_example_keys_parse() {
+        let text = include_str!("../../../rootfs-overlay/etc/pocobelle.toml");
+        let start = text.find("[mail.policy]\n").unwrap();
+        let end = start + text[start..].find("[mail.routes]").unwrap();
+        let mut out = String::new();
+        let mut keys = 0;
+        for line in text[start..end].lines() {
+            let key = line.strip_prefix("# ").filter(|l| {
+                l.split_once(" = ")
+                    .is_some_and(|(k, _)| !k.is_empty() && !k.contains(' '))
+            });
+            if let Some(l) = key {
+                keys += 1;
+                out.push_str(l);
+            } else if line.starts_with('[') {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        assert_eq!(keys, 4, "{out}");
+        let c: toml::Table = toml::from_str(&out).unwrap();
+        let policy: PolicyConfig = c["mail"]["policy"].clone().try_into().unwrap();
+        assert!(policy.dkim_verify && !policy.dmarc_reject);
+        assert_eq!(policy.dkim_sign["example.org"].selector, "pb2026");
+    }
+
     #[test]
     fn defaults_and_signing_keys_checked_at_load() {
         let c = parse("");
