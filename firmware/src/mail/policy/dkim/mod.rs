@@ -602,8 +602,26 @@ pub(crate) mod tests {
 
     #[test]
     fn rfc6376_appendix_a_body_hash() {
-        // RFC 6376 A.2 (simple/simple): its bh= is reproduced. Its b= is
-        // known not to verify (errata), so the signature is not checked.
+        // RFC 6376 A.2 (simple/simple): the field parses (i= in a
+        // subdomain of d=) and its bh= is reproduced. Its b= is known not
+        // to verify (errata), so the signature is not checked.
+        let field = concat!(
+            " v=1; a=rsa-sha256; s=brisbane; d=example.com;\r\n",
+            "      c=simple/simple; q=dns/txt; i=joe@football.example.com;\r\n",
+            "      h=Received : From : To : Subject : Date : Message-ID;\r\n",
+            "      bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n",
+            "      b=AuUoFEfDxTDkHlLXSZEpZj79LICEps6eda7W3deTVFOk4yAUoqOB\r\n",
+            "      4nujc7YopdG5dWLSdNg6xNAZpOPr+kHxt1IrE+NahM6L/LbvaHutKVdk\r\n",
+            "      LLkpVaVVQPzeRDI009SO2Il5Lu7rDNH6mZckBdrIx0orEtZV4bmp/YzhwvcubU4=;",
+        );
+        let s = Signature::parse(field.as_bytes()).unwrap();
+        assert_eq!(
+            (s.header_canon, s.body_canon),
+            (canon::Canon::Simple, canon::Canon::Simple)
+        );
+        assert_eq!(s.headers.len(), 6);
+        assert_eq!(s.auid_domain(), "football.example.com");
+        assert_eq!(s.signature.len(), 128);
         let mut h = BodyHasher::new(canon::Canon::Simple, None);
         h.update(b"Hi.\r\n\r\nWe lost the game. Are you hungry yet?\r\n\r\nJoe.\r\n\r\n\r\n");
         assert_eq!(
