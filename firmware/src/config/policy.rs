@@ -271,4 +271,35 @@ mod tests {
         assert!(p.validate_with(&["home.arpa".into()]).is_ok());
         assert!(p.validate_with(&["other.test".into()]).is_err());
     }
+
+    #[test]
+    fn every_key_parses_from_toml_and_errors_name_the_key() {
+        use std::path::Path;
+        let text = "[mail]\ndomains = [\"example.org\"]\n\
+            [mail.policy.greeting]\ndelay_ms = 0\nmax_delay_ms = 0\n\
+            [mail.policy.limits]\nmax_sessions = 2\nwindow_s = 10\nmax_connections = 3\n\
+            max_messages = 4\nmax_recipients = 5\n\
+            [mail.policy.recipients]\nfile = \"/data/r.txt\"\n\
+            [mail.policy.recipients.valid]\n\"example.org\" = [\"alice\"]\n\
+            [mail.policy.greylist]\nenabled = true\nmin_delay_s = 1\nretry_window_s = 60\n\
+            auto_allow_s = 0\nsave_interval_s = 10\n";
+        let c = crate::config::Config::parse(Path::new("/etc/p.toml"), text).unwrap();
+        let p = &c.mail.policy;
+        assert_eq!((p.limits.max_sessions, p.limits.max_recipients), (2, 5));
+        assert!(p.greylist.enabled && p.greylist.min_delay_s == 1);
+        assert_eq!(p.recipients.valid["example.org"], vec!["alice".to_string()]);
+        let bad = text.replace("\"example.org\" = [", "\"other.test\" = [");
+        let e = crate::config::Config::parse(Path::new("/etc/p.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mail.policy.recipients.valid.other.test"), "{e}");
+        let bad = text.replace("window_s = 10", "window_s = 0");
+        let e = crate::config::Config::parse(Path::new("/etc/p.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":8:") && e.contains("mail.policy.limits.window_s"),
+            "{e}"
+        );
+    }
 }
