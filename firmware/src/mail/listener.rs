@@ -229,7 +229,8 @@ pub async fn serve(
                 admission.busy(),
                 admission.current_limit(),
             );
-            if !exempt && !delay.is_zero() {
+            // Port 25 only (submission clients are people's mail programs).
+            if kind == Listener::Smtp && !exempt && !delay.is_zero() {
                 let Ok(_waiting) = admission.delayed.clone().try_acquire_owned() else {
                     refuse(stream, &shared.hostname).await;
                     return;
