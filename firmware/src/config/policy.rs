@@ -119,8 +119,9 @@ pub struct GreylistConfig {
     /// seconds. Default 2 days (`min_delay_s` .. 7 days).
     pub retry_window_s: u64,
     /// A client network that passed is let through without delay for
-    /// this long after its last message, seconds. Default 35 days
-    /// (0 .. 365 days).
+    /// this long after its last message, seconds; a passed triplet is
+    /// remembered as long (at least `retry_window_s`). 0: no network is
+    /// let through on its own. Default 35 days (0 .. 365 days).
     pub auto_allow_s: u64,
     /// The table is saved to `<data_dir>/mail/greylist.db` at most this
     /// often (and at clean shutdown), seconds. Default 900 (10 .. 86400).

@@ -188,6 +188,13 @@ impl Greylist {
         now.saturating_sub(t) <= self.config.auto_allow_s && self.config.auto_allow_s > 0
     }
 
+    /// How long a passed triplet is remembered after its last message:
+    /// `auto_allow_s`, and at least `retry_window_s` (so that
+    /// `auto_allow_s = 0` does not greylist every message again).
+    fn passed_life(&self) -> u64 {
+        self.config.auto_allow_s.max(self.config.retry_window_s)
+    }
+
     /// Lets `client`'s network through without delay for `auto_allow_s`
     /// from `now` (after a passed retry; or, through `check`, a client
     /// that passed SPF for a known sender domain).
@@ -238,7 +245,9 @@ impl Greylist {
         let k = self.digest(&[b"triplet", &network(client), from.as_bytes(), to.as_bytes()]);
         let c = &self.config;
         let state = match self.triplets.get(&k) {
-            Some(&Triplet::Passed(t)) if self.allowed_now(t, now) => Triplet::Passed(now),
+            Some(&Triplet::Passed(t)) if now.saturating_sub(t) <= self.passed_life() => {
+                Triplet::Passed(now)
+            }
             Some(&Triplet::Waiting(first))
                 if now.saturating_sub(first) <= c.retry_window_s && now >= first =>
             {
@@ -250,7 +259,7 @@ impl Greylist {
             }
             _ => Triplet::Waiting(now),
         };
-        let (window, allow) = (c.retry_window_s, c.auto_allow_s);
+        let (window, allow) = (c.retry_window_s, self.passed_life());
         bounded_insert(
             &mut self.triplets,
             MAX_TRIPLETS,
@@ -279,13 +288,15 @@ impl Greylist {
     /// Drops expired entries.
     pub fn prune(&mut self, now: u64) {
         let c = &self.config;
-        let (window, allow) = (c.retry_window_s, c.auto_allow_s);
+        let (window, life) = (c.retry_window_s, self.passed_life());
+        let allow = c.auto_allow_s;
         let before = self.len();
         self.triplets.retain(|_, v| match *v {
             Triplet::Waiting(t) => now.saturating_sub(t) <= window,
-            Triplet::Passed(t) => now.saturating_sub(t) <= allow,
+            Triplet::Passed(t) => now.saturating_sub(t) <= life,
         });
-        self.allowed.retain(|_, t| now.saturating_sub(*t) <= allow);
+        self.allowed
+            .retain(|_, t| allow > 0 && now.saturating_sub(*t) <= allow);
         if self.len() != before {
             self.dirty = true;
         }
@@ -471,6 +482,27 @@ mod tests {
             )),
             (250, "")
         );
+    }
+
+    #[test]
+    fn without_auto_allow_a_passed_triplet_is_still_remembered() {
+        let mut g = Greylist::new(
+            &GreylistConfig {
+                auto_allow_s: 0,
+                ..config()
+            },
+            [1; SECRET_BYTES],
+        );
+        let c = ip("192.0.2.1");
+        assert!(g.check(T0, c, "a@x", "u@h", false).is_err());
+        assert!(g.check(T0 + 300, c, "a@x", "u@h", false).is_ok());
+        assert!(g.check(T0 + 400, c, "a@x", "u@h", false).is_ok());
+        // No network allowed: a new triplet waits.
+        assert_eq!(
+            code(g.check(T0 + 400, c, "b@x", "u@h", false)),
+            (450, "4.7.1")
+        );
+        assert_eq!(g.len().1, 0);
     }
 
     #[test]
