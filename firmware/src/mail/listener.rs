@@ -840,3 +840,80 @@ mod commit_tests {
         assert!(matches!(ended, Ok(End::Closed)));
     }
 }
+
+/// The anti-spam checks as the session gate applies them: their order at
+/// RCPT, and who is exempt.
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::mail::policy::greylist::SECRET_BYTES;
+    use crate::mail::queue::MemQueue;
+    use crate::smtp::command::parse_path;
+
+    fn shared() -> Shared {
+        let mut config = MailConfig {
+            domains: vec!["home.arpa".into()],
+            relay_networks: vec!["192.168.1.0/24".into()],
+            ..MailConfig::default()
+        };
+        config
+            .policy
+            .recipients
+            .valid
+            .insert("home.arpa".into(), vec!["alice".into()]);
+        config.policy.limits.max_messages = 2;
+        config.policy.greylist.enabled = true;
+        let grey = Greylist::new(&config.policy.greylist, [3; SECRET_BYTES]);
+        let (q, _) = MemQueue::new();
+        let spool = SpoolHandle::start(q, Duration::ZERO);
+        Shared::new(config, "mx.test".into(), spool, None, Some(grey))
+    }
+
+    fn gate<'a>(shared: &'a Shared, client: &str) -> SessionGate<'a> {
+        let client: IpAddr = client.parse().unwrap();
+        SessionGate {
+            shared,
+            client,
+            exempt: shared.policy.may_relay(client),
+            from: String::new(),
+        }
+    }
+
+    fn code<T>(r: Result<T, Reply>) -> (u16, &'static str) {
+        match r {
+            Ok(_) => (250, ""),
+            Err(r) => (r.code, r.enhanced.unwrap_or("")),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn order_and_exemptions() {
+        let shared = shared();
+        let from = ReversePath::Mailbox(parse_path("<a@b.test>").unwrap());
+        let rcpt = |g: &mut SessionGate<'_>, to: &str, auth: bool| {
+            code(g.rcpt(&parse_path(to).unwrap(), auth))
+        };
+        let mut out = gate(&shared, "203.0.113.5");
+        assert_eq!(code(out.mail(&from, None, false)), (250, ""));
+        // Relay policy first, then the valid users, then greylisting.
+        assert_eq!(rcpt(&mut out, "<u@example.org>", false), (554, "5.7.1"));
+        assert_eq!(rcpt(&mut out, "<mallory@home.arpa>", false), (550, "5.1.1"));
+        assert_eq!(rcpt(&mut out, "<alice@home.arpa>", false), (450, "4.7.1"));
+        // The board's postmaster is never greylisted nor validated.
+        assert_eq!(rcpt(&mut out, "<postmaster@mx.test>", false), (250, ""));
+        // Authenticated: no greylisting, no message limit; users are
+        // still validated.
+        assert_eq!(rcpt(&mut out, "<alice@home.arpa>", true), (250, ""));
+        assert_eq!(rcpt(&mut out, "<mallory@home.arpa>", true), (550, "5.1.1"));
+        assert_eq!(code(out.mail(&from, None, false)), (250, ""));
+        assert_eq!(code(out.mail(&from, None, false)), (450, "4.7.0"));
+        assert_eq!(code(out.mail(&from, None, true)), (250, ""));
+        // A relay network: exempt from limits and greylisting.
+        let mut lan = gate(&shared, "192.168.1.9");
+        for _ in 0..3 {
+            assert_eq!(code(lan.mail(&from, None, false)), (250, ""));
+        }
+        assert_eq!(rcpt(&mut lan, "<alice@home.arpa>", false), (250, ""));
+        assert_eq!(rcpt(&mut lan, "<mallory@home.arpa>", false), (550, "5.1.1"));
+    }
+}
