@@ -1,12 +1,18 @@
 //! Mail policy: what the board accepts, from whom, and what it says about
 //! it. `relay` decides who may send to which domain (never an open relay);
 //! the anti-spam checks of a home backup MX live beside it, one module a
-//! check, each configured under `[mail.policy]`.
+//! check, each configured under `[mail.policy]`: `recipients` (valid
+//! users of the backup-MX domains), `greeting` (greeting delay, early
+//! talkers), `limits` (per-client counts) and `greylist`.
 //!
 //! The rule above all: a check that could not be completed (a timeout, a
 //! SERVFAIL, a lookup still running) gives a temporary answer (4xx) at
 //! most, never a rejection. Only a real answer can make a 5xx.
 
+pub mod greeting;
+pub mod greylist;
+pub mod limits;
+pub mod recipients;
 pub mod relay;
 
 pub use relay::Policy;
