@@ -1,15 +1,16 @@
 //! The SMTP listener: accepts connections on every configured address,
 //! applies admission (inbound limit, slow start, tarpit, 421 past it),
-//! drives one [`Session`] per connection over the socket (STARTTLS with
-//! rustls, per-command timeouts, AUTH against the password file) and
-//! streams bodies into the spool. The submission listener is the same
+//! applies the per-client limits and the greeting delay (early talkers
+//! refused), drives one [`Session`] per connection over the socket
+//! (STARTTLS with rustls, per-command timeouts, AUTH against the password
+//! file) and streams bodies into the spool. The submission listener is the same
 //! code with `Listener::Submission` (MAIL needs TLS and AUTH). It
 //! owns sockets and timers only; protocol decisions are the session's,
 //! relay decisions the policy's, storage the spool writer's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,6 +19,10 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::aliases::{Aliases, Rcpt};
 use super::policy::Policy;
+use super::policy::greeting;
+use super::policy::greylist::Greylist;
+use super::policy::limits::{ClientKey, Limits};
+use super::policy::recipients::Recipients;
 use super::spool::SpoolError;
 use super::spool::writer::SpoolHandle;
 use crate::config::MailConfig;
@@ -34,6 +39,9 @@ pub const TARPIT_MAX_WAIT: Duration = Duration::from_secs(120);
 /// While DNS is not primed, one more inbound session is allowed per step.
 pub const SLOW_START_STEP: Duration = Duration::from_secs(10);
 
+/// Connections held at once in the greeting delay; past it, 421.
+pub const MAX_DELAYED_GREETINGS: usize = 64;
+
 /// Everything the sessions share.
 pub struct Shared {
     pub config: MailConfig,
@@ -45,6 +53,54 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Wakes the scheduler (ETRN, new mail).
     pub kick: Arc<Notify>,
+    /// `[mail.policy.recipients]`.
+    pub recipients: Recipients,
+    /// `[mail.policy.limits]`: the per-client counts.
+    pub limits: Mutex<Limits>,
+    /// `[mail.policy.greylist]`, when enabled.
+    pub greylist: Option<Mutex<Greylist>>,
+}
+
+impl Shared {
+    /// The shared state of one configuration; the greylist table is
+    /// passed in (the service loads it from its snapshot).
+    pub fn new(
+        config: MailConfig,
+        hostname: String,
+        spool: SpoolHandle,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        greylist: Option<Greylist>,
+    ) -> Shared {
+        Shared {
+            policy: Policy::new(&config),
+            // Checked when the configuration was loaded.
+            aliases: Aliases::new(&config, &hostname).unwrap_or_default(),
+            recipients: Recipients::load(&config.policy.recipients),
+            limits: Mutex::new(Limits::new(&config.policy.limits)),
+            greylist: greylist.map(Mutex::new),
+            config,
+            hostname,
+            spool,
+            tls,
+            kick: Arc::new(Notify::new()),
+        }
+    }
+
+    fn limits(&self) -> std::sync::MutexGuard<'_, Limits> {
+        self.limits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An open session in the per-client counts, closed when dropped.
+struct Counted<'a> {
+    shared: &'a Shared,
+    key: ClientKey,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.shared.limits().disconnect(self.key);
+    }
 }
 
 /// Admission: session slots (a semaphore that grows during slow start)
@@ -53,6 +109,8 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     granted: std::sync::atomic::AtomicUsize,
     tarpit: Arc<Semaphore>,
+    /// Connections in the greeting delay.
+    delayed: Arc<Semaphore>,
     limit: usize,
 }
 
@@ -63,6 +121,7 @@ impl Admission {
             slots: Arc::new(Semaphore::new(start)),
             granted: std::sync::atomic::AtomicUsize::new(start),
             tarpit: Arc::new(Semaphore::new(tarpit)),
+            delayed: Arc::new(Semaphore::new(MAX_DELAYED_GREETINGS)),
             limit,
         }
     }
@@ -85,6 +144,12 @@ impl Admission {
 
     pub fn current_limit(&self) -> usize {
         self.granted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Session slots in use.
+    pub fn busy(&self) -> usize {
+        self.current_limit()
+            .saturating_sub(self.slots.available_permits())
     }
 }
 
@@ -139,6 +204,48 @@ pub async fn serve(
         let shared = shared.clone();
         let admission = admission.clone();
         tokio::spawn(async move {
+            let mut stream = stream;
+            let exempt = shared.policy.may_relay(peer.ip());
+            // Per-client limits, then the greeting delay, both before a
+            // session slot is taken; relay networks skip both.
+            let _counted = if exempt {
+                None
+            } else {
+                let key = ClientKey::of(peer.ip());
+                let now = crate::mail::spool::Spool::unix_now();
+                let verdict = shared.limits().connect(key, now);
+                if let Err(r) = verdict {
+                    log::info!("mail: {peer} refused: {}", r.lines[0]);
+                    send_and_close(stream, &r).await;
+                    return;
+                }
+                Some(Counted {
+                    shared: &shared,
+                    key,
+                })
+            };
+            let delay = greeting::delay(
+                &shared.config.policy.greeting,
+                admission.busy(),
+                admission.current_limit(),
+            );
+            // Port 25 only (submission clients are people's mail programs).
+            if kind == Listener::Smtp && !exempt && !delay.is_zero() {
+                let Ok(_waiting) = admission.delayed.clone().try_acquire_owned() else {
+                    refuse(stream, &shared.hostname).await;
+                    return;
+                };
+                let mut byte = [0u8; 1];
+                match tokio::time::timeout(delay, stream.read(&mut byte)).await {
+                    Err(_) => {}
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(_)) => {
+                        log::info!("mail: {peer} talked before the greeting, refused");
+                        send_and_close(stream, &greeting::early_talker()).await;
+                        return;
+                    }
+                }
+            }
             let permit = match admission.slots.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => {
@@ -158,7 +265,7 @@ pub async fn serve(
                     }
                 }
             };
-            if let Err(e) = session(stream, peer, kind, &shared).await {
+            if let Err(e) = session(stream, peer, kind, &shared, exempt).await {
                 log::debug!("mail: session with {peer}: {e}");
             }
             drop(permit);
@@ -166,8 +273,12 @@ pub async fn serve(
     }
 }
 
-async fn refuse(mut stream: TcpStream, hostname: &str) {
+async fn refuse(stream: TcpStream, hostname: &str) {
     let r = Reply::new(421, "4.3.2", format!("{hostname} busy, try again later"));
+    send_and_close(stream, &r).await;
+}
+
+async fn send_and_close(mut stream: TcpStream, r: &Reply) {
     let _ = stream.write_all(r.to_wire().as_bytes()).await;
     let _ = stream.shutdown().await;
 }
@@ -175,13 +286,53 @@ async fn refuse(mut stream: TcpStream, hostname: &str) {
 struct SessionGate<'a> {
     shared: &'a Shared,
     client: IpAddr,
+    /// The client is in a relay network: no per-client limits, no
+    /// greylisting.
+    exempt: bool,
+    /// The envelope sender of the transaction (for greylisting).
+    from: String,
+}
+
+impl SessionGate<'_> {
+    /// The anti-spam checks of one recipient that is no alias nor the
+    /// board's postmaster: valid user, greylisting, recipient count.
+    fn check_rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
+        let shared = self.shared;
+        if shared.policy.is_ours(&to.domain) {
+            shared.recipients.check(to)?;
+        }
+        if self.exempt || authenticated {
+            return Ok(());
+        }
+        let now = crate::mail::spool::Spool::unix_now();
+        if let Some(g) = &shared.greylist {
+            let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+            g.check(now, self.client, &self.from, &to.to_string(), false)
+                .inspect_err(|_| {
+                    log::info!("mail: greylisted {} <{}> -> <{to}>", self.client, self.from)
+                })?;
+        }
+        shared.limits().recipient(ClientKey::of(self.client), now)
+    }
 }
 
 impl Gate for SessionGate<'_> {
-    fn mail(&mut self, _from: &ReversePath, _size: Option<u64>) -> Result<(), Reply> {
+    fn mail(
+        &mut self,
+        from: &ReversePath,
+        _size: Option<u64>,
+        authenticated: bool,
+    ) -> Result<(), Reply> {
         if self.shared.spool.is_full() {
             return Err(Reply::new(452, "4.3.1", "Insufficient system storage"));
         }
+        if !self.exempt && !authenticated {
+            let now = crate::mail::spool::Spool::unix_now();
+            self.shared
+                .limits()
+                .message(ClientKey::of(self.client), now)?;
+        }
+        self.from = from.to_string();
         Ok(())
     }
 
@@ -191,7 +342,10 @@ impl Gate for SessionGate<'_> {
             .policy
             .check_rcpt(to, self.client, authenticated);
         Ok(match self.shared.aliases.rcpt(to, relay)? {
-            Rcpt::Itself => vec![to.clone()],
+            Rcpt::Itself => {
+                self.check_rcpt(to, authenticated)?;
+                vec![to.clone()]
+            }
             Rcpt::Alias(list) => {
                 log::debug!("mail: {to} is an alias of {} address(es)", list.len());
                 list.to_vec()
@@ -231,6 +385,7 @@ async fn session(
     peer: SocketAddr,
     kind: Listener,
     shared: &Shared,
+    exempt: bool,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut s = Session::new(settings(shared, kind));
@@ -238,6 +393,8 @@ async fn session(
     let mut gate = SessionGate {
         shared,
         client: peer.ip(),
+        exempt,
+        from: String::new(),
     };
     let mut plain = stream;
     match drive(&mut plain, &mut s, &mut gate, shared, peer).await? {
@@ -543,15 +700,7 @@ mod commit_tests {
             domains: vec!["home.arpa".into()],
             ..MailConfig::default()
         };
-        Shared {
-            policy: Policy::new(&config),
-            aliases: Aliases::new(&config, "mx.test").unwrap(),
-            config,
-            hostname: "mx.test".into(),
-            spool,
-            tls: None,
-            kick: Arc::new(Notify::new()),
-        }
+        Shared::new(config, "mx.test".into(), spool, None, None)
     }
 
     /// Reads one whole reply (up to its last line); `None` if none comes
@@ -616,6 +765,8 @@ mod commit_tests {
         let mut gate = SessionGate {
             shared: &shared,
             client: peer.ip(),
+            exempt: false,
+            from: String::new(),
         };
         let server = drive(&mut server, &mut s, &mut gate, &shared, peer);
         let client = async {
@@ -687,5 +838,82 @@ mod commit_tests {
         };
         let (ended, ()) = tokio::join!(server, client);
         assert!(matches!(ended, Ok(End::Closed)));
+    }
+}
+
+/// The anti-spam checks as the session gate applies them: their order at
+/// RCPT, and who is exempt.
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::mail::policy::greylist::SECRET_BYTES;
+    use crate::mail::queue::MemQueue;
+    use crate::smtp::command::parse_path;
+
+    fn shared() -> Shared {
+        let mut config = MailConfig {
+            domains: vec!["home.arpa".into()],
+            relay_networks: vec!["192.168.1.0/24".into()],
+            ..MailConfig::default()
+        };
+        config
+            .policy
+            .recipients
+            .valid
+            .insert("home.arpa".into(), vec!["alice".into()]);
+        config.policy.limits.max_messages = 2;
+        config.policy.greylist.enabled = true;
+        let grey = Greylist::new(&config.policy.greylist, [3; SECRET_BYTES]);
+        let (q, _) = MemQueue::new();
+        let spool = SpoolHandle::start(q, Duration::ZERO);
+        Shared::new(config, "mx.test".into(), spool, None, Some(grey))
+    }
+
+    fn gate<'a>(shared: &'a Shared, client: &str) -> SessionGate<'a> {
+        let client: IpAddr = client.parse().unwrap();
+        SessionGate {
+            shared,
+            client,
+            exempt: shared.policy.may_relay(client),
+            from: String::new(),
+        }
+    }
+
+    fn code<T>(r: Result<T, Reply>) -> (u16, &'static str) {
+        match r {
+            Ok(_) => (250, ""),
+            Err(r) => (r.code, r.enhanced.unwrap_or("")),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn order_and_exemptions() {
+        let shared = shared();
+        let from = ReversePath::Mailbox(parse_path("<a@b.test>").unwrap());
+        let rcpt = |g: &mut SessionGate<'_>, to: &str, auth: bool| {
+            code(g.rcpt(&parse_path(to).unwrap(), auth))
+        };
+        let mut out = gate(&shared, "203.0.113.5");
+        assert_eq!(code(out.mail(&from, None, false)), (250, ""));
+        // Relay policy first, then the valid users, then greylisting.
+        assert_eq!(rcpt(&mut out, "<u@example.org>", false), (554, "5.7.1"));
+        assert_eq!(rcpt(&mut out, "<mallory@home.arpa>", false), (550, "5.1.1"));
+        assert_eq!(rcpt(&mut out, "<alice@home.arpa>", false), (450, "4.7.1"));
+        // The board's postmaster is never greylisted nor validated.
+        assert_eq!(rcpt(&mut out, "<postmaster@mx.test>", false), (250, ""));
+        // Authenticated: no greylisting, no message limit; users are
+        // still validated.
+        assert_eq!(rcpt(&mut out, "<alice@home.arpa>", true), (250, ""));
+        assert_eq!(rcpt(&mut out, "<mallory@home.arpa>", true), (550, "5.1.1"));
+        assert_eq!(code(out.mail(&from, None, false)), (250, ""));
+        assert_eq!(code(out.mail(&from, None, false)), (450, "4.7.0"));
+        assert_eq!(code(out.mail(&from, None, true)), (250, ""));
+        // A relay network: exempt from limits and greylisting.
+        let mut lan = gate(&shared, "192.168.1.9");
+        for _ in 0..3 {
+            assert_eq!(code(lan.mail(&from, None, false)), (250, ""));
+        }
+        assert_eq!(rcpt(&mut lan, "<alice@home.arpa>", false), (250, ""));
+        assert_eq!(rcpt(&mut lan, "<mallory@home.arpa>", false), (550, "5.1.1"));
     }
 }
