@@ -18,8 +18,10 @@ fuzz_target!(|data: &[u8]| {
                 KeyKind::Ed25519 => assert_eq!(k.public.len(), 32),
                 KeyKind::Rsa => {
                     assert_eq!(k.public[0], 0x30);
-                    let key =
-                        UnparsedPublicKey::new(&RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY, &k.public);
+                    let key = UnparsedPublicKey::new(
+                        &RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+                        &k.public,
+                    );
                     let _ = key.verify(b"data", &[0u8; 128]);
                 }
             }

@@ -23,7 +23,11 @@ fn results(msg: &[u8], chunk: usize) -> Vec<DkimResult> {
         v.update(c);
     }
     let keys: HashMap<String, TxtAnswer> = HashMap::new();
-    v.finish().verify(&keys, 0).iter().map(|o| o.result).collect()
+    v.finish()
+        .verify(&keys, 0)
+        .iter()
+        .map(|o| o.result)
+        .collect()
 }
 
 fuzz_target!(|data: &[u8]| {
