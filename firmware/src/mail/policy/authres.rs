@@ -3,7 +3,7 @@
 //! the predicate that finds incoming fields claiming our authserv-id,
 //! which must be removed before ours is added (RFC 8601 5). Pure text.
 
-use super::dkim::{DkimOutcome, DkimResult};
+use super::dkim::{DkimOutcome, DkimResult, MAX_HEADER_SECTION};
 use super::dmarc::DmarcVerdict;
 
 /// An SPF result (RFC 7208 2.6), as the SPF check reports it.
@@ -190,6 +190,120 @@ pub fn claims_authserv_id(field_value: &[u8], authserv_id: &str) -> bool {
     !id.is_empty() && id.eq_ignore_ascii_case(authserv_id.as_bytes())
 }
 
+/// Removes, from a message as it streams to the spool, the incoming
+/// Authentication-Results fields that claim our authserv-id (RFC 8601 5:
+/// a forged "dkim=pass" from us must not reach the household's server).
+/// The header section is held until its end (an empty line), at most
+/// [`MAX_HEADER_SECTION`] bytes; a longer one is passed on unfiltered
+/// (the DKIM verifier gives such a message `permerror` anyway). Every
+/// other byte passes unchanged and in order.
+pub struct ForgedResults {
+    authserv_id: String,
+    held: Vec<u8>,
+    /// The header section has been passed on: the rest streams through.
+    through: bool,
+    dropped: usize,
+}
+
+impl ForgedResults {
+    pub fn new(authserv_id: &str) -> ForgedResults {
+        ForgedResults {
+            authserv_id: authserv_id.to_string(),
+            held: Vec::new(),
+            through: false,
+            dropped: 0,
+        }
+    }
+
+    /// The bytes of `chunk` (with any held before) to store now.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.through {
+            return chunk.to_vec();
+        }
+        self.held.extend_from_slice(chunk);
+        if let Some(end) = header_end(&self.held) {
+            let rest = self.held.split_off(end);
+            let mut out = self.filter();
+            out.extend_from_slice(&rest);
+            return out;
+        }
+        if self.held.len() > MAX_HEADER_SECTION {
+            self.through = true;
+            return std::mem::take(&mut self.held);
+        }
+        Vec::new()
+    }
+
+    /// At the message's end: what is still held (a message that is all
+    /// header section), filtered.
+    pub fn finish(&mut self) -> Vec<u8> {
+        if self.through {
+            return Vec::new();
+        }
+        self.filter()
+    }
+
+    /// How many fields were removed.
+    pub fn dropped(&self) -> usize {
+        self.dropped
+    }
+
+    fn filter(&mut self) -> Vec<u8> {
+        self.through = true;
+        let held = std::mem::take(&mut self.held);
+        let mut out = Vec::with_capacity(held.len());
+        for span in spans(&held) {
+            let forged = span
+                .iter()
+                .position(|&c| c == b':')
+                .filter(|&colon| {
+                    span[..colon]
+                        .trim_ascii_end()
+                        .eq_ignore_ascii_case(b"Authentication-Results")
+                })
+                .is_some_and(|colon| claims_authserv_id(&span[colon + 1..], &self.authserv_id));
+            if forged {
+                self.dropped += 1;
+            } else {
+                out.extend_from_slice(span);
+            }
+        }
+        out
+    }
+}
+
+/// Where the header section ends: just after the line break of the
+/// empty line that ends it (or at 0 when the message starts with one).
+fn header_end(b: &[u8]) -> Option<usize> {
+    if b.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// A header section cut into spans: a field with its continuation lines,
+/// or any other line, each with its line break; together, every byte.
+fn spans(b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if i >= b.len() {
+            return None;
+        }
+        let start = i;
+        loop {
+            match b[i..].iter().position(|&c| c == b'\n') {
+                Some(p) => i += p + 1,
+                None => i = b.len(),
+            }
+            // The empty line ends the section: a span of its own.
+            if i >= b.len() || b[start..i] == *b"\r\n" || !matches!(b[i], b' ' | b'\t') {
+                break;
+            }
+        }
+        Some(&b[start..i])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::dmarc::{Disposition, DmarcResult};
@@ -264,5 +378,46 @@ mod tests {
         assert!(!claims_authserv_id(b" other.example; spf=pass", ours));
         assert!(!claims_authserv_id(b" (unclosed mx.home.example", ours));
         assert!(!claims_authserv_id(b"", ours));
+    }
+
+    #[test]
+    fn forged_results_are_removed_across_chunks_and_the_rest_passes() {
+        let msg: &[u8] = b"Received: from x\r\n\
+Authentication-Results: board.home.arpa;\r\n dkim=pass header.d=bank.example\r\n\
+Authentication-Results: other.example; spf=pass\r\n\
+Subject: hi\r\n\
+authentication-results: (c) BOARD.home.arpa; dmarc=pass\r\n\
+\r\n\
+Authentication-Results: board.home.arpa; in the body, kept\r\n";
+        let want: &[u8] = b"Received: from x\r\n\
+Authentication-Results: other.example; spf=pass\r\n\
+Subject: hi\r\n\
+\r\n\
+Authentication-Results: board.home.arpa; in the body, kept\r\n";
+        for size in [1, 3, 7, 64, msg.len()] {
+            let mut f = ForgedResults::new("board.home.arpa");
+            let mut out = Vec::new();
+            for c in msg.chunks(size) {
+                out.extend(f.push(c));
+            }
+            out.extend(f.finish());
+            assert_eq!(out, want, "chunks of {size}");
+            assert_eq!(f.dropped(), 2);
+        }
+        // A message that is all header section, without the empty line.
+        let mut f = ForgedResults::new("board.home.arpa");
+        assert!(
+            f.push(b"Subject: x\r\nAuthentication-Results: board.home.arpa; none\r\n")
+                .is_empty()
+        );
+        assert_eq!(f.finish(), b"Subject: x\r\n");
+        // Over the bound: passed on unfiltered, nothing lost.
+        let mut f = ForgedResults::new("board.home.arpa");
+        let big = vec![b'a'; MAX_HEADER_SECTION + 1];
+        let mut out = f.push(b"X: ");
+        out.extend(f.push(&big));
+        out.extend(f.push(b"\r\n\r\nbody"));
+        out.extend(f.finish());
+        assert_eq!(out.len(), 3 + big.len() + 8);
     }
 }
