@@ -6,6 +6,15 @@
 //! code with `Listener::Submission` (MAIL needs TLS and AUTH). It
 //! owns sockets and timers only; protocol decisions are the session's,
 //! relay decisions the policy's, storage the spool writer's.
+//!
+//! The anti-spam checks' lookups run here, as tasks beside the session
+//! ([`Lookups`]): the client checks (reverse DNS, DNS lists) from the
+//! connection on, overlapping the greeting; SPF from the accepted MAIL
+//! FROM. Before the first command after MAIL is fed to the session, the
+//! results so far go to the gate, and what is still running is awaited
+//! (each until its start plus `mail.policy.lookup_budget_ms`) only when it
+//! could change the answer to a recipient. Clients in `relay_networks`
+//! and the submission port get no checks.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -17,7 +26,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 
 use super::aliases::{Aliases, Rcpt};
-use super::policy::Policy;
+use super::lookup::Cache;
+use super::policy::dnsbl::{self, Listing};
+use super::policy::rdns::{self, Rdns};
+use super::policy::spf::{self, SpfOutcome};
+use super::policy::{Checks, Policy};
 use super::spool::SpoolError;
 use super::spool::writer::SpoolHandle;
 use crate::config::MailConfig;
@@ -172,9 +185,168 @@ async fn refuse(mut stream: TcpStream, hostname: &str) {
     let _ = stream.shutdown().await;
 }
 
+/// One check's lookups, running as a task until `deadline` (its start
+/// plus the budget); aborted when dropped.
+struct Task<T> {
+    handle: tokio::task::JoinHandle<T>,
+    deadline: tokio::time::Instant,
+}
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(f: impl std::future::Future<Output = T> + Send + 'static, budget: Duration) -> Self {
+        Task {
+            handle: tokio::spawn(f),
+            deadline: tokio::time::Instant::now() + budget,
+        }
+    }
+
+    /// The result (`Some`), or `None` when the task ran past its deadline;
+    /// `wait`: waits until then, else `Err(self)` while it still runs.
+    async fn get(mut self, wait: bool) -> Result<Option<T>, Self> {
+        if !wait && !self.handle.is_finished() && tokio::time::Instant::now() < self.deadline {
+            return Err(self);
+        }
+        Ok(tokio::time::timeout_at(self.deadline, &mut self.handle)
+            .await
+            .ok()
+            .and_then(Result::ok))
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// The anti-spam lookups of a session still running.
+#[derive(Default)]
+struct Lookups {
+    rdns: Option<Task<Rdns>>,
+    lists: Vec<(usize, Task<Listing>)>,
+    spf: Option<Task<SpfOutcome>>,
+}
+
+const PAST_BUDGET: &str = "no answer within mail.policy.lookup_budget_ms";
+
 struct SessionGate<'a> {
     shared: &'a Shared,
     client: IpAddr,
+    /// No anti-spam checks: a relay network's client, or submission.
+    exempt: bool,
+    /// The checks' results so far; running ones count as incomplete.
+    /// `checks.spf` is the current transaction's SPF outcome, for
+    /// Authentication-Results, DMARC and greylisting.
+    checks: Checks,
+    lookups: Lookups,
+    /// MAIL was accepted: settle the checks before the next command.
+    settle: bool,
+}
+
+impl<'a> SessionGate<'a> {
+    fn new(shared: &'a Shared, client: IpAddr, kind: Listener) -> Self {
+        let resolver = shared.config.resolver.parse().ok();
+        let exempt =
+            kind == Listener::Submission || shared.policy.may_relay(client) || resolver.is_none();
+        let mut g = SessionGate {
+            shared,
+            client,
+            exempt,
+            checks: Checks::default(),
+            lookups: Lookups::default(),
+            settle: false,
+        };
+        let (Some(addr), false) = (resolver, exempt) else {
+            return g;
+        };
+        let cache = Cache(addr);
+        let c = &shared.config.policy;
+        if c.rdns.enabled {
+            g.checks.rdns = Some(Rdns::Incomplete("still running".into()));
+            let f = async move { rdns::check(&cache, client).await };
+            g.lookups.rdns = Some(Task::spawn(f, c.budget()));
+        }
+        for (i, list) in c.dnsbl.iter().enumerate() {
+            g.checks.lists.push((i, Listing::Running));
+            let list = list.clone();
+            let f = async move { dnsbl::check(&cache, client, &list).await };
+            g.lookups.lists.push((i, Task::spawn(f, c.budget())));
+        }
+        g
+    }
+
+    /// MAIL FROM was accepted: starts its SPF check.
+    fn sender(&mut self, helo: String, from: &ReversePath, authenticated: bool) {
+        self.lookups.spf = None;
+        self.checks.spf = None;
+        self.settle = true;
+        let c = &self.shared.config.policy;
+        let Ok(addr) = self.shared.config.resolver.parse() else {
+            return;
+        };
+        if self.exempt || authenticated || !c.spf.enabled {
+            return;
+        }
+        let from = match from {
+            ReversePath::Null => None,
+            ReversePath::Mailbox(m) => match &m.domain {
+                crate::smtp::Domain::Name(d) => Some(format!("{}@{d}", m.local)),
+                // An address literal has no SPF record.
+                crate::smtp::Domain::Literal(_) => return,
+            },
+        };
+        let client = self.client;
+        self.checks.spf = Some(spf::pending(client, &helo, from.as_deref()));
+        let f = async move { spf::check(&Cache(addr), client, &helo, from.as_deref()).await };
+        self.lookups.spf = Some(Task::spawn(f, c.budget()));
+    }
+
+    /// Moves finished results into `checks`; `wait`: waits for the rest
+    /// until their deadlines.
+    async fn collect(&mut self, wait: bool) {
+        if let Some(t) = self.lookups.rdns.take() {
+            match t.get(wait).await {
+                Ok(r) => self.checks.rdns = Some(r.unwrap_or(Rdns::Incomplete(PAST_BUDGET.into()))),
+                Err(t) => self.lookups.rdns = Some(t),
+            }
+        }
+        for (i, t) in std::mem::take(&mut self.lookups.lists) {
+            match t.get(wait).await {
+                Ok(r) => {
+                    let r = r.unwrap_or(Listing::Incomplete(PAST_BUDGET.into()));
+                    if let Some(slot) = self.checks.lists.iter_mut().find(|(j, _)| *j == i) {
+                        slot.1 = r;
+                    }
+                }
+                Err(t) => self.lookups.lists.push((i, t)),
+            }
+        }
+        if let Some(t) = self.lookups.spf.take() {
+            match t.get(wait).await {
+                // On a timeout, the pending outcome stays: temperror.
+                Ok(r) => {
+                    if let Some(o) = r {
+                        self.checks.spf = Some(o);
+                    }
+                }
+                Err(t) => self.lookups.spf = Some(t),
+            }
+        }
+    }
+
+    /// Before the verdict at RCPT: the finished results, then, when what
+    /// still runs could change the answer, the rest within the budget.
+    async fn settle(&mut self, authenticated: bool) {
+        self.settle = false;
+        self.collect(false).await;
+        if authenticated || self.exempt {
+            return;
+        }
+        let c = &self.shared.config.policy;
+        if self.checks.verdict(c, self.client).is_err() {
+            self.collect(true).await;
+        }
+    }
 }
 
 impl Gate for SessionGate<'_> {
@@ -190,6 +362,22 @@ impl Gate for SessionGate<'_> {
             .shared
             .policy
             .check_rcpt(to, self.client, authenticated);
+        // The anti-spam verdict, for recipients the relay policy allows;
+        // postmaster is always deliverable (RFC 5321 4.5.1).
+        if relay.is_ok()
+            && !authenticated
+            && !self.exempt
+            && !to.local.eq_ignore_ascii_case("postmaster")
+            && let Err(r) = self.checks.verdict(&self.shared.config.policy, self.client)
+        {
+            log::info!(
+                "mail: {to} from {} refused: {} {}",
+                self.client,
+                r.code,
+                r.lines.join(" ")
+            );
+            return Err(r);
+        }
         Ok(match self.shared.aliases.rcpt(to, relay)? {
             Rcpt::Itself => vec![to.clone()],
             Rcpt::Alias(list) => {
@@ -235,10 +423,7 @@ async fn session(
     let _ = stream.set_nodelay(true);
     let mut s = Session::new(settings(shared, kind));
     s.greet();
-    let mut gate = SessionGate {
-        shared,
-        client: peer.ip(),
-    };
+    let mut gate = SessionGate::new(shared, peer.ip(), kind);
     let mut plain = stream;
     match drive(&mut plain, &mut s, &mut gate, shared, peer).await? {
         End::Closed => {
@@ -300,6 +485,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let timeout = Duration::from_secs(shared.config.command_timeout_s);
     let result = async {
         loop {
+            if gate.settle && start < end {
+                gate.settle(s.is_authenticated()).await;
+            }
             let (n, ev) = s.advance(&buf[start..end], gate);
             start += n;
             match ev {
@@ -325,7 +513,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                 }
+                Event::Sender { helo, from } => {
+                    gate.sender(helo, &from, s.is_authenticated());
+                }
                 Event::DataStart(env) => {
+                    // What finished by now, for the rest of the session.
+                    gate.collect(false).await;
                     failed = None;
                     let rcpts = env.rcpts.iter().map(|m| m.to_string()).collect();
                     let received = crate::mail::spool::Spool::unix_now();
@@ -613,10 +806,7 @@ mod commit_tests {
         let (mut c, mut server) = tokio::io::duplex(64 * 1024);
         let mut s = Session::new(settings(&shared, Listener::Smtp));
         s.greet();
-        let mut gate = SessionGate {
-            shared: &shared,
-            client: peer.ip(),
-        };
+        let mut gate = SessionGate::new(&shared, peer.ip(), Listener::Smtp);
         let server = drive(&mut server, &mut s, &mut gate, &shared, peer);
         let client = async {
             assert!(

@@ -18,7 +18,9 @@ use crate::mail::lookup::{Answer, Record, Resolve, Rtype, reverse_name};
 pub enum Listing {
     Listed(Ipv4Addr),
     NotListed,
-    /// The lookup failed or is still running.
+    /// The lookup is still running: it may yet list the client.
+    Running,
+    /// The lookup failed or ran past its budget: counts as not listed.
     Incomplete(String),
 }
 
@@ -61,6 +63,12 @@ pub fn finding(result: &Listing, ip: IpAddr, list: &DnsList) -> Option<Finding> 
             format!("{ip} listed in {} ({a})", list.zone),
         )),
         Listing::NotListed => None,
+        Listing::Running => Some(Finding::Incomplete {
+            what: format!("{} still being asked", list.zone),
+            low: list.weight.min(0),
+            high: list.weight.max(0),
+            reject: None,
+        }),
         Listing::Incomplete(why) if list.weight < 0 => Some(Finding::Incomplete {
             what: format!("allow list {} not asked ({why})", list.zone),
             low: list.weight,
@@ -126,6 +134,14 @@ mod tests {
             Some(Finding::Incomplete {
                 low: -5,
                 high: 0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            finding(&Listing::Running, ip("192.0.2.6"), &any),
+            Some(Finding::Incomplete {
+                low: 0,
+                high: 5,
                 ..
             })
         ));

@@ -459,44 +459,54 @@ struct Ctx<'a, R> {
 
 type Eval = Result<bool, SpfResult>;
 
-/// Runs the SPF check of a session: the MAIL FROM identity, or the HELO
-/// identity for a null reverse path (`from`: `None`). `from` is
-/// `local@domain`.
-pub async fn check<R: Resolve>(r: &R, ip: IpAddr, helo: &str, from: Option<&str>) -> SpfOutcome {
+/// The outcome of a check not yet finished: the identity checked, with
+/// a temperror (what it stays if it does not finish within its budget).
+/// `from` is the MAIL FROM address `local@domain`; `None` for a null
+/// reverse path (the HELO identity).
+pub fn pending(ip: IpAddr, helo: &str, from: Option<&str>) -> SpfOutcome {
     let helo = helo.trim_end_matches('.').to_ascii_lowercase();
     let (identity, sender) = match from {
         Some(f) => (Identity::MailFrom, f.to_string()),
         None => (Identity::Helo, format!("postmaster@{helo}")),
     };
-    let (local, domain) = match sender.rsplit_once('@') {
-        Some((l, d)) => (
-            if l.is_empty() { "postmaster" } else { l }.to_string(),
-            d.trim_end_matches('.').to_ascii_lowercase(),
-        ),
-        None => ("postmaster".into(), sender.to_ascii_lowercase()),
-    };
-    let mut ctx = Ctx {
-        r,
-        ip: ip.to_canonical(),
-        sender: sender.clone(),
-        local,
-        sender_domain: domain.clone(),
-        helo,
-        dns_terms: 0,
-        void: 0,
-    };
-    let result = if valid_domain(&domain) {
-        check_host(&mut ctx, domain.clone()).await
-    } else {
-        SpfResult::None
-    };
+    let domain = sender
+        .rsplit_once('@')
+        .map_or(sender.as_str(), |(_, d)| d)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     SpfOutcome {
-        result,
+        result: SpfResult::TempError,
         identity,
         domain,
         sender,
         client: ip,
     }
+}
+
+/// Runs the SPF check of a session: the MAIL FROM identity, or the HELO
+/// identity for a null reverse path (see [`pending`]).
+pub async fn check<R: Resolve>(r: &R, ip: IpAddr, helo: &str, from: Option<&str>) -> SpfOutcome {
+    let mut out = pending(ip, helo, from);
+    let local = match out.sender.rsplit_once('@') {
+        Some((l, _)) if !l.is_empty() => l.to_string(),
+        _ => "postmaster".into(),
+    };
+    let mut ctx = Ctx {
+        r,
+        ip: ip.to_canonical(),
+        sender: out.sender.clone(),
+        local,
+        sender_domain: out.domain.clone(),
+        helo: helo.trim_end_matches('.').to_ascii_lowercase(),
+        dns_terms: 0,
+        void: 0,
+    };
+    out.result = if valid_domain(&out.domain) {
+        check_host(&mut ctx, out.domain.clone()).await
+    } else {
+        SpfResult::None
+    };
+    out
 }
 
 /// check_host() of RFC 7208 section 4 for `domain`.
