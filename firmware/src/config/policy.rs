@@ -193,4 +193,24 @@ mod tests {
         assert_eq!(bad.validate().unwrap_err().key, "mail.policy.dnsbl.zone");
         assert!(toml::from_str::<PolicyConfig>("[spf]\nfail = \"bounce\"\n").is_err());
     }
+
+    /// The shipped example's commented keys, uncommented, are valid and
+    /// their values are the defaults (the DNS lists aside).
+    #[test]
+    fn shipped_comments_are_the_defaults() {
+        let text = include_str!("../../../rootfs-overlay/etc/pocobelle.toml");
+        let section = &text[text.find("[mail.policy]").unwrap() + "[mail.policy]".len()..];
+        let mut toml_text = String::new();
+        for line in section.lines() {
+            let l = line.strip_prefix("# ").unwrap_or(line);
+            if l.contains(" = ") || l.starts_with('[') {
+                toml_text.push_str(&l.replace("mail.policy.", ""));
+                toml_text.push('\n');
+            }
+        }
+        let c: PolicyConfig = toml::from_str(&toml_text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.dnsbl.len(), 2);
+        assert_eq!(PolicyConfig { dnsbl: vec![], ..c }, PolicyConfig::default());
+    }
 }

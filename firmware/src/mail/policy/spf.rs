@@ -175,7 +175,8 @@ pub fn parse(record: &[u8]) -> Result<SpfRecord, SpfSyntax> {
                     return Err(SpfSyntax::Twice("redirect"));
                 }
             } else if name.eq_ignore_ascii_case("exp") {
-                check_domain_spec(value)?;
+                // Explanations may use c, r, t (7.2).
+                expand_checked(value, true).ok_or_else(|| SpfSyntax::BadMacro(term.into()))?;
                 if out.exp.replace(value.to_string()).is_some() {
                     return Err(SpfSyntax::Twice("exp"));
                 }
@@ -1010,6 +1011,7 @@ mod tests {
             Mechanism::Mx(Some("m.example.org".into()), 28, 128)
         );
         assert_eq!(r.redirect.as_deref(), Some("r.test"));
+        assert!(parse(b"v=spf1 -all exp=%{c}.%{r}.%{t}.x.test").is_ok());
         for bad in [
             "v=spf1 a:",
             "v=spf1 ip4:1.2.3.4/33",
