@@ -334,6 +334,23 @@ impl<'a> SessionGate<'a> {
         }
     }
 
+    /// The current transaction's SPF outcome for the rest of the session
+    /// (Authentication-Results, DMARC, greylisting's "passes SPF for a
+    /// known sender" hook): `wait` waits for a running check until its
+    /// deadline; without, a check still running reads as temperror.
+    /// `None`: no SPF check (disabled, exempt, literal domain).
+    #[allow(dead_code)] // for the greylisting and DMARC work
+    async fn spf_outcome(&mut self, wait: bool) -> Option<&SpfOutcome> {
+        if let Some(t) = self.lookups.spf.take() {
+            match t.get(wait).await {
+                Ok(Some(o)) => self.checks.spf = Some(o),
+                Ok(None) => {}
+                Err(t) => self.lookups.spf = Some(t),
+            }
+        }
+        self.checks.spf.as_ref()
+    }
+
     /// Before the verdict at RCPT: the finished results, then, when what
     /// still runs could change the answer, the rest within the budget.
     async fn settle(&mut self, authenticated: bool) {
@@ -745,6 +762,92 @@ mod commit_tests {
             tls: None,
             kick: Arc::new(Notify::new()),
         }
+    }
+
+    /// A check still running is awaited only when it could change the
+    /// answer (never with the defaults), then only until its budget, past
+    /// which it is incomplete: 451 at most, never a 5xx.
+    #[tokio::test(flavor = "current_thread")]
+    async fn running_checks_are_awaited_only_when_they_matter_and_within_budget() {
+        use crate::config::Action;
+        use crate::mail::lookup::Fixture;
+        let (q, _probe) = MemQueue::new();
+        let spool = SpoolHandle::start(q, Duration::ZERO);
+        let client: IpAddr = "192.0.2.9".parse().unwrap();
+        let to = Mailbox {
+            local: "u".into(),
+            domain: crate::smtp::Domain::Name("home.arpa".into()),
+        };
+        let hanging = || {
+            let f = Arc::new(Fixture {
+                hang: vec!["9.2.0.192.in-addr.arpa".into()],
+                ..Fixture::default()
+            });
+            let task = Task::spawn(
+                async move { rdns::check(&f, client).await },
+                Duration::from_millis(300),
+            );
+            (
+                Checks {
+                    rdns: Some(Rdns::Incomplete("still running".into())),
+                    ..Checks::default()
+                },
+                Lookups {
+                    rdns: Some(task),
+                    ..Lookups::default()
+                },
+            )
+        };
+        // Defaults: a missing PTR only scores; nothing to wait for.
+        let defaults = shared(spool.clone());
+        let (checks, lookups) = hanging();
+        let mut gate = SessionGate {
+            shared: &defaults,
+            client,
+            exempt: false,
+            checks,
+            lookups,
+            settle: true,
+        };
+        let t = Instant::now();
+        gate.settle(false).await;
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(gate.lookups.rdns.is_some(), "left running");
+        assert_eq!(gate.rcpt(&to, false).unwrap(), vec![to.clone()]);
+        // A missing PTR refuses: the check is awaited until its budget,
+        // then it is incomplete: 451 4.7.25.
+        let mut strict = shared(spool.clone());
+        strict.config.policy.rdns.missing = Action::Reject;
+        let (checks, lookups) = hanging();
+        let mut gate = SessionGate {
+            shared: &strict,
+            client,
+            exempt: false,
+            checks,
+            lookups,
+            settle: true,
+        };
+        let t = Instant::now();
+        gate.settle(false).await;
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+        assert!(gate.lookups.rdns.is_none());
+        let r = gate.rcpt(&to, false).unwrap_err();
+        assert_eq!((r.code, r.enhanced), (451, Some("4.7.25")));
+        // Postmaster and authenticated clients are exempt.
+        let pm = Mailbox {
+            local: "PostMaster".into(),
+            ..to.clone()
+        };
+        assert!(gate.rcpt(&pm, false).is_ok());
+        assert!(gate.rcpt(&to, true).is_ok());
     }
 
     /// Reads one whole reply (up to its last line); `None` if none comes

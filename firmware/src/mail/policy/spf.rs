@@ -82,6 +82,17 @@ pub struct SpfOutcome {
 }
 
 impl SpfOutcome {
+    /// The result as an Authentication-Results method (RFC 8601 2.7.2):
+    /// `spf=pass smtp.mailfrom=user@example.org`, or `smtp.helo=<name>`.
+    pub fn auth_results(&self) -> String {
+        match self.identity {
+            Identity::MailFrom => {
+                format!("spf={} smtp.mailfrom={}", self.result.as_str(), self.sender)
+            }
+            Identity::Helo => format!("spf={} smtp.helo={}", self.result.as_str(), self.domain),
+        }
+    }
+
     /// The client passed SPF for `domain` (the MAIL FROM identity).
     pub fn passes_for(&self, domain: &str) -> bool {
         self.result == SpfResult::Pass
@@ -1154,5 +1165,6 @@ mod tests {
         let o = check(&f, "192.0.2.5".parse().unwrap(), "h", Some("x@Example.NET")).await;
         assert!(o.passes_for("example.net."));
         assert_eq!(o.result.as_str(), "pass");
+        assert_eq!(o.auth_results(), "spf=pass smtp.mailfrom=x@Example.NET");
     }
 }
