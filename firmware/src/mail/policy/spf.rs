@@ -891,23 +891,29 @@ mod tests {
         );
     }
 
-    /// Appendix A.2 (multiple domains) and A.3 (DNSBL style).
+    /// Appendix A.2 (multiple domains), A.3 (DNSBL style) and A.4
+    /// (multiple requirements).
     #[tokio::test(flavor = "current_thread")]
-    async fn appendix_a2_a3_include_redirect_and_dnsbl_style() {
-        let mut f = appendix_a();
-        f.txt(
-            "example.org",
-            "v=spf1 include:example.com include:example.net -all",
-        )
-        .txt("la.example.org", "v=spf1 redirect=example.org")
-        .txt("example.com", "v=spf1 mx -all")
-        .txt("example.net", "v=spf1 ip4:198.51.100.0/24 -all");
-        let f = Arc::new(f);
-        let c = |ip: &str, from: &'static str| {
-            let f = f.clone();
-            let ip: IpAddr = ip.parse().unwrap();
-            async move { check(&f, ip, "h.test", Some(from)).await.result }
+    async fn appendix_a2_a3_a4() {
+        let run = |f: Fixture| {
+            let f = Arc::new(f);
+            move |ip: &str, from: &str| {
+                let f = f.clone();
+                let ip: IpAddr = ip.parse().unwrap();
+                let from = from.to_string();
+                async move { check(&f, ip, "h.test", Some(&from)).await.result }
+            }
         };
+        // A.2.
+        let mut f = appendix_a();
+        f.txt("la.example.org", "v=spf1 redirect=example.org")
+            .txt(
+                "example.org",
+                "v=spf1 include:example.com include:example.net -all",
+            )
+            .txt("example.com", "v=spf1 mx -all")
+            .txt("example.net", "v=spf1 ip4:198.51.100.0/24 -all");
+        let c = run(f);
         assert_eq!(c("192.0.2.129", "a@la.example.org").await, SpfResult::Pass);
         assert_eq!(c("198.51.100.7", "a@la.example.org").await, SpfResult::Pass);
         assert_eq!(c("192.0.2.65", "a@la.example.org").await, SpfResult::Fail);
@@ -915,35 +921,80 @@ mod tests {
         let mut f = appendix_a();
         f.txt(
             "example.com",
-            "v=spf1 -include:ip4._spf.%{d} -include:ptr._spf.%{d} +all",
+            "v=spf1 mx include:mobile-users._spf.%{d} include:remote-users._spf.%{d} -all",
         )
-        .txt("ip4._spf.example.com", "v=spf1 -ip4:192.0.2.0/24 +all")
-        .txt("ptr._spf.example.com", "v=spf1 -ptr:example.com +all");
-        let f = Arc::new(f);
-        let c = |ip: &str| {
-            let f = f.clone();
-            let ip: IpAddr = ip.parse().unwrap();
-            async move { check(&f, ip, "h", Some("a@example.com")).await.result }
+        .txt(
+            "mobile-users._spf.example.com",
+            "v=spf1 exists:%{l1r+}.%{d}",
+        )
+        .txt(
+            "remote-users._spf.example.com",
+            "v=spf1 exists:%{ir}.%{l1r+}.%{d}",
+        )
+        .addr("mary.mobile-users._spf.example.com", "127.0.0.2")
+        .addr("fred.mobile-users._spf.example.com", "127.0.0.2")
+        .addr(
+            "15.15.168.192.joel.remote-users._spf.example.com",
+            "127.0.0.2",
+        )
+        .addr(
+            "16.15.168.192.joel.remote-users._spf.example.com",
+            "127.0.0.2",
+        );
+        let c = run(f);
+        assert_eq!(c("1.2.3.4", "mary@example.com").await, SpfResult::Pass);
+        assert_eq!(c("1.2.3.4", "fred@example.com").await, SpfResult::Pass);
+        assert_eq!(
+            c("1.2.3.4", "fred+wildcard@example.com").await,
+            SpfResult::Pass
+        );
+        assert_eq!(c("1.2.3.4", "joel@example.com").await, SpfResult::Fail);
+        assert_eq!(
+            c("192.168.15.15", "joel@example.com").await,
+            SpfResult::Pass
+        );
+        assert_eq!(
+            c("192.168.15.16", "joel@example.com").await,
+            SpfResult::Pass
+        );
+        assert_eq!(
+            c("192.168.15.17", "joel@example.com").await,
+            SpfResult::Fail
+        );
+        assert_eq!(
+            c("192.0.2.129", "anyone@example.com").await,
+            SpfResult::Pass
+        );
+        // A.4, as printed: `ptr` in ptr._spf.example.com defaults to that
+        // domain, which no PTR name is under: every host fails.
+        let a4 = |ptr_record: &str| {
+            let mut f = appendix_a();
+            f.txt(
+                "example.com",
+                "v=spf1 -include:ip4._spf.%{d} -include:ptr._spf.%{d} +all",
+            )
+            .txt("ip4._spf.example.com", "v=spf1 -ip4:192.0.2.0/24 +all")
+            .txt("ptr._spf.example.com", ptr_record);
+            run(f)
         };
-        // Outside 192.0.2.0/24: the first include passes, so -include fails.
-        assert_eq!(c("198.51.100.1").await, SpfResult::Fail);
-        // Inside, but no PTR in example.com: the second one.
-        assert_eq!(c("192.0.2.1").await, SpfResult::Fail);
-        assert_eq!(c("192.0.2.140").await, SpfResult::Fail);
-        // Inside, with a validated PTR in example.com: +all.
-        assert_eq!(c("192.0.2.10").await, SpfResult::Pass);
-        assert_eq!(c("192.0.2.65").await, SpfResult::Pass);
+        let c = a4("v=spf1 -ptr +all");
+        for ip in ["192.0.2.10", "192.0.2.65", "10.0.0.4", "198.51.100.1"] {
+            assert_eq!(c(ip, "joe@example.com").await, SpfResult::Fail, "{ip}");
+        }
+        // As meant (`-ptr:example.com`): in 192.0.2.0/24 with a validated
+        // PTR name in example.com passes, everything else fails.
+        let c = a4("v=spf1 -ptr:example.com +all");
+        assert_eq!(c("192.0.2.10", "joe@example.com").await, SpfResult::Pass);
+        assert_eq!(c("192.0.2.65", "joe@example.com").await, SpfResult::Pass);
+        assert_eq!(c("192.0.2.1", "joe@example.com").await, SpfResult::Fail);
+        assert_eq!(c("192.0.2.140", "joe@example.com").await, SpfResult::Fail);
+        assert_eq!(c("198.51.100.1", "joe@example.com").await, SpfResult::Fail);
+        // `exp` is parsed and ignored.
         let mut f = appendix_a();
-        f.txt("example.com", "v=spf1 exists:%{ir}.%{l1r+-}._spf.%{d} -all")
-            .addr("3.2.0.192.joe._spf.example.com", "127.0.0.2");
-        let f = Arc::new(f);
-        let r = |ip: &str| {
-            let f = f.clone();
-            let ip: IpAddr = ip.parse().unwrap();
-            async move { check(&f, ip, "h", Some("joe@example.com")).await.result }
-        };
-        assert_eq!(r("192.0.2.3").await, SpfResult::Pass);
-        assert_eq!(r("192.0.2.4").await, SpfResult::Fail);
+        f.txt("example.com", "v=spf1 mx -all exp=explain._spf.%{d}");
+        let c = run(f);
+        assert_eq!(c("192.0.2.10", "joe@example.com").await, SpfResult::Fail);
+        assert_eq!(c("192.0.2.129", "joe@example.com").await, SpfResult::Pass);
     }
 
     /// Section 7.4's macro examples.
