@@ -536,6 +536,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 Event::DataStart(env) => {
                     // What finished by now, for the rest of the session.
                     gate.collect(false).await;
+                    if let Some(line) = gate.checks.summary(&shared.config.policy, peer.ip()) {
+                        log::info!("mail: checks on {peer}: {line}");
+                    }
                     failed = None;
                     let rcpts = env.rcpts.iter().map(|m| m.to_string()).collect();
                     let received = crate::mail::spool::Spool::unix_now();

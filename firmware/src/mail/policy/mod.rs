@@ -85,6 +85,32 @@ impl Checks {
         out
     }
 
+    /// A line for the log: the score and every finding; `None` when
+    /// there is nothing to say.
+    pub fn summary(&self, c: &PolicyConfig, client: IpAddr) -> Option<String> {
+        let findings = self.findings(c, client);
+        if findings.is_empty() {
+            return None;
+        }
+        let mut score = 0i32;
+        let mut what = Vec::new();
+        for f in &findings {
+            match f {
+                Finding::Score(s, why) => {
+                    score = score.saturating_add(*s);
+                    what.push(format!("{why} ({s:+})"));
+                }
+                Finding::Reject(r) => what.push(r.lines.join(" ")),
+                Finding::Incomplete { what: w, .. } => what.push(w.clone()),
+            }
+        }
+        Some(format!(
+            "score {score} (limit {}): {}",
+            c.reject_score,
+            what.join("; ")
+        ))
+    }
+
     /// The answer to a recipient: see [`decide`].
     pub fn verdict(&self, c: &PolicyConfig, client: IpAddr) -> Result<(), Reply> {
         decide(&self.findings(c, client), c.reject_score)
@@ -206,6 +232,9 @@ mod tests {
             spf: spf(SpfResult::Fail),
         };
         assert_eq!(code(worst.verdict(&c, ip())), (250, "2.1.5"));
+        let line = worst.summary(&c, ip()).unwrap();
+        assert!(line.starts_with("score 7 (limit 10): "), "{line}");
+        assert_eq!(Checks::default().summary(&c, ip()), None);
         let timed_out = Checks {
             rdns: Some(Rdns::Incomplete("timed out".into())),
             lists: vec![],
