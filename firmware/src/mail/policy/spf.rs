@@ -28,6 +28,9 @@ pub const MAX_NAMES_PER_TERM: usize = 10;
 pub const MAX_RECORD_BYTES: usize = crate::mail::lookup::MAX_TXT_BYTES;
 /// Longest expanded domain-spec (7.3: longer ones lose left labels).
 const MAX_DOMAIN_BYTES: usize = 253;
+/// Longest macro expansion before that cut: more is an error (a record of
+/// a few kilobytes of `%{S}` must not make a megabyte).
+pub const MAX_EXPANDED_BYTES: usize = 2048;
 
 /// The result of a check (RFC 7208 2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,13 +330,17 @@ fn expand_checked(s: &str, exp: bool) -> Option<String> {
     expand(s, &ctx, exp)
 }
 
-/// Expands a macro-string (RFC 7208 section 7); `None` on a syntax error.
-/// `exp`: the `c`, `r`, `t` macros are allowed (explanations only).
+/// Expands a macro-string (RFC 7208 section 7); `None` on a syntax error
+/// or past [`MAX_EXPANDED_BYTES`]. `exp`: the `c`, `r`, `t` macros are
+/// allowed (explanations only).
 pub fn expand(s: &str, ctx: &MacroCtx<'_>, exp: bool) -> Option<String> {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < b.len() {
+        if out.len() > MAX_EXPANDED_BYTES {
+            return None;
+        }
         let c = b[i];
         if c != b'%' {
             if !(0x21..=0x7e).contains(&c) {
@@ -357,7 +364,7 @@ pub fn expand(s: &str, ctx: &MacroCtx<'_>, exp: bool) -> Option<String> {
         }
         i += 2;
     }
-    Some(out)
+    (out.len() <= MAX_EXPANDED_BYTES).then_some(out)
 }
 
 /// One `%{...}` body: letter, digits, `r`, delimiters.
@@ -1058,6 +1065,9 @@ mod tests {
             assert_eq!(expand(bad, &ctx, false), None, "{bad}");
         }
         assert!(expand("%{c}", &ctx, true).is_some());
+        // Bounded: 60 senders fit, 100 escaped ones do not.
+        assert!(expand(&"%{s}".repeat(60), &ctx, false).is_some());
+        assert_eq!(expand(&"%{S}".repeat(100), &ctx, false), None);
     }
 
     #[test]
