@@ -4,10 +4,13 @@ them, run on the host inside the drill's namespace at the board's address
 drill.Board: t0, n, lines (time-stamped, with DRILL-* memory lines in the
 board's format), find/wait/type/cut.
 
-Not capped: the host's memory cgroups (v1) belong to the machine's job
-runner, so the drill measures instead (the sum of the daemons' PSS every
-second) and the verdict compares the peak with what the 64 MB guest
-leaves to user space (--budget-mib).
+Capped: both daemons run in a memory cgroup of their own, made under the
+drill's own (cgroup v2 if the host mounts it at /sys/fs/cgroup, else the
+v1 memory controller), limited to what the 64 MB guest leaves to user
+space (--budget-mib) with no swap: over it, the kernel's OOM killer acts
+inside the cgroup as it would in the board. The cgroup's usage, peak and
+OOM kills are sampled every second, with each daemon's PSS; the cgroup is
+removed at the end.
 """
 import os
 import re
@@ -83,11 +86,81 @@ zone "home.arpa" {{ type master; file "{named}/home.arpa.zone"; }};
     return etc, named
 
 
+class Cgroup:
+    """A memory cgroup for the host stack, capped at `limit` bytes, no swap."""
+
+    def __init__(self, name, limit, mnt):
+        entries = [line.rstrip("\n").split(":", 2) for line in open("/proc/self/cgroup")]
+        v1 = [path for _, ctrl, path in entries if "memory" in ctrl.split(",")]
+        self.v2 = not v1
+        own = v1[0] if v1 else next(path for hid, _, path in entries if hid == "0")
+        root = "/sys/fs/cgroup" if self.v2 else "/sys/fs/cgroup/memory"
+        if not os.path.exists(os.path.join(root, "cgroup.procs")):
+            # `ip netns exec` mounts a sysfs of its own, without the cgroup
+            # file systems: mount the hierarchy again, in the drill's
+            # mount namespace only (it goes with the namespace).
+            os.makedirs(mnt, exist_ok=True)
+            fs = ["-t", "cgroup2", "none"] if self.v2 else ["-t", "cgroup", "-o", "memory", "none"]
+            subprocess.run(["mount", *fs, mnt], check=True)
+            root = mnt
+        self.path = os.path.join(root + own, name)
+        os.makedirs(self.path, exist_ok=True)
+        if self.v2:
+            self.set("memory.max", limit)
+            self.set("memory.swap.max", 0)
+        else:
+            self.set("memory.limit_in_bytes", limit)
+            if os.path.exists(os.path.join(self.path, "memory.memsw.limit_in_bytes")):
+                self.set("memory.memsw.limit_in_bytes", limit)
+
+    def set(self, key, value):
+        with open(os.path.join(self.path, key), "w") as f:
+            f.write(str(value))
+
+    def read(self, key):
+        try:
+            return open(os.path.join(self.path, key)).read()
+        except OSError:
+            return ""
+
+    def enter(self):
+        """In the child, before exec (Popen's preexec_fn): join the cgroup."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def sample(self):
+        """(usage, peak, oom kills, reclaimable) in bytes; usage includes page cache."""
+        if self.v2:
+            usage = int(self.read("memory.current") or 0)
+            peak = int(self.read("memory.peak") or usage)
+            ev = self.read("memory.events")
+            stat = self.read("memory.stat")
+            inactive = re.search(r"^inactive_file (\d+)", stat, re.M)
+        else:
+            usage = int(self.read("memory.usage_in_bytes") or 0)
+            peak = int(self.read("memory.max_usage_in_bytes") or usage)
+            ev = self.read("memory.oom_control")
+            stat = self.read("memory.stat")
+            inactive = re.search(r"^total_inactive_file (\d+)", stat, re.M)
+        oom = re.search(r"^oom_kill (\d+)", ev, re.M)
+        return usage, peak, int(oom.group(1)) if oom else 0, int(inactive.group(1)) if inactive else 0
+
+    def remove(self):
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
 class HostStack:
     """Postfix + named started ("booted") in the namespace; cut = SIGKILL to all."""
 
-    def __init__(self, args, work, conf, n):
-        self.args, self.work, self.n = args, work, n
+    def __init__(self, args, work, conf, n, cgroup):
+        self.args, self.work, self.n, self.cg = args, work, n, cgroup
         self.etc, self.named_dir = conf
         self.lines, self.lock = [], threading.Lock()
         self.logf = open(os.path.join(work, f"boot{n}.log"), "w", buffering=1)
@@ -96,12 +169,13 @@ class HostStack:
         self.my_net = os.stat("/proc/self/ns/net").st_ino
         out = open(os.path.join(work, f"daemons{n}.out"), "w")
         self.named = subprocess.Popen(["named", "-g", "-c", os.path.join(self.named_dir, "named.conf")],
-                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=self.cg.enter)
         # The queue's directories (a new queue_directory has none; `postfix check` does not make them).
         subprocess.run(["/usr/lib/postfix/sbin/post-install", f"config_directory={self.etc}",
                         "meta_directory=/etc/postfix", "create-missing"], stdout=out, stderr=subprocess.STDOUT)
         self.proc = subprocess.Popen(["postfix", "-c", self.etc, "start-fg"], stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=self.cg.enter)
         threading.Thread(target=self.watch, daemon=True).start()
 
     def add(self, line):
@@ -144,7 +218,11 @@ class HostStack:
                 self.add(f"DRILL-P {pid} VmHWM: {hwm} kB VmRSS: {rss} kB | {name} {cmd}")
             for k, v in total.items():
                 self.add(f"DRILL-CG {k}-pss {v * 1024} {v * 1024}")
-            self.add(f"DRILL-MEM avail={budget - sum(total.values())} swaptotal=0 swapfree=0")
+            usage, peak, oom, inactive = self.cg.sample()
+            self.add(f"DRILL-CG postfix+named {usage} {peak} {oom}")
+            # As the guest's MemAvailable: the budget less what is in use,
+            # the cgroup's inactive page cache counted as available.
+            self.add(f"DRILL-MEM avail={budget - (usage - inactive) // 1024} swaptotal=0 swapfree=0")
             if not listening:
                 try:
                     socket.create_connection((BOARD, 25), 1).close()

@@ -348,3 +348,18 @@ for g in ("golden-1m", "golden-odd"):
         text = f.read()
     write("bmap", g + "-fixed", b"\0" + text)
     write("bmap", g + "-asis", b"\1" + text)
+
+# ---- greylist snapshot (mail policy) ---------------------------------------
+# Mode byte 0: secret and records, magic and checksum made right; 1: a
+# whole file as written (PBGREY1, 16-byte secret, records of kind u8,
+# digest u64, time u64, then FNV-1a 64 of all that).
+grey_body = bytes(range(16))
+grey_body += struct.pack(">BQQ", 1, 0x1122334455667788, 1_800_000_000)
+grey_body += struct.pack(">BQQ", 2, 0x99AABBCCDDEEFF00, 1_799_999_000)
+grey_body += struct.pack(">BQQ", 3, 0x0123456789ABCDEF, 1_799_999_500)
+write("greylist_snapshot", "body", b"\0" + grey_body)
+write("greylist_snapshot", "body-empty", b"\0" + bytes(16))
+write("greylist_snapshot", "body-bad-kind", b"\0" + bytes(16) + struct.pack(">BQQ", 7, 1, 1))
+grey_file = b"PBGREY1\n" + grey_body
+write("greylist_snapshot", "file", b"\1" + grey_file + struct.pack(">Q", fnv1a64(grey_file)))
+write("greylist_snapshot", "file-bad-sum", b"\1" + grey_file + struct.pack(">Q", 0))

@@ -40,8 +40,15 @@ impl Router {
                 "[system]\nhostname = \"mx.test\"\ndata_dir = \"{d}/data\"\nrun_dir = \"{d}/run\"\n\n\
                  [mail]\nlisten = [\"127.0.0.1:{port}\"]\ndomains = [\"home.arpa\"]\n\
                  {relay}error_delay_ms = 10\nmin_free_bytes = 0\n\
-                 retry_min_s = 1\nretry_max_s = 2\nprobe_interval_s = 1\n{extra}\n",
+                 retry_min_s = 1\nretry_max_s = 2\nprobe_interval_s = 1\n{extra}\n{greeting}",
                 d = dir.display(),
+                // No greeting delay (it would slow every test down) unless
+                // the test is about it; `converse` talks before the greeting.
+                greeting = if extra.contains("[mail.policy.greeting]") {
+                    ""
+                } else {
+                    "[mail.policy.greeting]\ndelay_ms = 0\n"
+                },
                 // Loopback is an outsider unless the test says otherwise.
                 relay = if extra.contains("relay_networks") {
                     ""
@@ -2062,4 +2069,124 @@ fn a_message_for_two_hops_reaches_each_recipient_once_when_one_hop_is_slow() {
         r.log()
     );
     assert_eq!(r.log().matches("to <v@b.test>: delivered").count(), 1);
+}
+
+// --- [mail.policy]: the checks that need no DNS ------------------------
+
+/// Recipient validation: an unknown user of a validated domain gets 550
+/// 5.1.1 at RCPT (nothing is queued that would bounce to a forged
+/// sender); a listed user (any case) and postmaster pass; a domain not
+/// listed stays accept-all.
+#[test]
+fn policy_unknown_recipient_of_a_validated_domain_gets_550_5_1_1() {
+    if !peers_present() {
+        return;
+    }
+    let r = Router::new(
+        "policy-recipients",
+        "[mail.policy.recipients.valid]\n\"home.arpa\" = [\"alice\"]\n",
+    );
+    let (ok, out) = r.swaks(&["--to", "mallory@home.arpa", "--from", "a@b.test"]);
+    assert!(!ok && out.contains("550 5.1.1"), "{out}");
+    for to in ["Alice@Home.Arpa", "postmaster@home.arpa"] {
+        let (ok, out) = r.swaks(&["--to", to, "--from", "a@b.test"]);
+        assert!(ok, "{to}: {out}\n{}", r.log());
+    }
+}
+
+/// The greeting waits `delay_ms`; a client that talks first gets 554
+/// 5.5.1 and the connection is closed.
+#[test]
+fn policy_greeting_delay_and_early_talkers() {
+    use std::io::{Read, Write};
+    if !peers_present() {
+        return;
+    }
+    let r = Router::new(
+        "policy-greeting",
+        "[mail.policy.greeting]\ndelay_ms = 1500\n",
+    );
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    let mut patient = connect();
+    let t = Instant::now();
+    assert_eq!(
+        greeting_within(&mut patient, 1000),
+        None,
+        "greeted too early"
+    );
+    let g = greeting_within(&mut patient, 5000).unwrap_or_default();
+    assert!(g.starts_with("220 "), "{g}\n{}", r.log());
+    assert!(t.elapsed() >= Duration::from_millis(1400));
+    let mut rude = connect();
+    rude.write_all(b"EHLO spam.test\r\n").unwrap();
+    rude.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    let _ = rude.read_to_string(&mut out);
+    assert!(out.starts_with("554 5.5.1"), "{out:?}\n{}", r.log());
+    assert!(!out.contains("220"), "{out:?}");
+    assert!(
+        r.log().contains("talked before the greeting"),
+        "{}",
+        r.log()
+    );
+}
+
+/// Per-client concurrency: past `max_sessions` connections from one
+/// address, 421 4.7.0; a slot freed is usable again.
+#[test]
+fn policy_per_client_concurrency_421() {
+    if !peers_present() {
+        return;
+    }
+    let r = Router::new("policy-limits", "[mail.policy.limits]\nmax_sessions = 2\n");
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    // DNS primed: every session slot is there (no slow start). Let the
+    // start-up probe's session end too.
+    std::fs::write(r.dir.join("run/dns.primed"), b"").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut a = connect();
+    let mut b = connect();
+    for c in [&mut a, &mut b] {
+        let g = greeting_within(c, 5000).unwrap_or_default();
+        assert!(g.starts_with("220 "), "{g}\n{}", r.log());
+    }
+    let mut third = connect();
+    let g = greeting_within(&mut third, 5000).unwrap_or_default();
+    assert!(g.starts_with("421 4.7.0"), "{g}\n{}", r.log());
+    drop(a);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = connect();
+    let g = greeting_within(&mut again, 5000).unwrap_or_default();
+    assert!(g.starts_with("220 "), "{g}\n{}", r.log());
+}
+
+/// Greylisting: the first sighting gets 450 4.7.1, a retry before the
+/// delay too, one after it passes; the client's network is then allowed
+/// for new triplets, and that survives a restart (the snapshot written
+/// at clean shutdown).
+#[test]
+fn policy_greylist_450_then_pass_after_the_delay() {
+    if !peers_present() {
+        return;
+    }
+    let mut r = Router::new(
+        "policy-greylist",
+        "[mail.policy.greylist]\nenabled = true\nmin_delay_s = 2\n",
+    );
+    let send = |r: &Router, from: &str| r.swaks(&["--to", "u@home.arpa", "--from", from]);
+    let (ok, out) = send(&r, "a@b.test");
+    assert!(!ok && out.contains("450 4.7.1"), "{out}\n{}", r.log());
+    let (ok, out) = send(&r, "a@b.test");
+    assert!(!ok && out.contains("450 4.7.1"), "too early: {out}");
+    std::thread::sleep(Duration::from_millis(2200));
+    let (ok, out) = send(&r, "a@b.test");
+    assert!(ok, "{out}\n{}", r.log());
+    let (ok, out) = send(&r, "other@c.test");
+    assert!(ok, "auto-allowed: {out}");
+    assert!(r.terminate().success());
+    assert!(r.dir.join("data/mail/greylist.db").exists(), "{}", r.log());
+    r.start();
+    let (ok, out) = send(&r, "third@d.test");
+    assert!(ok, "allowed after a restart: {out}\n{}", r.log());
 }

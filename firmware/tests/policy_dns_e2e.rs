@@ -90,7 +90,8 @@ impl Router {
                 "[system]\nhostname = \"mx.test\"\ndata_dir = \"{d}/data\"\nrun_dir = \"{d}/run\"\n\n\
                  [mail]\nlisten = [\"127.0.0.1:{port}\"]\ndomains = [\"home.arpa\"]\n\
                  relay_networks = [\"192.0.2.0/24\"]\nresolver = \"127.0.0.1:{dns_port}\"\n\
-                 error_delay_ms = 10\nmin_free_bytes = 0\n\n[mail.policy]\n{policy}\n",
+                 error_delay_ms = 10\nmin_free_bytes = 0\n\n[mail.policy]\n{policy}\n\
+                 [mail.policy.greeting]\ndelay_ms = 0\n",
                 d = dir.display()
             ),
         )

@@ -32,7 +32,7 @@ struct FuzzGate {
 }
 
 impl Gate for FuzzGate {
-    fn mail(&mut self, _: &ReversePath, _: Option<u64>) -> Result<(), Reply> {
+    fn mail(&mut self, _: &ReversePath, _: Option<u64>, _: bool) -> Result<(), Reply> {
         if self.mail_4xx {
             return Err(Reply::new(452, "4.3.1", "Insufficient system storage"));
         }

@@ -222,6 +222,7 @@ fn invalid(key: &str, message: String) -> Invalid {
 impl MailConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.policy.validate()?;
+        self.policy.validate_with(&self.domains)?;
         for (key, list) in [
             ("mail.listen", &self.listen),
             ("mail.submission_listen", &self.submission_listen),

@@ -12,7 +12,7 @@ mod locate;
 mod log;
 pub mod mail;
 mod net;
-mod policy;
+pub mod policy;
 mod system;
 pub mod ups;
 

@@ -1,8 +1,9 @@
 //! The SMTP listener: accepts connections on every configured address,
 //! applies admission (inbound limit, slow start, tarpit, 421 past it),
-//! drives one [`Session`] per connection over the socket (STARTTLS with
-//! rustls, per-command timeouts, AUTH against the password file) and
-//! streams bodies into the spool. The submission listener is the same
+//! applies the per-client limits and the greeting delay (early talkers
+//! refused), drives one [`Session`] per connection over the socket
+//! (STARTTLS with rustls, per-command timeouts, AUTH against the password
+//! file) and streams bodies into the spool. The submission listener is the same
 //! code with `Listener::Submission` (MAIL needs TLS and AUTH). It
 //! owns sockets and timers only; protocol decisions are the session's,
 //! relay decisions the policy's, storage the spool writer's.
@@ -18,7 +19,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,7 +29,11 @@ use tokio::sync::{Notify, Semaphore};
 use super::aliases::{Aliases, Rcpt};
 use super::lookup::Cache;
 use super::policy::dnsbl::{self, Listing};
+use super::policy::greeting;
+use super::policy::greylist::Greylist;
+use super::policy::limits::{ClientKey, Limits};
 use super::policy::rdns::{self, Rdns};
+use super::policy::recipients::Recipients;
 use super::policy::spf::{self, SpfOutcome};
 use super::policy::{Checks, Policy};
 use super::spool::SpoolError;
@@ -47,6 +52,9 @@ pub const TARPIT_MAX_WAIT: Duration = Duration::from_secs(120);
 /// While DNS is not primed, one more inbound session is allowed per step.
 pub const SLOW_START_STEP: Duration = Duration::from_secs(10);
 
+/// Connections held at once in the greeting delay; past it, 421.
+pub const MAX_DELAYED_GREETINGS: usize = 64;
+
 /// Everything the sessions share.
 pub struct Shared {
     pub config: MailConfig,
@@ -58,6 +66,54 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Wakes the scheduler (ETRN, new mail).
     pub kick: Arc<Notify>,
+    /// `[mail.policy.recipients]`.
+    pub recipients: Recipients,
+    /// `[mail.policy.limits]`: the per-client counts.
+    pub limits: Mutex<Limits>,
+    /// `[mail.policy.greylist]`, when enabled.
+    pub greylist: Option<Mutex<Greylist>>,
+}
+
+impl Shared {
+    /// The shared state of one configuration; the greylist table is
+    /// passed in (the service loads it from its snapshot).
+    pub fn new(
+        config: MailConfig,
+        hostname: String,
+        spool: SpoolHandle,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        greylist: Option<Greylist>,
+    ) -> Shared {
+        Shared {
+            policy: Policy::new(&config),
+            // Checked when the configuration was loaded.
+            aliases: Aliases::new(&config, &hostname).unwrap_or_default(),
+            recipients: Recipients::load(&config.policy.recipients),
+            limits: Mutex::new(Limits::new(&config.policy.limits)),
+            greylist: greylist.map(Mutex::new),
+            config,
+            hostname,
+            spool,
+            tls,
+            kick: Arc::new(Notify::new()),
+        }
+    }
+
+    fn limits(&self) -> std::sync::MutexGuard<'_, Limits> {
+        self.limits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An open session in the per-client counts, closed when dropped.
+struct Counted<'a> {
+    shared: &'a Shared,
+    key: ClientKey,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.shared.limits().disconnect(self.key);
+    }
 }
 
 /// Admission: session slots (a semaphore that grows during slow start)
@@ -66,6 +122,8 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     granted: std::sync::atomic::AtomicUsize,
     tarpit: Arc<Semaphore>,
+    /// Connections in the greeting delay.
+    delayed: Arc<Semaphore>,
     limit: usize,
 }
 
@@ -76,6 +134,7 @@ impl Admission {
             slots: Arc::new(Semaphore::new(start)),
             granted: std::sync::atomic::AtomicUsize::new(start),
             tarpit: Arc::new(Semaphore::new(tarpit)),
+            delayed: Arc::new(Semaphore::new(MAX_DELAYED_GREETINGS)),
             limit,
         }
     }
@@ -98,6 +157,12 @@ impl Admission {
 
     pub fn current_limit(&self) -> usize {
         self.granted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Session slots in use.
+    pub fn busy(&self) -> usize {
+        self.current_limit()
+            .saturating_sub(self.slots.available_permits())
     }
 }
 
@@ -152,6 +217,50 @@ pub async fn serve(
         let shared = shared.clone();
         let admission = admission.clone();
         tokio::spawn(async move {
+            let mut stream = stream;
+            let exempt = shared.policy.may_relay(peer.ip());
+            // Per-client limits, then the greeting delay, both before a
+            // session slot is taken; relay networks skip both.
+            let _counted = if exempt {
+                None
+            } else {
+                let key = ClientKey::of(peer.ip());
+                let now = crate::mail::spool::Spool::unix_now();
+                let verdict = shared.limits().connect(key, now);
+                if let Err(r) = verdict {
+                    log::info!("mail: {peer} refused: {}", r.lines[0]);
+                    send_and_close(stream, &r).await;
+                    return;
+                }
+                Some(Counted {
+                    shared: &shared,
+                    key,
+                })
+            };
+            // The DNS checks start now, overlapping the greeting delay.
+            let started = Started::new(&shared, peer.ip(), kind, exempt);
+            let delay = greeting::delay(
+                &shared.config.policy.greeting,
+                admission.busy(),
+                admission.current_limit(),
+            );
+            // Port 25 only (submission clients are people's mail programs).
+            if kind == Listener::Smtp && !exempt && !delay.is_zero() {
+                let Ok(_waiting) = admission.delayed.clone().try_acquire_owned() else {
+                    refuse(stream, &shared.hostname).await;
+                    return;
+                };
+                let mut byte = [0u8; 1];
+                match tokio::time::timeout(delay, stream.read(&mut byte)).await {
+                    Err(_) => {}
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(_)) => {
+                        log::info!("mail: {peer} talked before the greeting, refused");
+                        send_and_close(stream, &greeting::early_talker()).await;
+                        return;
+                    }
+                }
+            }
             let permit = match admission.slots.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => {
@@ -171,7 +280,7 @@ pub async fn serve(
                     }
                 }
             };
-            if let Err(e) = session(stream, peer, kind, &shared).await {
+            if let Err(e) = session(stream, peer, kind, &shared, exempt, started).await {
                 log::debug!("mail: session with {peer}: {e}");
             }
             drop(permit);
@@ -179,8 +288,12 @@ pub async fn serve(
     }
 }
 
-async fn refuse(mut stream: TcpStream, hostname: &str) {
+async fn refuse(stream: TcpStream, hostname: &str) {
     let r = Reply::new(421, "4.3.2", format!("{hostname} busy, try again later"));
+    send_and_close(stream, &r).await;
+}
+
+async fn send_and_close(mut stream: TcpStream, r: &Reply) {
     let _ = stream.write_all(r.to_wire().as_bytes()).await;
     let _ = stream.shutdown().await;
 }
@@ -232,9 +345,14 @@ const PAST_BUDGET: &str = "no answer within mail.policy.lookup_budget_ms";
 struct SessionGate<'a> {
     shared: &'a Shared,
     client: IpAddr,
-    /// No anti-spam checks: a relay network's client, or submission.
+    /// The client is in a relay network: no per-client limits, no
+    /// greylisting, no DNS checks.
     exempt: bool,
-    /// The checks' results so far; running ones count as incomplete.
+    /// The envelope sender of the transaction (for greylisting).
+    from: String,
+    /// The DNS checks apply (port 25, not a relay network).
+    dns_checks: bool,
+    /// The DNS checks' results so far; running ones count as incomplete.
     /// `checks.spf` is the current transaction's SPF outcome, for
     /// Authentication-Results, DMARC and greylisting.
     checks: Checks,
@@ -243,36 +361,58 @@ struct SessionGate<'a> {
     settle: bool,
 }
 
-impl<'a> SessionGate<'a> {
-    fn new(shared: &'a Shared, client: IpAddr, kind: Listener) -> Self {
-        let resolver = shared.config.resolver.parse().ok();
-        let exempt =
-            kind == Listener::Submission || shared.policy.may_relay(client) || resolver.is_none();
-        let mut g = SessionGate {
-            shared,
-            client,
-            exempt,
+/// The DNS checks of a connection, started as soon as it is accepted (so
+/// that they overlap the greeting delay).
+struct Started {
+    on: bool,
+    checks: Checks,
+    lookups: Lookups,
+}
+
+impl Started {
+    /// Starts the client checks (reverse DNS, DNS lists) of `client`;
+    /// none for a relay network (`exempt`), the submission port, or
+    /// without a resolver.
+    fn new(shared: &Shared, client: IpAddr, kind: Listener, exempt: bool) -> Started {
+        let mut st = Started {
+            on: false,
             checks: Checks::default(),
             lookups: Lookups::default(),
-            settle: false,
         };
-        let (Some(addr), false) = (resolver, exempt) else {
-            return g;
+        let resolver = shared.config.resolver.parse().ok();
+        let (Some(addr), false, Listener::Smtp) = (resolver, exempt, kind) else {
+            return st;
         };
+        st.on = true;
         let cache = Cache(addr);
         let c = &shared.config.policy;
         if c.rdns.enabled {
-            g.checks.rdns = Some(Rdns::Incomplete("still running".into()));
+            st.checks.rdns = Some(Rdns::Incomplete("still running".into()));
             let f = async move { rdns::check(&cache, client).await };
-            g.lookups.rdns = Some(Task::spawn(f, c.budget()));
+            st.lookups.rdns = Some(Task::spawn(f, c.budget()));
         }
         for (i, list) in c.dnsbl.iter().enumerate() {
-            g.checks.lists.push((i, Listing::Running));
+            st.checks.lists.push((i, Listing::Running));
             let list = list.clone();
             let f = async move { dnsbl::check(&cache, client, &list).await };
-            g.lookups.lists.push((i, Task::spawn(f, c.budget())));
+            st.lookups.lists.push((i, Task::spawn(f, c.budget())));
         }
-        g
+        st
+    }
+}
+
+impl<'a> SessionGate<'a> {
+    fn new(shared: &'a Shared, client: IpAddr, exempt: bool, started: Started) -> Self {
+        SessionGate {
+            shared,
+            client,
+            exempt,
+            from: String::new(),
+            dns_checks: started.on,
+            checks: started.checks,
+            lookups: started.lookups,
+            settle: false,
+        }
     }
 
     /// MAIL FROM was accepted: starts its SPF check.
@@ -284,7 +424,7 @@ impl<'a> SessionGate<'a> {
         let Ok(addr) = self.shared.config.resolver.parse() else {
             return;
         };
-        if self.exempt || authenticated || !c.spf.enabled {
+        if !self.dns_checks || authenticated || !c.spf.enabled {
             return;
         }
         let from = match from {
@@ -356,7 +496,7 @@ impl<'a> SessionGate<'a> {
     async fn settle(&mut self, authenticated: bool) {
         self.settle = false;
         self.collect(false).await;
-        if authenticated || self.exempt {
+        if authenticated || !self.dns_checks {
             return;
         }
         let c = &self.shared.config.policy;
@@ -364,13 +504,69 @@ impl<'a> SessionGate<'a> {
             self.collect(true).await;
         }
     }
+
+    /// The DNS checks' verdict on a recipient the relay rules allowed
+    /// (see `policy::Checks::verdict`); postmaster is always deliverable
+    /// (RFC 5321 4.5.1), authenticated clients are exempt.
+    fn dns_verdict(&self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
+        if !self.dns_checks || authenticated || to.local.eq_ignore_ascii_case("postmaster") {
+            return Ok(());
+        }
+        self.checks
+            .verdict(&self.shared.config.policy, self.client)
+            .inspect_err(|r| {
+                log::info!(
+                    "mail: {to} from {} refused: {} {}",
+                    self.client,
+                    r.code,
+                    r.lines.join(" ")
+                )
+            })
+    }
+
+    /// The anti-spam checks of one recipient that is no alias nor the
+    /// board's postmaster: valid user, greylisting, recipient count.
+    fn check_rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
+        let shared = self.shared;
+        if shared.policy.is_ours(&to.domain) {
+            shared.recipients.check(to)?;
+        }
+        if self.exempt || authenticated {
+            return Ok(());
+        }
+        self.dns_verdict(to, authenticated)?;
+        let now = crate::mail::spool::Spool::unix_now();
+        if let Some(g) = &shared.greylist {
+            let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+            // The SPF hook (`spf_pass_for_known_domain`): what a known
+            // sender domain is stays to be decided; `self.checks.spf`
+            // (`SpfOutcome::passes_for`) is the SPF half of it.
+            g.check(now, self.client, &self.from, &to.to_string(), false)
+                .inspect_err(|_| {
+                    log::info!("mail: greylisted {} <{}> -> <{to}>", self.client, self.from)
+                })?;
+        }
+        shared.limits().recipient(ClientKey::of(self.client), now)
+    }
 }
 
 impl Gate for SessionGate<'_> {
-    fn mail(&mut self, _from: &ReversePath, _size: Option<u64>) -> Result<(), Reply> {
+    fn mail(
+        &mut self,
+        from: &ReversePath,
+        _size: Option<u64>,
+        authenticated: bool,
+    ) -> Result<(), Reply> {
         if self.shared.spool.is_full() {
             return Err(Reply::new(452, "4.3.1", "Insufficient system storage"));
         }
+        if !self.exempt && !authenticated {
+            let now = crate::mail::spool::Spool::unix_now();
+            self.shared
+                .limits()
+                .message(ClientKey::of(self.client), now)?;
+        }
+        self.from = from.to_string();
         Ok(())
     }
 
@@ -379,25 +575,13 @@ impl Gate for SessionGate<'_> {
             .shared
             .policy
             .check_rcpt(to, self.client, authenticated);
-        // The anti-spam verdict, for recipients the relay policy allows;
-        // postmaster is always deliverable (RFC 5321 4.5.1).
-        if relay.is_ok()
-            && !authenticated
-            && !self.exempt
-            && !to.local.eq_ignore_ascii_case("postmaster")
-            && let Err(r) = self.checks.verdict(&self.shared.config.policy, self.client)
-        {
-            log::info!(
-                "mail: {to} from {} refused: {} {}",
-                self.client,
-                r.code,
-                r.lines.join(" ")
-            );
-            return Err(r);
-        }
         Ok(match self.shared.aliases.rcpt(to, relay)? {
-            Rcpt::Itself => vec![to.clone()],
+            Rcpt::Itself => {
+                self.check_rcpt(to, authenticated)?;
+                vec![to.clone()]
+            }
             Rcpt::Alias(list) => {
+                self.dns_verdict(to, authenticated)?;
                 log::debug!("mail: {to} is an alias of {} address(es)", list.len());
                 list.to_vec()
             }
@@ -436,11 +620,13 @@ async fn session(
     peer: SocketAddr,
     kind: Listener,
     shared: &Shared,
+    exempt: bool,
+    started: Started,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut s = Session::new(settings(shared, kind));
     s.greet();
-    let mut gate = SessionGate::new(shared, peer.ip(), kind);
+    let mut gate = SessionGate::new(shared, peer.ip(), exempt, started);
     let mut plain = stream;
     match drive(&mut plain, &mut s, &mut gate, shared, peer).await? {
         End::Closed => {
@@ -756,15 +942,7 @@ mod commit_tests {
             domains: vec!["home.arpa".into()],
             ..MailConfig::default()
         };
-        Shared {
-            policy: Policy::new(&config),
-            aliases: Aliases::new(&config, "mx.test").unwrap(),
-            config,
-            hostname: "mx.test".into(),
-            spool,
-            tls: None,
-            kick: Arc::new(Notify::new()),
-        }
+        Shared::new(config, "mx.test".into(), spool, None, None)
     }
 
     /// A check still running is awaited only when it could change the
@@ -790,28 +968,22 @@ mod commit_tests {
                 async move { rdns::check(&f, client).await },
                 Duration::from_millis(300),
             );
-            (
-                Checks {
+            Started {
+                on: true,
+                checks: Checks {
                     rdns: Some(Rdns::Incomplete("still running".into())),
                     ..Checks::default()
                 },
-                Lookups {
+                lookups: Lookups {
                     rdns: Some(task),
                     ..Lookups::default()
                 },
-            )
+            }
         };
         // Defaults: a missing PTR only scores; nothing to wait for.
         let defaults = shared(spool.clone());
-        let (checks, lookups) = hanging();
-        let mut gate = SessionGate {
-            shared: &defaults,
-            client,
-            exempt: false,
-            checks,
-            lookups,
-            settle: true,
-        };
+        let mut gate = SessionGate::new(&defaults, client, false, hanging());
+        gate.settle = true;
         let t = Instant::now();
         gate.settle(false).await;
         assert!(
@@ -825,15 +997,8 @@ mod commit_tests {
         // then it is incomplete: 451 4.7.25.
         let mut strict = shared(spool.clone());
         strict.config.policy.rdns.missing = Action::Reject;
-        let (checks, lookups) = hanging();
-        let mut gate = SessionGate {
-            shared: &strict,
-            client,
-            exempt: false,
-            checks,
-            lookups,
-            settle: true,
-        };
+        let mut gate = SessionGate::new(&strict, client, false, hanging());
+        gate.settle = true;
         let t = Instant::now();
         gate.settle(false).await;
         let waited = t.elapsed();
@@ -912,7 +1077,12 @@ mod commit_tests {
         let (mut c, mut server) = tokio::io::duplex(64 * 1024);
         let mut s = Session::new(settings(&shared, Listener::Smtp));
         s.greet();
-        let mut gate = SessionGate::new(&shared, peer.ip(), Listener::Smtp);
+        let mut gate = SessionGate::new(
+            &shared,
+            peer.ip(),
+            false,
+            Started::new(&shared, peer.ip(), Listener::Smtp, false),
+        );
         let server = drive(&mut server, &mut s, &mut gate, &shared, peer);
         let client = async {
             assert!(
@@ -983,5 +1153,84 @@ mod commit_tests {
         };
         let (ended, ()) = tokio::join!(server, client);
         assert!(matches!(ended, Ok(End::Closed)));
+    }
+}
+
+/// The anti-spam checks as the session gate applies them: their order at
+/// RCPT, and who is exempt.
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::mail::policy::greylist::SECRET_BYTES;
+    use crate::mail::queue::MemQueue;
+    use crate::smtp::command::parse_path;
+
+    fn shared() -> Shared {
+        let mut config = MailConfig {
+            domains: vec!["home.arpa".into()],
+            relay_networks: vec!["192.168.1.0/24".into()],
+            ..MailConfig::default()
+        };
+        config
+            .policy
+            .recipients
+            .valid
+            .insert("home.arpa".into(), vec!["alice".into()]);
+        config.policy.limits.max_messages = 2;
+        config.policy.greylist.enabled = true;
+        let grey = Greylist::new(&config.policy.greylist, [3; SECRET_BYTES]);
+        let (q, _) = MemQueue::new();
+        let spool = SpoolHandle::start(q, Duration::ZERO);
+        Shared::new(config, "mx.test".into(), spool, None, Some(grey))
+    }
+
+    fn gate<'a>(shared: &'a Shared, client: &str) -> SessionGate<'a> {
+        let client: IpAddr = client.parse().unwrap();
+        let exempt = shared.policy.may_relay(client);
+        // No DNS checks here (they have tests of their own).
+        let none = Started {
+            on: false,
+            checks: Checks::default(),
+            lookups: Lookups::default(),
+        };
+        SessionGate::new(shared, client, exempt, none)
+    }
+
+    fn code<T>(r: Result<T, Reply>) -> (u16, &'static str) {
+        match r {
+            Ok(_) => (250, ""),
+            Err(r) => (r.code, r.enhanced.unwrap_or("")),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn order_and_exemptions() {
+        let shared = shared();
+        let from = ReversePath::Mailbox(parse_path("<a@b.test>").unwrap());
+        let rcpt = |g: &mut SessionGate<'_>, to: &str, auth: bool| {
+            code(g.rcpt(&parse_path(to).unwrap(), auth))
+        };
+        let mut out = gate(&shared, "203.0.113.5");
+        assert_eq!(code(out.mail(&from, None, false)), (250, ""));
+        // Relay policy first, then the valid users, then greylisting.
+        assert_eq!(rcpt(&mut out, "<u@example.org>", false), (554, "5.7.1"));
+        assert_eq!(rcpt(&mut out, "<mallory@home.arpa>", false), (550, "5.1.1"));
+        assert_eq!(rcpt(&mut out, "<alice@home.arpa>", false), (450, "4.7.1"));
+        // The board's postmaster is never greylisted nor validated.
+        assert_eq!(rcpt(&mut out, "<postmaster@mx.test>", false), (250, ""));
+        // Authenticated: no greylisting, no message limit; users are
+        // still validated.
+        assert_eq!(rcpt(&mut out, "<alice@home.arpa>", true), (250, ""));
+        assert_eq!(rcpt(&mut out, "<mallory@home.arpa>", true), (550, "5.1.1"));
+        assert_eq!(code(out.mail(&from, None, false)), (250, ""));
+        assert_eq!(code(out.mail(&from, None, false)), (450, "4.7.0"));
+        assert_eq!(code(out.mail(&from, None, true)), (250, ""));
+        // A relay network: exempt from limits and greylisting.
+        let mut lan = gate(&shared, "192.168.1.9");
+        for _ in 0..3 {
+            assert_eq!(code(lan.mail(&from, None, false)), (250, ""));
+        }
+        assert_eq!(rcpt(&mut lan, "<alice@home.arpa>", false), (250, ""));
+        assert_eq!(rcpt(&mut lan, "<mallory@home.arpa>", false), (550, "5.1.1"));
     }
 }

@@ -87,6 +87,11 @@ pub trait Queue: Send {
     /// full, and then fails its [`Queue::end`] with `Full`).
     fn body(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError>;
 
+    /// Puts header fields in front of an open message, after those put
+    /// there before: fields known only at its end (`Authentication-Results`).
+    /// Errors as [`Queue::body`].
+    fn head(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError>;
+
     /// Ends a message: acknowledged once the next [`Queue::commit`]
     /// returns `Ok`, not before.
     fn end(&mut self, id: u64) -> Result<(), SpoolError>;
@@ -224,6 +229,8 @@ mod mem {
         warned: bool,
         ended: bool,
         durable: bool,
+        /// Bytes of heads at the body's front.
+        heads: usize,
     }
 
     /// Messages in a map, bodies in memory.
@@ -320,6 +327,7 @@ mod mem {
                     warned: false,
                     ended: false,
                     durable: false,
+                    heads: 0,
                 },
             );
             self.shared.bodies.lock().unwrap().insert(id, Vec::new());
@@ -336,6 +344,22 @@ mod mem {
             m.size += data.len() as u64;
             if let Some(b) = self.shared.bodies.lock().unwrap().get_mut(&id) {
                 b.extend_from_slice(data);
+            }
+            self.log(Step::Body(id, data.len()));
+            Ok(())
+        }
+
+        fn head(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError> {
+            let m = self
+                .msgs
+                .get_mut(&id)
+                .filter(|m| !m.ended)
+                .ok_or(SpoolError::NoSuchMessage(id))?;
+            m.size += data.len() as u64;
+            let at = m.heads;
+            m.heads += data.len();
+            if let Some(b) = self.shared.bodies.lock().unwrap().get_mut(&id) {
+                b.splice(at..at, data.iter().copied());
             }
             self.log(Step::Body(id, data.len()));
             Ok(())

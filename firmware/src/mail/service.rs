@@ -1,7 +1,8 @@
 //! Starting the mail service: opens the spool (recovery), loads or creates
 //! the STARTTLS key pair, binds the listeners, and runs the listeners, the
 //! slow-start timer, the scheduler and the control socket
-//! (`<run_dir>/mail.sock`) on one current-thread runtime. It owns the
+//! (`<run_dir>/mail.sock`) on one current-thread runtime; loads the
+//! greylist snapshot and saves it in batches and at stop. It owns the
 //! wiring only.
 
 use std::path::{Path, PathBuf};
@@ -10,11 +11,9 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::Notify;
 
-use super::aliases::Aliases;
 use super::listener::{self, Admission, Shared};
-use super::policy::Policy;
+use super::policy::greylist::{self, Greylist};
 use super::scheduler::Scheduler;
 use super::spool::writer::{QueueEntry, SpoolHandle};
 use super::spool::{Limits, Spool};
@@ -208,18 +207,28 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             None
         }
     };
-    let kick = Arc::new(Notify::new());
     let primed_file = config.system.run_dir.join("dns.primed");
-    let shared = Arc::new(Shared {
-        config: m.clone(),
-        hostname: config.system.hostname.clone(),
-        policy: Policy::new(&m),
-        // Checked when the configuration was loaded.
-        aliases: Aliases::new(&m, &config.system.hostname).unwrap_or_default(),
-        spool: spool.clone(),
+    let grey_file = greylist_file(&config);
+    let grey = m
+        .policy
+        .greylist
+        .enabled
+        .then(|| load_greylist(&grey_file, &m.policy.greylist));
+    let shared = Arc::new(Shared::new(
+        m.clone(),
+        config.system.hostname.clone(),
+        spool.clone(),
         tls,
-        kick: kick.clone(),
-    });
+        grey,
+    ));
+    let kick = shared.kick.clone();
+    if shared.greylist.is_some() {
+        tokio::spawn(save_greylist_every(
+            shared.clone(),
+            grey_file.clone(),
+            Duration::from_secs(m.policy.greylist.save_interval_s),
+        ));
+    }
     let admission = Arc::new(Admission::new(
         m.inbound_limit,
         m.tarpit_connections,
@@ -296,12 +305,79 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             }
         });
     }
+    save_greylist(&shared, &grey_file);
     log::info!("mail: stopping; committing the spool");
     match spool.commit().await {
         Ok(()) => log::info!("mail: spool committed; stopped"),
         Err(e) => log::error!("mail: spool commit at stop: {e}"),
     }
     Ok(())
+}
+
+/// The greylist snapshot: `<data_dir>/mail/greylist.db`.
+pub fn greylist_file(config: &Config) -> PathBuf {
+    config.system.data_dir.join("mail").join("greylist.db")
+}
+
+/// The greylist from its snapshot; a missing, unreadable, oversized or
+/// damaged file is a warning and an empty table (a new secret).
+fn load_greylist(path: &Path, c: &crate::config::policy::GreylistConfig) -> Greylist {
+    use std::io::Read;
+    let now = super::spool::Spool::unix_now();
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| {
+        f.take(greylist::MAX_SNAPSHOT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+    });
+    match read.map(|_| Greylist::decode(c, &bytes, now)) {
+        Ok(Ok(g)) => {
+            let (t, a) = g.len();
+            log::info!("mail: greylist: {t} triplet(s), {a} allowed network(s) loaded");
+            return g;
+        }
+        Ok(Err(e)) => log::warn!("mail: {}: {e}; greylist starts empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("mail: {}: {e}; greylist starts empty", path.display()),
+    }
+    let mut secret = [0u8; greylist::SECRET_BYTES];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret).is_err() {
+        log::warn!("mail: greylist: no random secret; using the time");
+        secret[..8].copy_from_slice(&now.to_be_bytes());
+    }
+    Greylist::new(c, secret)
+}
+
+/// Writes the greylist snapshot if it changed (one atomic write).
+fn save_greylist(shared: &Shared, path: &Path) {
+    let Some(g) = &shared.greylist else {
+        return;
+    };
+    let bytes = {
+        let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.is_dirty() {
+            return;
+        }
+        g.saved();
+        g.encode(super::spool::Spool::unix_now())
+    };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = crate::sys::atomic::write_atomic(path, &bytes) {
+        log::warn!("mail: {}: {e}", path.display());
+        if let Some(g) = &shared.greylist {
+            // Try again next time.
+            let _ = g.lock().map(|mut g| g.touch());
+        }
+    }
+}
+
+/// Saves the greylist at most once per `every` (flash sees few writes).
+async fn save_greylist_every(shared: Arc<Shared>, path: PathBuf, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        save_greylist(&shared, &path);
+    }
 }
 
 /// What the spool's recovery found when mail last started, kept in

@@ -51,7 +51,13 @@ pub struct Settings {
 /// The caller's verdicts on MAIL and RCPT (admission, relay policy). They
 /// must be pure decisions: no I/O.
 pub trait Gate {
-    fn mail(&mut self, from: &ReversePath, size: Option<u64>) -> Result<(), Reply>;
+    /// `authenticated`: the client passed AUTH in this session.
+    fn mail(
+        &mut self,
+        from: &ReversePath,
+        size: Option<u64>,
+        authenticated: bool,
+    ) -> Result<(), Reply>;
     /// `authenticated`: the client passed AUTH in this session. On
     /// success, the recipients to record for `to`: itself, or the
     /// addresses an alias expands it to.
@@ -678,7 +684,7 @@ impl Session {
                 ))
                 .then_some(Event::Close);
         }
-        match gate.mail(&from, params.size) {
+        match gate.mail(&from, params.size, self.authenticated) {
             Ok(()) => {
                 let ev = Event::Sender {
                     helo: helo.clone(),
@@ -1060,7 +1066,7 @@ mod tests {
 
     struct AcceptHome;
     impl Gate for AcceptHome {
-        fn mail(&mut self, _: &ReversePath, _: Option<u64>) -> Result<(), Reply> {
+        fn mail(&mut self, _: &ReversePath, _: Option<u64>, _: bool) -> Result<(), Reply> {
             Ok(())
         }
         fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {

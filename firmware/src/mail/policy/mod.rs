@@ -1,12 +1,15 @@
 //! Mail policy: what the board accepts, from whom, and what it says about
 //! it. `relay` decides who may send to which domain (never an open relay);
 //! the anti-spam checks of a home backup MX live beside it, one module a
-//! check, each configured under `[mail.policy]`: `rdns` (reverse and
-//! forward-confirmed reverse DNS), `dnsbl` (DNS block and allow lists),
-//! `spf` (RFC 7208). Each check's lookups go through
-//! [`crate::mail::lookup::Resolve`]; its result becomes a [`Finding`], and
-//! [`Checks::verdict`] (pure) turns a session's findings into the answer
-//! to a recipient. The listener runs the lookups and fills [`Checks`].
+//! check, each configured under `[mail.policy]`. Without DNS:
+//! `recipients` (valid users of the backup-MX domains), `greeting`
+//! (greeting delay, early talkers), `limits` (per-client counts) and
+//! `greylist`. Asking DNS: `rdns` (reverse and forward-confirmed reverse
+//! DNS), `dnsbl` (DNS block and allow lists), `spf` (RFC 7208). Each DNS
+//! check's lookups go through [`crate::mail::lookup::Resolve`]; its result
+//! becomes a [`Finding`], and [`Checks::verdict`] (pure) turns a session's
+//! findings into the answer to a recipient. The listener runs the lookups
+//! and fills [`Checks`].
 //!
 //! The rule above all: a check that could not be completed (a timeout, a
 //! SERVFAIL, a lookup still running) gives a temporary answer (4xx) at
@@ -14,11 +17,15 @@
 //!
 //! Where the verdict is given: at RCPT, after the relay decision allowed
 //! the recipient, so that `postmaster@` can be exempt (RFC 5321 4.5.1);
-//! clients in `relay_networks` and authenticated clients are exempt (their
-//! checks are not even started).
+//! authenticated clients are exempt, and clients in `relay_networks` or on
+//! the submission port get no checks (not even started).
 
 pub mod dnsbl;
+pub mod greeting;
+pub mod greylist;
+pub mod limits;
 pub mod rdns;
+pub mod recipients;
 pub mod relay;
 pub mod spf;
 

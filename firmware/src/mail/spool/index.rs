@@ -71,6 +71,39 @@ pub(super) struct Open {
     pub(super) extents: Vec<Extent>,
     pub(super) size: u64,
     pub(super) segs: BTreeSet<u64>,
+    /// How many of `extents` are heads (at the front, in the order
+    /// written).
+    pub(super) heads: usize,
+}
+
+impl Open {
+    pub(super) fn new(env: StoredEnvelope, seq: u64) -> Open {
+        Open {
+            env,
+            extents: Vec::new(),
+            size: 0,
+            segs: BTreeSet::from([seq]),
+            heads: 0,
+        }
+    }
+
+    /// Adds the bytes of a body record (at the end) or of a head record
+    /// (in front of the body, after earlier heads), from segment `seq`.
+    pub(super) fn add(&mut self, seq: u64, offset: u64, len: usize, head: bool) {
+        let e = Extent {
+            seg: seq,
+            offset,
+            len: len as u32,
+        };
+        if head {
+            self.extents.insert(self.heads, e);
+            self.heads += 1;
+        } else {
+            self.extents.push(e);
+        }
+        self.size += len as u64;
+        self.segs.insert(seq);
+    }
 }
 
 /// The table.

@@ -24,7 +24,6 @@ pub mod record;
 pub mod recovery;
 pub mod writer;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -68,6 +67,10 @@ pub enum SpoolError {
     /// (451: the sender sends it again).
     #[error("message {0:016X}: a commit of its first records failed; dropped")]
     Uncommitted(u64),
+    /// Header fields put in front of a message are over
+    /// [`record::MAX_HEAD_BYTES`]: they are left out (the message stays).
+    #[error("{0} bytes of header fields to put in front of a message, over the bound")]
+    HeadTooLong(usize),
     /// An operation named a message the spool does not know.
     #[error("no message {0:016X} in the spool")]
     NoSuchMessage(u64),
@@ -306,20 +309,26 @@ impl Spool {
         };
         let (seq, _) = self.append(&Record::Begin(env.clone()))?;
         self.log.touch(id, seq);
-        self.index.open.insert(
-            id,
-            Open {
-                env,
-                extents: Vec::new(),
-                size: 0,
-                segs: BTreeSet::from([seq]),
-            },
-        );
+        self.index.open.insert(id, Open::new(env, seq));
         Ok(id)
     }
 
     /// Appends a body chunk of an open message.
     pub fn body(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError> {
+        self.add(id, data, false)
+    }
+
+    /// Puts header fields in front of an open message (after the heads
+    /// already put there): fields known only at its end, such as
+    /// `Authentication-Results`. At most [`record::MAX_HEAD_BYTES`].
+    pub fn head(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError> {
+        if data.len() > record::MAX_HEAD_BYTES {
+            return Err(SpoolError::HeadTooLong(data.len()));
+        }
+        self.add(id, data, true)
+    }
+
+    fn add(&mut self, id: u64, data: &[u8], head: bool) -> Result<(), SpoolError> {
         if !self.index.open.contains_key(&id) {
             return Err(SpoolError::NoSuchMessage(id));
         }
@@ -330,23 +339,24 @@ impl Spool {
             }
             return Err(e);
         }
-        let (seq, at) = self.append(&Record::Body {
-            id,
-            data: data.to_vec(),
-        })?;
+        let rec = if head {
+            Record::Head {
+                id,
+                data: data.to_vec(),
+            }
+        } else {
+            Record::Body {
+                id,
+                data: data.to_vec(),
+            }
+        };
+        let (seq, at) = self.append(&rec)?;
         self.log.touch(id, seq);
-        let o = self
-            .index
+        self.index
             .open
             .get_mut(&id)
-            .ok_or(SpoolError::NoSuchMessage(id))?;
-        o.extents.push(Extent {
-            seg: seq,
-            offset: at + 8,
-            len: data.len() as u32,
-        });
-        o.size += data.len() as u64;
-        o.segs.insert(seq);
+            .ok_or(SpoolError::NoSuchMessage(id))?
+            .add(seq, at + 8, data.len(), head);
         Ok(())
     }
 
@@ -544,6 +554,10 @@ impl Queue for Spool {
         Spool::body(self, id, data)
     }
 
+    fn head(&mut self, id: u64, data: &[u8]) -> Result<(), SpoolError> {
+        Spool::head(self, id, data)
+    }
+
     fn end(&mut self, id: u64) -> Result<(), SpoolError> {
         Spool::end(self, id)
     }
@@ -678,6 +692,35 @@ mod tests {
         assert_eq!(s.messages().count(), 2);
         assert_eq!(s.read_body(a).unwrap(), vec![b'a'; 5000]);
         assert_eq!(s.read_body(b).unwrap(), b"short body\r\n");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn heads_go_in_front_of_the_body_and_survive_reopen() {
+        let d = tmp("heads");
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let id = s
+            .begin("a@b".into(), vec!["c@d".into()], 0, Default::default())
+            .unwrap();
+        s.body(id, b"Received: x\r\n").unwrap();
+        s.body(id, b"Subject: y\r\n\r\nbody\r\n").unwrap();
+        s.head(id, b"Authentication-Results: h; spf=pass\r\n")
+            .unwrap();
+        s.head(id, b"X-Second: 2\r\n").unwrap();
+        let too_long = vec![b'x'; record::MAX_HEAD_BYTES + 1];
+        assert!(matches!(
+            s.head(id, &too_long),
+            Err(SpoolError::HeadTooLong(_))
+        ));
+        s.end(id).unwrap();
+        s.commit().unwrap();
+        let want: &[u8] = b"Authentication-Results: h; spf=pass\r\nX-Second: 2\r\n\
+            Received: x\r\nSubject: y\r\n\r\nbody\r\n";
+        assert_eq!(s.read_body(id).unwrap(), want);
+        assert_eq!(s.message(id).unwrap().size, want.len() as u64);
+        drop(s);
+        let s = Spool::open(&d, limits()).unwrap();
+        assert_eq!(s.read_body(id).unwrap(), want, "after recovery");
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -110,6 +110,12 @@ pub enum Record {
     Begin(StoredEnvelope),
     /// A body chunk (its bytes follow the id in the payload).
     Body { id: u64, data: Vec<u8> },
+    /// Header fields to put in front of everything written for the message
+    /// so far (its bytes follow the id, as in a body record), written last
+    /// because they are known only at the message's end:
+    /// `Authentication-Results` needs the whole body. At most
+    /// [`MAX_HEAD_BYTES`].
+    Head { id: u64, data: Vec<u8> },
     /// The message is complete with this many body bytes: after the commit
     /// that holds this record, it is acknowledged.
     End { id: u64, size: u64 },
@@ -217,6 +223,7 @@ impl Record {
         match self {
             Record::Begin(env) => env.id,
             Record::Body { id, .. }
+            | Record::Head { id, .. }
             | Record::End { id, .. }
             | Record::Rcpt { id, .. }
             | Record::Retry { id, .. }
@@ -236,6 +243,7 @@ pub fn kind_name(kind: u8) -> &'static str {
         T_RETRY => "retry",
         T_DELETE => "delete",
         T_WARNED => "warned",
+        T_HEAD => "head",
         _ => "unknown",
     }
 }
@@ -254,6 +262,12 @@ pub const T_RCPT: u8 = 4;
 pub const T_RETRY: u8 = 5;
 pub const T_DELETE: u8 = 6;
 pub const T_WARNED: u8 = 7;
+pub const T_HEAD: u8 = 8;
+
+/// Largest head record (header fields put in front of a message at its
+/// end): an `Authentication-Results` field with a few results fits many
+/// times over.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 const fn crc_table() -> [u32; 256] {
     let mut t = [0u32; 256];
@@ -304,6 +318,12 @@ fn payload_of(rec: &Record, version: u8) -> (u8, Vec<u8>) {
             p.extend_from_slice(&id.to_le_bytes());
             p.extend_from_slice(data);
             (T_BODY, p)
+        }
+        Record::Head { id, data } => {
+            let mut p = Vec::with_capacity(8 + data.len());
+            p.extend_from_slice(&id.to_le_bytes());
+            p.extend_from_slice(data);
+            (T_HEAD, p)
         }
         Record::End { id, size } => {
             let mut p = id.to_le_bytes().to_vec();
@@ -496,6 +516,10 @@ fn decode_payload(version: u8, t: u8, payload: &[u8]) -> Option<Record> {
         }
         T_BEGIN => Record::Begin(exact(postcard::take_from_bytes(payload))?),
         T_BODY => Record::Body {
+            id: u64_at(payload, 0)?,
+            data: payload.get(8..)?.to_vec(),
+        },
+        T_HEAD if len <= 8 + MAX_HEAD_BYTES => Record::Head {
             id: u64_at(payload, 0)?,
             data: payload.get(8..)?.to_vec(),
         },
@@ -730,6 +754,24 @@ mod tests {
         assert_eq!(buf[starts[1]], MAGIC_FRAMED);
         assert_eq!(buf[starts[1] + 1], VERSION);
         assert_eq!(buf[starts[1] + 7..starts[1] + 15], 7u64.to_le_bytes());
+    }
+
+    #[test]
+    fn a_head_record_round_trips_within_its_bound() {
+        let r = Record::Head {
+            id: 7,
+            data: b"Authentication-Results: h; none\r\n".to_vec(),
+        };
+        let mut buf = Vec::new();
+        encode(&r, &mut buf);
+        assert_eq!(decode(&buf).unwrap().record, r);
+        let big = Record::Head {
+            id: 7,
+            data: vec![b'x'; MAX_HEAD_BYTES + 1],
+        };
+        buf.clear();
+        encode(&big, &mut buf);
+        assert!(matches!(decode(&buf), Err(DecodeError::BadPayload(_))));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::path::Path;
 
-use super::index::{Extent, Message, Open, RcptState};
+use super::index::{Message, Open, RcptState};
 use super::log::{Segment, io_err, seg_name};
 use super::record::{self, HEADER_LEN_V1, MAGIC, MAGIC_FRAMED, MAX_PAYLOAD, MAX_RECORD};
 use super::record::{DecodeError, Record};
@@ -401,7 +401,12 @@ impl Replay {
             }
             return;
         }
-        if self.doubled.contains(&id) && matches!(rec, Record::Body { .. } | Record::End { .. }) {
+        if self.doubled.contains(&id)
+            && matches!(
+                rec,
+                Record::Body { .. } | Record::Head { .. } | Record::End { .. }
+            )
+        {
             return;
         }
         // An end record without its begin after damage: the message was
@@ -438,26 +443,18 @@ fn replay(
         Record::Begin(env) => {
             let id = env.id;
             seg.live.insert(id);
-            open.insert(
-                id,
-                Open {
-                    env,
-                    extents: Vec::new(),
-                    size: 0,
-                    segs: BTreeSet::from([seq]),
-                },
-            );
+            open.insert(id, Open::new(env, seq));
         }
         Record::Body { id, data } => {
             if let Some(o) = open.get_mut(&id) {
                 seg.live.insert(id);
-                o.extents.push(Extent {
-                    seg: seq,
-                    offset: payload_at + 8,
-                    len: data.len() as u32,
-                });
-                o.size += data.len() as u64;
-                o.segs.insert(seq);
+                o.add(seq, payload_at + 8, data.len(), false);
+            }
+        }
+        Record::Head { id, data } => {
+            if let Some(o) = open.get_mut(&id) {
+                seg.live.insert(id);
+                o.add(seq, payload_at + 8, data.len(), true);
             }
         }
         Record::End { id, size } => {

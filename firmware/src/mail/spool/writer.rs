@@ -40,6 +40,10 @@ enum Op {
         id: u64,
         data: Vec<u8>,
     },
+    Head {
+        id: u64,
+        data: Vec<u8>,
+    },
     End {
         id: u64,
         reply: Reply<()>,
@@ -154,6 +158,11 @@ impl SpoolHandle {
 
     pub async fn body(&self, id: u64, data: Vec<u8>) -> Result<(), SpoolError> {
         self.send(Op::Body { id, data }).await
+    }
+
+    /// Puts header fields in front of the message (see [`Queue::head`]).
+    pub async fn head(&self, id: u64, data: Vec<u8>) -> Result<(), SpoolError> {
+        self.send(Op::Head { id, data }).await
     }
 
     /// Ends the message and returns once it is durable.
@@ -411,6 +420,12 @@ fn apply<Q: Queue>(spool: &mut Q, op: Op, waiting: &mut Vec<Pending>) -> bool {
         Op::Body { id, data } => {
             if let Err(e) = spool.body(id, &data) {
                 log::debug!("spool: message {id:016X}: {e}");
+            }
+            false
+        }
+        Op::Head { id, data } => {
+            if let Err(e) = spool.head(id, &data) {
+                log::warn!("spool: message {id:016X}: {e}");
             }
             false
         }
