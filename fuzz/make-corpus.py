@@ -226,6 +226,13 @@ write("sasl", "login-user", b"YWxpY2U=")
 write("sasl", "empty", b"=")
 write("sasl", "bad", b"YWxp*2U=")
 
+# spf_record: RFC 7208 records, as TXT data (length-prefixed strings) and as text.
+write("spf_record", "appendix-a", b"v=spf1 mx/30 mx:example.org/30 a:%{d}//64 ptr -all")
+write("spf_record", "include-redirect", b"v=spf1 -include:ip4._spf.%{d} ?exists:%{ir}.%{l1r+-}._spf.%{d2} redirect=example.org exp=explain._spf.%{d}")
+write("spf_record", "ip", b"V=SPF1 ip4:192.0.2.0/24 ~ip6:2001:db8::/32 +all unknown-mod=%{h}%%%_%-")
+write("spf_record", "txt-strings", b"\x07v=spf1 \x04-all")
+write("spf_record", "bad", b"v=spf1 a:%{q} ip4:1.2.3/40 redirect=a redirect=b")
+
 
 # ---- spool ---------------------------------------------------------------
 def record(t, payload):

@@ -161,6 +161,7 @@ fuzz_target!(|data: &[u8]| {
                     s.auth_checked(verdict);
                 }
                 Event::Etrn(d) => assert!(!d.is_empty()),
+                Event::Sender { .. } => assert!(s.has_output(), "MAIL's 250 is queued"),
                 Event::Close => {
                     closed = true;
                     break 'feed;

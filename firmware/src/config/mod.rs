@@ -28,7 +28,7 @@ pub use self::init::{InitConfig, NetworkConfig, Readiness, ServiceConfig};
 pub use self::log::{LogConfig, LogLevel};
 pub use self::mail::{MailConfig, Route, TlsMode};
 pub use self::net::Prefix;
-pub use self::policy::PolicyConfig;
+pub use self::policy::{Action, DnsList, PolicyConfig, RdnsConfig, SpfConfig};
 pub use self::system::SystemConfig;
 pub use self::ups::{UpsConfig, UpsMode};
 

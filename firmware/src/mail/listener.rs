@@ -7,6 +7,15 @@
 //! code with `Listener::Submission` (MAIL needs TLS and AUTH). It
 //! owns sockets and timers only; protocol decisions are the session's,
 //! relay decisions the policy's, storage the spool writer's.
+//!
+//! The anti-spam checks' lookups run here, as tasks beside the session
+//! ([`Lookups`]): the client checks (reverse DNS, DNS lists) from the
+//! connection on, overlapping the greeting; SPF from the accepted MAIL
+//! FROM. Before the first command after MAIL is fed to the session, the
+//! results so far go to the gate, and what is still running is awaited
+//! (each until its start plus `mail.policy.lookup_budget_ms`) only when it
+//! could change the answer to a recipient. Clients in `relay_networks`
+//! and the submission port get no checks.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -18,11 +27,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 
 use super::aliases::{Aliases, Rcpt};
-use super::policy::Policy;
+use super::lookup::Cache;
+use super::policy::dnsbl::{self, Listing};
 use super::policy::greeting;
 use super::policy::greylist::Greylist;
 use super::policy::limits::{ClientKey, Limits};
+use super::policy::rdns::{self, Rdns};
 use super::policy::recipients::Recipients;
+use super::policy::spf::{self, SpfOutcome};
+use super::policy::{Checks, Policy};
 use super::spool::SpoolError;
 use super::spool::writer::SpoolHandle;
 use crate::config::MailConfig;
@@ -224,6 +237,8 @@ pub async fn serve(
                     key,
                 })
             };
+            // The DNS checks start now, overlapping the greeting delay.
+            let started = Started::new(&shared, peer.ip(), kind, exempt);
             let delay = greeting::delay(
                 &shared.config.policy.greeting,
                 admission.busy(),
@@ -265,7 +280,7 @@ pub async fn serve(
                     }
                 }
             };
-            if let Err(e) = session(stream, peer, kind, &shared, exempt).await {
+            if let Err(e) = session(stream, peer, kind, &shared, exempt, started).await {
                 log::debug!("mail: session with {peer}: {e}");
             }
             drop(permit);
@@ -283,17 +298,232 @@ async fn send_and_close(mut stream: TcpStream, r: &Reply) {
     let _ = stream.shutdown().await;
 }
 
+/// One check's lookups, running as a task until `deadline` (its start
+/// plus the budget); aborted when dropped.
+struct Task<T> {
+    handle: tokio::task::JoinHandle<T>,
+    deadline: tokio::time::Instant,
+}
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(f: impl std::future::Future<Output = T> + Send + 'static, budget: Duration) -> Self {
+        Task {
+            handle: tokio::spawn(f),
+            deadline: tokio::time::Instant::now() + budget,
+        }
+    }
+
+    /// The result (`Some`), or `None` when the task ran past its deadline;
+    /// `wait`: waits until then, else `Err(self)` while it still runs.
+    async fn get(mut self, wait: bool) -> Result<Option<T>, Self> {
+        if !wait && !self.handle.is_finished() && tokio::time::Instant::now() < self.deadline {
+            return Err(self);
+        }
+        Ok(tokio::time::timeout_at(self.deadline, &mut self.handle)
+            .await
+            .ok()
+            .and_then(Result::ok))
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// The anti-spam lookups of a session still running.
+#[derive(Default)]
+struct Lookups {
+    rdns: Option<Task<Rdns>>,
+    lists: Vec<(usize, Task<Listing>)>,
+    spf: Option<Task<SpfOutcome>>,
+}
+
+const PAST_BUDGET: &str = "no answer within mail.policy.lookup_budget_ms";
+
 struct SessionGate<'a> {
     shared: &'a Shared,
     client: IpAddr,
     /// The client is in a relay network: no per-client limits, no
-    /// greylisting.
+    /// greylisting, no DNS checks.
     exempt: bool,
     /// The envelope sender of the transaction (for greylisting).
     from: String,
+    /// The DNS checks apply (port 25, not a relay network).
+    dns_checks: bool,
+    /// The DNS checks' results so far; running ones count as incomplete.
+    /// `checks.spf` is the current transaction's SPF outcome, for
+    /// Authentication-Results, DMARC and greylisting.
+    checks: Checks,
+    lookups: Lookups,
+    /// MAIL was accepted: settle the checks before the next command.
+    settle: bool,
 }
 
-impl SessionGate<'_> {
+/// The DNS checks of a connection, started as soon as it is accepted (so
+/// that they overlap the greeting delay).
+struct Started {
+    on: bool,
+    checks: Checks,
+    lookups: Lookups,
+}
+
+impl Started {
+    /// Starts the client checks (reverse DNS, DNS lists) of `client`;
+    /// none for a relay network (`exempt`), the submission port, or
+    /// without a resolver.
+    fn new(shared: &Shared, client: IpAddr, kind: Listener, exempt: bool) -> Started {
+        let mut st = Started {
+            on: false,
+            checks: Checks::default(),
+            lookups: Lookups::default(),
+        };
+        let resolver = shared.config.resolver.parse().ok();
+        let (Some(addr), false, Listener::Smtp) = (resolver, exempt, kind) else {
+            return st;
+        };
+        st.on = true;
+        let cache = Cache(addr);
+        let c = &shared.config.policy;
+        if c.rdns.enabled {
+            st.checks.rdns = Some(Rdns::Incomplete("still running".into()));
+            let f = async move { rdns::check(&cache, client).await };
+            st.lookups.rdns = Some(Task::spawn(f, c.budget()));
+        }
+        for (i, list) in c.dnsbl.iter().enumerate() {
+            st.checks.lists.push((i, Listing::Running));
+            let list = list.clone();
+            let f = async move { dnsbl::check(&cache, client, &list).await };
+            st.lookups.lists.push((i, Task::spawn(f, c.budget())));
+        }
+        st
+    }
+}
+
+impl<'a> SessionGate<'a> {
+    fn new(shared: &'a Shared, client: IpAddr, exempt: bool, started: Started) -> Self {
+        SessionGate {
+            shared,
+            client,
+            exempt,
+            from: String::new(),
+            dns_checks: started.on,
+            checks: started.checks,
+            lookups: started.lookups,
+            settle: false,
+        }
+    }
+
+    /// MAIL FROM was accepted: starts its SPF check.
+    fn sender(&mut self, helo: String, from: &ReversePath, authenticated: bool) {
+        self.lookups.spf = None;
+        self.checks.spf = None;
+        self.settle = true;
+        let c = &self.shared.config.policy;
+        let Ok(addr) = self.shared.config.resolver.parse() else {
+            return;
+        };
+        if !self.dns_checks || authenticated || !c.spf.enabled {
+            return;
+        }
+        let from = match from {
+            ReversePath::Null => None,
+            ReversePath::Mailbox(m) => match &m.domain {
+                crate::smtp::Domain::Name(d) => Some(format!("{}@{d}", m.local)),
+                // An address literal has no SPF record.
+                crate::smtp::Domain::Literal(_) => return,
+            },
+        };
+        let client = self.client;
+        self.checks.spf = Some(spf::pending(client, &helo, from.as_deref()));
+        let f = async move { spf::check(&Cache(addr), client, &helo, from.as_deref()).await };
+        self.lookups.spf = Some(Task::spawn(f, c.budget()));
+    }
+
+    /// Moves finished results into `checks`; `wait`: waits for the rest
+    /// until their deadlines.
+    async fn collect(&mut self, wait: bool) {
+        if let Some(t) = self.lookups.rdns.take() {
+            match t.get(wait).await {
+                Ok(r) => self.checks.rdns = Some(r.unwrap_or(Rdns::Incomplete(PAST_BUDGET.into()))),
+                Err(t) => self.lookups.rdns = Some(t),
+            }
+        }
+        for (i, t) in std::mem::take(&mut self.lookups.lists) {
+            match t.get(wait).await {
+                Ok(r) => {
+                    let r = r.unwrap_or(Listing::Incomplete(PAST_BUDGET.into()));
+                    if let Some(slot) = self.checks.lists.iter_mut().find(|(j, _)| *j == i) {
+                        slot.1 = r;
+                    }
+                }
+                Err(t) => self.lookups.lists.push((i, t)),
+            }
+        }
+        if let Some(t) = self.lookups.spf.take() {
+            match t.get(wait).await {
+                // On a timeout, the pending outcome stays: temperror.
+                Ok(r) => {
+                    if let Some(o) = r {
+                        self.checks.spf = Some(o);
+                    }
+                }
+                Err(t) => self.lookups.spf = Some(t),
+            }
+        }
+    }
+
+    /// The current transaction's SPF outcome for the rest of the session
+    /// (Authentication-Results, DMARC, greylisting's "passes SPF for a
+    /// known sender" hook): `wait` waits for a running check until its
+    /// deadline; without, a check still running reads as temperror.
+    /// `None`: no SPF check (disabled, exempt, literal domain).
+    #[allow(dead_code)] // for the greylisting and DMARC work
+    async fn spf_outcome(&mut self, wait: bool) -> Option<&SpfOutcome> {
+        if let Some(t) = self.lookups.spf.take() {
+            match t.get(wait).await {
+                Ok(Some(o)) => self.checks.spf = Some(o),
+                Ok(None) => {}
+                Err(t) => self.lookups.spf = Some(t),
+            }
+        }
+        self.checks.spf.as_ref()
+    }
+
+    /// Before the verdict at RCPT: the finished results, then, when what
+    /// still runs could change the answer, the rest within the budget.
+    async fn settle(&mut self, authenticated: bool) {
+        self.settle = false;
+        self.collect(false).await;
+        if authenticated || !self.dns_checks {
+            return;
+        }
+        let c = &self.shared.config.policy;
+        if self.checks.verdict(c, self.client).is_err() {
+            self.collect(true).await;
+        }
+    }
+
+    /// The DNS checks' verdict on a recipient the relay rules allowed
+    /// (see `policy::Checks::verdict`); postmaster is always deliverable
+    /// (RFC 5321 4.5.1), authenticated clients are exempt.
+    fn dns_verdict(&self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
+        if !self.dns_checks || authenticated || to.local.eq_ignore_ascii_case("postmaster") {
+            return Ok(());
+        }
+        self.checks
+            .verdict(&self.shared.config.policy, self.client)
+            .inspect_err(|r| {
+                log::info!(
+                    "mail: {to} from {} refused: {} {}",
+                    self.client,
+                    r.code,
+                    r.lines.join(" ")
+                )
+            })
+    }
+
     /// The anti-spam checks of one recipient that is no alias nor the
     /// board's postmaster: valid user, greylisting, recipient count.
     fn check_rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
@@ -304,9 +534,13 @@ impl SessionGate<'_> {
         if self.exempt || authenticated {
             return Ok(());
         }
+        self.dns_verdict(to, authenticated)?;
         let now = crate::mail::spool::Spool::unix_now();
         if let Some(g) = &shared.greylist {
             let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+            // The SPF hook (`spf_pass_for_known_domain`): what a known
+            // sender domain is stays to be decided; `self.checks.spf`
+            // (`SpfOutcome::passes_for`) is the SPF half of it.
             g.check(now, self.client, &self.from, &to.to_string(), false)
                 .inspect_err(|_| {
                     log::info!("mail: greylisted {} <{}> -> <{to}>", self.client, self.from)
@@ -347,6 +581,7 @@ impl Gate for SessionGate<'_> {
                 vec![to.clone()]
             }
             Rcpt::Alias(list) => {
+                self.dns_verdict(to, authenticated)?;
                 log::debug!("mail: {to} is an alias of {} address(es)", list.len());
                 list.to_vec()
             }
@@ -386,16 +621,12 @@ async fn session(
     kind: Listener,
     shared: &Shared,
     exempt: bool,
+    started: Started,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut s = Session::new(settings(shared, kind));
     s.greet();
-    let mut gate = SessionGate {
-        shared,
-        client: peer.ip(),
-        exempt,
-        from: String::new(),
-    };
+    let mut gate = SessionGate::new(shared, peer.ip(), exempt, started);
     let mut plain = stream;
     match drive(&mut plain, &mut s, &mut gate, shared, peer).await? {
         End::Closed => {
@@ -457,6 +688,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let timeout = Duration::from_secs(shared.config.command_timeout_s);
     let result = async {
         loop {
+            if gate.settle && start < end {
+                gate.settle(s.is_authenticated()).await;
+            }
             let (n, ev) = s.advance(&buf[start..end], gate);
             start += n;
             match ev {
@@ -482,7 +716,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                 }
+                Event::Sender { helo, from } => {
+                    gate.sender(helo, &from, s.is_authenticated());
+                }
                 Event::DataStart(env) => {
+                    // What finished by now, for the rest of the session.
+                    gate.collect(false).await;
+                    if let Some(line) = gate.checks.summary(&shared.config.policy, peer.ip()) {
+                        log::info!("mail: checks on {peer}: {line}");
+                    }
                     failed = None;
                     let rcpts = env.rcpts.iter().map(|m| m.to_string()).collect();
                     let received = crate::mail::spool::Spool::unix_now();
@@ -703,6 +945,79 @@ mod commit_tests {
         Shared::new(config, "mx.test".into(), spool, None, None)
     }
 
+    /// A check still running is awaited only when it could change the
+    /// answer (never with the defaults), then only until its budget, past
+    /// which it is incomplete: 451 at most, never a 5xx.
+    #[tokio::test(flavor = "current_thread")]
+    async fn running_checks_are_awaited_only_when_they_matter_and_within_budget() {
+        use crate::config::Action;
+        use crate::mail::lookup::Fixture;
+        let (q, _probe) = MemQueue::new();
+        let spool = SpoolHandle::start(q, Duration::ZERO);
+        let client: IpAddr = "192.0.2.9".parse().unwrap();
+        let to = Mailbox {
+            local: "u".into(),
+            domain: crate::smtp::Domain::Name("home.arpa".into()),
+        };
+        let hanging = || {
+            let f = Arc::new(Fixture {
+                hang: vec!["9.2.0.192.in-addr.arpa".into()],
+                ..Fixture::default()
+            });
+            let task = Task::spawn(
+                async move { rdns::check(&f, client).await },
+                Duration::from_millis(300),
+            );
+            Started {
+                on: true,
+                checks: Checks {
+                    rdns: Some(Rdns::Incomplete("still running".into())),
+                    ..Checks::default()
+                },
+                lookups: Lookups {
+                    rdns: Some(task),
+                    ..Lookups::default()
+                },
+            }
+        };
+        // Defaults: a missing PTR only scores; nothing to wait for.
+        let defaults = shared(spool.clone());
+        let mut gate = SessionGate::new(&defaults, client, false, hanging());
+        gate.settle = true;
+        let t = Instant::now();
+        gate.settle(false).await;
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(gate.lookups.rdns.is_some(), "left running");
+        assert_eq!(gate.rcpt(&to, false).unwrap(), vec![to.clone()]);
+        // A missing PTR refuses: the check is awaited until its budget,
+        // then it is incomplete: 451 4.7.25.
+        let mut strict = shared(spool.clone());
+        strict.config.policy.rdns.missing = Action::Reject;
+        let mut gate = SessionGate::new(&strict, client, false, hanging());
+        gate.settle = true;
+        let t = Instant::now();
+        gate.settle(false).await;
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+        assert!(gate.lookups.rdns.is_none());
+        let r = gate.rcpt(&to, false).unwrap_err();
+        assert_eq!((r.code, r.enhanced), (451, Some("4.7.25")));
+        // Postmaster and authenticated clients are exempt.
+        let pm = Mailbox {
+            local: "PostMaster".into(),
+            ..to.clone()
+        };
+        assert!(gate.rcpt(&pm, false).is_ok());
+        assert!(gate.rcpt(&to, true).is_ok());
+    }
+
     /// Reads one whole reply (up to its last line); `None` if none comes
     /// within `wait`.
     async fn reply(c: &mut DuplexStream, wait: Duration) -> Option<String> {
@@ -762,12 +1077,12 @@ mod commit_tests {
         let (mut c, mut server) = tokio::io::duplex(64 * 1024);
         let mut s = Session::new(settings(&shared, Listener::Smtp));
         s.greet();
-        let mut gate = SessionGate {
-            shared: &shared,
-            client: peer.ip(),
-            exempt: false,
-            from: String::new(),
-        };
+        let mut gate = SessionGate::new(
+            &shared,
+            peer.ip(),
+            false,
+            Started::new(&shared, peer.ip(), Listener::Smtp, false),
+        );
         let server = drive(&mut server, &mut s, &mut gate, &shared, peer);
         let client = async {
             assert!(
@@ -871,12 +1186,14 @@ mod policy_tests {
 
     fn gate<'a>(shared: &'a Shared, client: &str) -> SessionGate<'a> {
         let client: IpAddr = client.parse().unwrap();
-        SessionGate {
-            shared,
-            client,
-            exempt: shared.policy.may_relay(client),
-            from: String::new(),
-        }
+        let exempt = shared.policy.may_relay(client);
+        // No DNS checks here (they have tests of their own).
+        let none = Started {
+            on: false,
+            checks: Checks::default(),
+            lookups: Lookups::default(),
+        };
+        SessionGate::new(shared, client, exempt, none)
     }
 
     fn code<T>(r: Result<T, Reply>) -> (u16, &'static str) {

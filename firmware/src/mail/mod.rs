@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod dsn;
 pub mod listener;
+pub mod lookup;
 pub mod mx;
 pub mod name;
 pub mod policy;

@@ -260,9 +260,9 @@ pub async fn mx_targets(
 /// An answer to our question, checked: the whole message walked
 /// ([`wire::walk`]), the data of each answer record checked
 /// ([`wire::check_rdata`]).
-struct Answer {
-    buf: Vec<u8>,
-    walked: wire::Walked,
+pub(super) struct Answer {
+    pub(super) buf: Vec<u8>,
+    pub(super) walked: wire::Walked,
 }
 
 impl Answer {
@@ -327,7 +327,11 @@ fn rcode_text(rcode: u8) -> String {
 /// a truncated answer (TC) asks the same question again over TCP
 /// (RFC 7766), within [`QUERY_TIMEOUT`]. NOERROR is an answer, NXDOMAIN
 /// is permanent, anything else temporary.
-async fn query(resolver: SocketAddr, name: &Name, rtype: u16) -> Result<Answer, LookupError> {
+pub(super) async fn query(
+    resolver: SocketAddr,
+    name: &Name,
+    rtype: u16,
+) -> Result<Answer, LookupError> {
     let temp = |why: String| LookupError::Temporary(name.to_ascii(), why);
     let id = crate::dns::upstream::random_id();
     // RD set, EDNS(0) advertising EDNS_UDP_PAYLOAD.

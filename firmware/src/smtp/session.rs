@@ -111,6 +111,10 @@ pub enum Event {
     /// AUTH: check these credentials, then call [`Session::auth_checked`].
     /// Nothing more is read until then.
     Authenticate(Credentials),
+    /// MAIL FROM was accepted (its 250 is queued): the caller may start
+    /// the sender checks (SPF) now; the next RCPT's [`Gate::rcpt`] needs
+    /// their result, so they are settled before more input is fed.
+    Sender { helo: String, from: ReversePath },
     /// Flush the output and close the connection.
     Close,
 }
@@ -682,6 +686,10 @@ impl Session {
         }
         match gate.mail(&from, params.size, self.authenticated) {
             Ok(()) => {
+                let ev = Event::Sender {
+                    helo: helo.clone(),
+                    from: from.clone(),
+                };
                 self.state = State::Transaction {
                     env: Envelope {
                         helo,
@@ -692,7 +700,7 @@ impl Session {
                     },
                 };
                 self.reply(Reply::new(250, "2.1.0", "Ok"));
-                None
+                Some(ev)
             }
             Err(r) => {
                 self.state = State::Ready { helo };
@@ -1143,7 +1151,7 @@ mod tests {
                         });
                     }
                     Event::StartTls => s.tls_started(),
-                    Event::Etrn(_) => {}
+                    Event::Etrn(_) | Event::Sender { .. } => {}
                 }
                 r.events.push(ev.clone());
                 if r.closed {
@@ -1374,11 +1382,47 @@ mod tests {
                     total += s.take_body().len();
                     break;
                 }
-                Event::DataStart(_) => {}
+                Event::DataStart(_) | Event::Sender { .. } => {}
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(total, 1000 * 1000);
+    }
+
+    /// An accepted MAIL FROM gives `Sender` (for the SPF check) with
+    /// its 250 queued; a refused one gives nothing.
+    #[test]
+    fn an_accepted_sender_is_an_event() {
+        let r = run(b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRSET\r\nMAIL FROM:<>\r\nQUIT\r\n");
+        let senders: Vec<&Event> = r
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Sender { .. }))
+            .collect();
+        assert_eq!(senders.len(), 2, "{:?}", r.events);
+        assert_eq!(
+            senders[1],
+            &Event::Sender {
+                helo: "x".into(),
+                from: ReversePath::Null
+            }
+        );
+        let mut s = Session::new(settings());
+        s.greet();
+        let mut gate = AcceptHome;
+        let (_, ev) = s.advance(
+            b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<u@home.arpa>\r\n",
+            &mut gate,
+        );
+        assert!(matches!(ev, Event::Sender { .. }));
+        assert!(
+            String::from_utf8(s.take_output())
+                .unwrap()
+                .ends_with("250 2.1.0 Ok\r\n")
+        );
+        // Before MAIL, nothing: MAIL without EHLO is refused.
+        let r = run(b"MAIL FROM:<a@b.test>\r\nQUIT\r\n");
+        assert!(!r.events.iter().any(|e| matches!(e, Event::Sender { .. })));
     }
 
     /// A session that already did STARTTLS (the harness's StartTls).
@@ -1696,7 +1740,7 @@ mod tests {
                     total += s.take_body().len();
                     break;
                 }
-                Event::DataStart(_) => {}
+                Event::DataStart(_) | Event::Sender { .. } => {}
                 other => panic!("{other:?}"),
             }
         }
