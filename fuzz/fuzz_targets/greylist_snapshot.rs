@@ -47,6 +47,12 @@ fuzz_target!(|data: &[u8]| {
     let again = g.encode(NOW);
     let back = Greylist::decode(&config(), &again, NOW).expect("a snapshot it wrote loads");
     assert_eq!(back.len(), (t, a));
-    let _ = g.check(NOW, "192.0.2.1".parse().unwrap(), "a@b.test", "u@home.arpa", false);
+    let _ = g.check(
+        NOW,
+        "192.0.2.1".parse().unwrap(),
+        "a@b.test",
+        "u@home.arpa",
+        false,
+    );
     assert!(g.len().0 <= MAX_TRIPLETS);
 });
