@@ -16,6 +16,12 @@
 //! (each until its start plus `mail.policy.lookup_budget_ms`) only when it
 //! could change the answer to a recipient. Clients in `relay_networks`
 //! and the submission port get no checks.
+//!
+//! Message authentication ([`super::msgauth`]) runs on each message as it
+//! is spooled: outsiders' messages are filtered and verified and get an
+//! Authentication-Results field (or DMARC's 550) at the final dot;
+//! submitted mail is DKIM-signed. Those fields are stored in front of
+//! the message (spool HEAD records) before its end.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
