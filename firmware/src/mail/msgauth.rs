@@ -100,7 +100,7 @@ impl<'a> MessageAuth<'a> {
                 if let Some(d) = &mut v.dkim {
                     d.update(&chunk);
                 }
-                v.forged.push(&chunk)
+                v.forged.push_owned(chunk)
             }
         }
     }
@@ -269,10 +269,17 @@ impl Finished {
             (Some(k), true) => k.verify(answers, now),
             _ => Vec::new(),
         };
-        let dmarc = self
-            .from
-            .as_deref()
-            .map(|f| dmarc::evaluate(f, spf, &dkim, answers));
+        let dmarc = match (&self.from, c.dmarc.enabled) {
+            (Some(f), _) => Some(dmarc::evaluate(f, spf, &dkim, answers)),
+            // No single From domain: DMARC cannot apply (RFC 7489 6.6.1).
+            (None, true) => Some(DmarcVerdict {
+                result: dmarc::DmarcResult::None,
+                policy: None,
+                from_domain: String::new(),
+                pct: 100,
+            }),
+            (None, false) => None,
+        };
         Results { dkim, dmarc }
     }
 }
@@ -344,4 +351,158 @@ pub fn roll() -> u8 {
     let mut b = [0u8; 2];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
     (u16::from_le_bytes(b) % 100) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mail::lookup::Fixture;
+    use crate::mail::policy::dkim::SigningKey;
+    use crate::mail::policy::dkim::sign::tests::TEST_RSA_PEM;
+
+    const BODY: &str = "Hi,\r\n\r\n  eight  o'clock.\r\n";
+
+    fn signer(domain: &str) -> Signer {
+        Signer::new(domain, "sel", SigningKey::from_pem(TEST_RSA_PEM).unwrap()).unwrap()
+    }
+
+    /// A message From `from`, signed by d=signed.test, with a forged
+    /// field claiming `mx.test` on top.
+    fn message(from: &str) -> String {
+        let head =
+            format!("From: <{from}>\r\nSubject: x\r\nDate: Sat, 5 Dec 2026 14:00:00 +0000\r\n");
+        let s = signer("signed.test");
+        let mut m = s.begin(head.as_bytes());
+        m.update(BODY.as_bytes());
+        let field = m.finish(1_796_000_000).unwrap();
+        format!(
+            "Authentication-Results: mx.test; dkim=pass header.d=bank.test\r\n{field}{head}\r\n{BODY}"
+        )
+    }
+
+    fn dns(hang: bool) -> Arc<Fixture> {
+        let mut f = Fixture::default();
+        let record = SigningKey::from_pem(TEST_RSA_PEM).unwrap().dns_record();
+        f.txt("sel._domainkey.signed.test", &record);
+        f.txt("_dmarc.signed.test", "v=DMARC1; p=reject");
+        f.txt("_dmarc.reject.test", "v=DMARC1; p=reject");
+        if hang {
+            f.hang = vec![
+                "sel._domainkey.signed.test".into(),
+                "_dmarc.reject.test".into(),
+            ];
+        }
+        Arc::new(f)
+    }
+
+    /// Streams `msg` in small chunks as an outsider's message and ends it:
+    /// (what was stored, the ending, the log line).
+    async fn outsider(c: &PolicyConfig, msg: &str, r: &Arc<Fixture>) -> (String, Ending, String) {
+        let mut a = MessageAuth::start(c, &[], "mx.test", false, true);
+        let mut stored = Vec::new();
+        for chunk in msg.as_bytes().chunks(7) {
+            stored.extend(a.chunk(chunk.to_vec()));
+        }
+        stored.extend(a.rest());
+        let MessageAuth::Verify(v) = a else {
+            panic!("not verified")
+        };
+        let done = v.finish(c);
+        let answers = TxtLookups::start(Some(r), &done.names, Duration::from_millis(200))
+            .answers()
+            .await;
+        let res = done.results(c, None, &answers, 1_796_000_100);
+        let ending = res.ending(c, "mx.test", None, None, 0);
+        (String::from_utf8(stored).unwrap(), ending, res.summary())
+    }
+
+    fn head(e: &Ending) -> String {
+        match e {
+            Ending::Head(h) => String::from_utf8(h.clone()).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn outsiders_mail_is_filtered_verified_and_judged() {
+        let c = PolicyConfig::default();
+        let (stored, ending, line) = outsider(&c, &message("a@signed.test"), &dns(false)).await;
+        assert!(!stored.contains("bank.test"), "{stored}");
+        assert!(stored.starts_with("DKIM-Signature:") && stored.ends_with(BODY));
+        let ar = head(&ending);
+        assert!(ar.contains("dkim=pass header.d=signed.test"), "{ar}");
+        assert!(ar.contains("dmarc=pass (p=reject)"), "{ar}");
+        assert_eq!(
+            line,
+            "dkim=pass d=signed.test, dmarc=pass (p=reject) from=signed.test"
+        );
+
+        // Not aligned under p=reject: recorded, refused only when
+        // configured.
+        let msg = message("a@reject.test");
+        let (_, ending, _) = outsider(&c, &msg, &dns(false)).await;
+        assert!(head(&ending).contains("dmarc=fail (p=reject)"));
+        let mut strict = PolicyConfig::default();
+        strict.dmarc.reject = true;
+        let (_, ending, _) = outsider(&strict, &msg, &dns(false)).await;
+        let Ending::Refuse(r) = ending else {
+            panic!("{ending:?}")
+        };
+        assert_eq!((r.code, r.enhanced), (550, Some("5.7.1")));
+        // The lookups hang past the budget: temperror, never refused.
+        let t = std::time::Instant::now();
+        let (_, ending, line) = outsider(&strict, &msg, &dns(true)).await;
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let ar = head(&ending);
+        assert!(
+            ar.contains("dkim=temperror") && ar.contains("dmarc=temperror"),
+            "{ar}"
+        );
+        assert!(line.starts_with("dkim=temperror"), "{line}");
+
+        // DKIM and DMARC off: still filtered, A-R with dkim=none.
+        let mut off = PolicyConfig::default();
+        off.dkim.verify = false;
+        off.dmarc.enabled = false;
+        let (stored, ending, _) = outsider(&off, &message("a@signed.test"), &dns(false)).await;
+        assert!(!stored.contains("bank.test"));
+        let ar = head(&ending);
+        assert!(ar.contains("dkim=none") && !ar.contains("dmarc"), "{ar}");
+    }
+
+    #[test]
+    fn submitted_mail_is_signed_for_its_domains_only() {
+        let c = PolicyConfig::default();
+        let signers = [signer("home.example")];
+        let msg = "From: <a@home.example>\r\nSubject: x\r\n\r\nhello\r\n";
+        let mut a = MessageAuth::start(&c, &signers, "mx.test", true, false);
+        let mut stored = Vec::new();
+        for chunk in msg.as_bytes().chunks(5) {
+            stored.extend(a.chunk(chunk.to_vec()));
+        }
+        assert_eq!(stored, msg.as_bytes(), "stored unchanged");
+        assert!(a.rest().is_empty());
+        let MessageAuth::Sign(m) = a else {
+            panic!("not signing")
+        };
+        let field = signature(*m, 1_796_000_000).unwrap();
+        assert!(field.contains("d=home.example; s=sel;"), "{field}");
+        // Another From domain, or no signers: nothing.
+        let mut a = MessageAuth::start(&c, &signers, "mx.test", true, false);
+        a.chunk(b"From: <a@else.example>\r\n\r\nhi\r\n".to_vec());
+        let MessageAuth::Sign(m) = a else { panic!() };
+        assert_eq!(signature(*m, 1), None);
+        assert!(matches!(
+            MessageAuth::start(&c, &[], "mx.test", true, false),
+            MessageAuth::Off
+        ));
+        // Neither submitted nor an outsider (the submission port
+        // without AUTH cannot send): nothing.
+        assert!(matches!(
+            MessageAuth::start(&c, &signers, "mx.test", false, false),
+            MessageAuth::Off
+        ));
+    }
 }
