@@ -512,7 +512,11 @@ fn dmarc_reject_refuses_a_real_fail_and_never_a_timeout() {
     let t = Instant::now();
     let reply = send(&mut c, "x@reject.test", &signed);
     assert!(reply.starts_with("250"), "{reply}\n{}", r2.log());
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10) * common::slack(),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(c.say("QUIT").starts_with("221"));
     let m = sink.message(0, &r2);
     let ar = authres(&m);
