@@ -16,6 +16,12 @@
 //! (each until its start plus `mail.policy.lookup_budget_ms`) only when it
 //! could change the answer to a recipient. Clients in `relay_networks`
 //! and the submission port get no checks.
+//!
+//! Message authentication ([`super::msgauth`]) runs on each message as it
+//! is spooled: outsiders' messages are filtered and verified and get an
+//! Authentication-Results field (or DMARC's 550) at the final dot;
+//! submitted mail is DKIM-signed. Those fields are stored in front of
+//! the message (spool HEAD records) before its end.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -28,6 +34,8 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::aliases::{Aliases, Rcpt};
 use super::lookup::Cache;
+use super::msgauth::{self, Ending, MessageAuth};
+use super::policy::dkim::Signer;
 use super::policy::dnsbl::{self, Listing};
 use super::policy::greeting;
 use super::policy::greylist::Greylist;
@@ -72,6 +80,11 @@ pub struct Shared {
     pub limits: Mutex<Limits>,
     /// `[mail.policy.greylist]`, when enabled.
     pub greylist: Option<Mutex<Greylist>>,
+    /// `[mail.policy.dkim.sign]`: the signers of submitted mail, their
+    /// keys read once at start.
+    pub signers: Vec<Signer>,
+    /// `mail.policy.auth_results.authserv_id`, or the host name.
+    pub authserv_id: String,
 }
 
 impl Shared {
@@ -84,8 +97,20 @@ impl Shared {
         tls: Option<tokio_rustls::TlsAcceptor>,
         greylist: Option<Greylist>,
     ) -> Shared {
+        let signers = config.policy.signers().unwrap_or_else(|e| {
+            // Checked when the configuration was loaded: a key file gone
+            // since only stops signing.
+            log::warn!("mail: DKIM signing disabled: {e}");
+            Vec::new()
+        });
+        let authserv_id = match config.policy.auth_results.authserv_id.as_str() {
+            "" => hostname.clone(),
+            id => id.to_string(),
+        };
         Shared {
             policy: Policy::new(&config),
+            signers,
+            authserv_id,
             // Checked when the configuration was loaded.
             aliases: Aliases::new(&config, &hostname).unwrap_or_default(),
             recipients: Recipients::load(&config.policy.recipients),
@@ -352,6 +377,8 @@ struct SessionGate<'a> {
     from: String,
     /// The DNS checks apply (port 25, not a relay network).
     dns_checks: bool,
+    /// Port 25, not a relay network: messages are verified.
+    outsider: bool,
     /// The DNS checks' results so far; running ones count as incomplete.
     /// `checks.spf` is the current transaction's SPF outcome, for
     /// Authentication-Results, DMARC and greylisting.
@@ -365,6 +392,9 @@ struct SessionGate<'a> {
 /// that they overlap the greeting delay).
 struct Started {
     on: bool,
+    /// Port 25 and not a relay network: an outsider's messages are
+    /// verified (unless it authenticates).
+    outsider: bool,
     checks: Checks,
     lookups: Lookups,
 }
@@ -376,6 +406,7 @@ impl Started {
     fn new(shared: &Shared, client: IpAddr, kind: Listener, exempt: bool) -> Started {
         let mut st = Started {
             on: false,
+            outsider: kind == Listener::Smtp && !exempt,
             checks: Checks::default(),
             lookups: Lookups::default(),
         };
@@ -409,6 +440,7 @@ impl<'a> SessionGate<'a> {
             exempt,
             from: String::new(),
             dns_checks: started.on,
+            outsider: started.outsider,
             checks: started.checks,
             lookups: started.lookups,
             settle: false,
@@ -479,7 +511,6 @@ impl<'a> SessionGate<'a> {
     /// known sender" hook): `wait` waits for a running check until its
     /// deadline; without, a check still running reads as temperror.
     /// `None`: no SPF check (disabled, exempt, literal domain).
-    #[allow(dead_code)] // for the greylisting and DMARC work
     async fn spf_outcome(&mut self, wait: bool) -> Option<&SpfOutcome> {
         if let Some(t) = self.lookups.spf.take() {
             match t.get(wait).await {
@@ -685,6 +716,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let (mut start, mut end) = (0usize, 0usize);
     let mut current: Option<u64> = None;
     let mut failed: Option<Reply> = None;
+    let mut auth = MessageAuth::Off;
     let timeout = Duration::from_secs(shared.config.command_timeout_s);
     let result = async {
         loop {
@@ -726,6 +758,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         log::info!("mail: checks on {peer}: {line}");
                     }
                     failed = None;
+                    let submitted = gate.exempt || s.is_authenticated();
+                    auth = MessageAuth::start(
+                        &shared.config.policy,
+                        &shared.signers,
+                        &shared.authserv_id,
+                        submitted,
+                        gate.outsider && !s.is_authenticated(),
+                    );
                     let rcpts = env.rcpts.iter().map(|m| m.to_string()).collect();
                     let received = crate::mail::spool::Spool::unix_now();
                     let flags = crate::mail::spool::record::MessageFlags {
@@ -758,8 +798,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 Event::Body => {
-                    let chunk = s.take_body();
+                    let chunk = auth.chunk(s.take_body());
                     if let Some(id) = current
+                        && !chunk.is_empty()
                         && let Err(e) = shared.spool.body(id, chunk).await
                     {
                         failed = Some(spool_reply(&e));
@@ -767,18 +808,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Event::MessageEnd => {
                     let chunk = s.take_body();
+                    let auth = std::mem::replace(&mut auth, MessageAuth::Off);
                     let result = match (current.take(), failed.take()) {
-                        (Some(id), None) => {
-                            let mut r = Ok(());
-                            if !chunk.is_empty() {
-                                r = shared.spool.body(id, chunk).await;
-                            }
-                            match r {
-                                Ok(()) => shared.spool.end(id).await.map(|()| id),
-                                Err(e) => Err(e),
-                            }
-                            .map_err(|e| spool_reply(&e))
-                        }
+                        (Some(id), None) => end_message(shared, gate, peer, id, chunk, auth)
+                            .await
+                            .map(|()| id),
                         (Some(id), Some(r)) => {
                             shared.spool.abort(id).await;
                             Err(r)
@@ -793,6 +827,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     s.message_stored(result.map(|id| format!("{id:016X}")));
                 }
                 Event::MessageAborted => {
+                    auth = MessageAuth::Off;
                     if let Some(id) = current.take() {
                         shared.spool.abort(id).await;
                     }
@@ -827,6 +862,86 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         shared.spool.abort(id).await;
     }
     result
+}
+
+/// The end of a message being spooled: its last bytes stored, message
+/// authentication done (a header field in front of it, or the message
+/// refused), then the end, durable before this returns.
+async fn end_message(
+    shared: &Shared,
+    gate: &mut SessionGate<'_>,
+    peer: SocketAddr,
+    id: u64,
+    chunk: Vec<u8>,
+    mut auth: MessageAuth<'_>,
+) -> Result<(), Reply> {
+    let mut last = auth.chunk(chunk);
+    last.extend(auth.rest());
+    if !last.is_empty() {
+        shared
+            .spool
+            .body(id, last)
+            .await
+            .map_err(|e| spool_reply(&e))?;
+    }
+    let now = crate::mail::spool::Spool::unix_now();
+    let ending = match auth {
+        MessageAuth::Off => Ending::Keep,
+        MessageAuth::Sign(m) => match msgauth::signature(*m, now) {
+            Some(field) => {
+                log::info!("mail: {id:016X} from {peer}: DKIM-signed");
+                Ending::Head(field.into_bytes())
+            }
+            None => Ending::Keep,
+        },
+        MessageAuth::Verify(v) => {
+            let c = &shared.config.policy;
+            let done = v.finish(c);
+            // The TXT lookups run while the SPF check (if still running)
+            // is awaited; each within the budget.
+            let resolver = shared.config.resolver.parse().ok().map(Cache);
+            let lookups = msgauth::TxtLookups::start(resolver.as_ref(), &done.names, c.budget());
+            gate.collect(false).await;
+            let spf = gate.spf_outcome(true).await.map(msgauth::spf_check);
+            let iprev = gate
+                .checks
+                .rdns
+                .as_ref()
+                .map(|r| msgauth::iprev(r, peer.ip()));
+            let answers = lookups.answers().await;
+            let results = done.results(c, spf.as_ref(), &answers, now);
+            let ending = results.ending(
+                c,
+                &shared.authserv_id,
+                iprev.as_ref(),
+                spf.as_ref(),
+                msgauth::roll(),
+            );
+            let refused = if let Ending::Refuse(_) = ending {
+                ", refused"
+            } else {
+                ""
+            };
+            log::info!(
+                "mail: {id:016X} from {peer}: {}{refused}",
+                results.summary()
+            );
+            ending
+        }
+    };
+    match ending {
+        Ending::Keep => {}
+        Ending::Head(h) => shared
+            .spool
+            .head(id, h)
+            .await
+            .map_err(|e| spool_reply(&e))?,
+        Ending::Refuse(r) => {
+            shared.spool.abort(id).await;
+            return Err(r);
+        }
+    }
+    shared.spool.end(id).await.map_err(|e| spool_reply(&e))
 }
 
 /// The Received header (RFC 5321 4.4) with the RFC 3848 protocol type:
@@ -970,6 +1085,7 @@ mod commit_tests {
             );
             Started {
                 on: true,
+                outsider: true,
                 checks: Checks {
                     rdns: Some(Rdns::Incomplete("still running".into())),
                     ..Checks::default()
@@ -1190,6 +1306,7 @@ mod policy_tests {
         // No DNS checks here (they have tests of their own).
         let none = Started {
             on: false,
+            outsider: false,
             checks: Checks::default(),
             lookups: Lookups::default(),
         };

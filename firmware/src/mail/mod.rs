@@ -8,6 +8,7 @@ pub mod client;
 pub mod dsn;
 pub mod listener;
 pub mod lookup;
+pub mod msgauth;
 pub mod mx;
 pub mod name;
 pub mod policy;

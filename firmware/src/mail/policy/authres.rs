@@ -234,6 +234,15 @@ impl ForgedResults {
         Vec::new()
     }
 
+    /// As [`ForgedResults::push`], without a copy once the header section
+    /// has passed (the listener's hot path).
+    pub fn push_owned(&mut self, chunk: Vec<u8>) -> Vec<u8> {
+        if self.through {
+            return chunk;
+        }
+        self.push(&chunk)
+    }
+
     /// At the message's end: what is still held (a message that is all
     /// header section), filtered.
     pub fn finish(&mut self) -> Vec<u8> {

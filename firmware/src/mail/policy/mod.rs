@@ -20,14 +20,23 @@
 //! authenticated clients are exempt, and clients in `relay_networks` or on
 //! the submission port get no checks (not even started).
 //!
-//! Message authentication (`dkim`, `dmarc`, `authres`), at DATA end:
-//! feed each chunk to a `dkim::Verifier` as it is spooled; at the final
-//! dot, `finish()`, resolve `key_names()` and `dmarc::query_names(from)`
-//! (TXT, through the local cache; `from` = `dmarc::from_domain(head)`),
-//! then `verify(&answers, now)`, `dmarc::evaluate(from, spf, &dkim,
-//! &answers)`, `verdict.reply(config.dmarc.reject, roll)` (a 550 only for
-//! a real fail under p=reject), and prepend `authres::format(...)` after
-//! dropping incoming fields for which `authres::claims_authserv_id` holds.
+//! Message authentication (`dkim`, `dmarc`, `authres`), for outsiders'
+//! mail (port 25, not a relay network, not authenticated), done by
+//! [`crate::mail::msgauth`] as the listener spools the message: each
+//! chunk goes through `authres::ForgedResults` (incoming fields for
+//! which `authres::claims_authserv_id` holds are dropped) before it is
+//! stored, and the original chunk to a `dkim::Verifier`. At the final
+//! dot, before the spool's end: `finish()`, resolve `key_names()` and
+//! `dmarc::query_names(from)` concurrently (TXT, through the local cache,
+//! within the lookup budget: unanswered is TempFail; `from` =
+//! `dmarc::from_domain(checked.head())`), then `verify(&answers, now)`,
+//! `dmarc::evaluate(from, spf, &dkim, &answers)` with the session's SPF
+//! outcome, `verdict.reply(config.dmarc.reject, roll)` (a 550 only for a
+//! real fail under p=reject: the message is aborted and that is the
+//! answer), else `authres::format(...)` goes in front of the message (a
+//! spool HEAD record). Submitted mail (relay networks, authenticated) is
+//! not verified: when its From domain has a signer it goes through
+//! `dkim::MessageSigning`, and the DKIM-Signature goes in front instead.
 
 pub mod authres;
 pub mod dkim;

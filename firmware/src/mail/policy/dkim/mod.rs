@@ -275,6 +275,12 @@ pub struct Checked {
 }
 
 impl Checked {
+    /// The header section (without the empty line that ends it); empty
+    /// when it was over [`MAX_HEADER_SECTION`].
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
     /// The TXT names to resolve (`<s>._domainkey.<d>`), without repeats.
     pub fn key_names(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();

@@ -296,10 +296,11 @@ impl Signer {
     }
 }
 
-/// Signs a whole message fed in chunks (as read back from the spool):
+/// Signs a whole message fed in chunks:
 /// the header section is held (at most [`MAX_HEADER_SECTION`]), the
 /// signer is chosen by the From domain, the body is hashed as it passes.
-/// For the delivery side: the field must then go before the content.
+/// The listener signs submitted mail with it as it is spooled; the field
+/// then goes before the content (a spool HEAD record).
 pub struct MessageSigning<'a> {
     signers: &'a [Signer],
     head: Vec<u8>,
