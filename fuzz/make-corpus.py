@@ -377,16 +377,24 @@ write("dmarc_record", "from-field", "From: \"Joe\" <joe@Mail.Example.COM>\r\nTo:
 write("dmarc_record", "authres", " (c) mx.home.example 1; spf=pass")
 
 # ---- greylist snapshot (mail policy) ---------------------------------------
-# Mode byte 0: secret and records, magic and checksum made right; 1: a
-# whole file as written (PBGREY1, 16-byte secret, records of kind u8,
-# digest u64, time u64, then FNV-1a 64 of all that).
-grey_body = bytes(range(16))
-grey_body += struct.pack(">BQQ", 1, 0x1122334455667788, 1_800_000_000)
-grey_body += struct.pack(">BQQ", 2, 0x99AABBCCDDEEFF00, 1_799_999_000)
-grey_body += struct.pack(">BQQ", 3, 0x0123456789ABCDEF, 1_799_999_500)
+# Mode byte 0: secret and records, magic and checksum made right (the
+# current magic, PBGREY2); 1: a whole file as written (PBGREY2, or the
+# previous PBGREY1 without kind 4; 16-byte secret, records of kind u8
+# (1 waiting, 2 passed, 3 allowed network, 4 known domain), digest u64,
+# time u64, then FNV-1a 64 of all that).
+grey_v1_body = bytes(range(16))
+grey_v1_body += struct.pack(">BQQ", 1, 0x1122334455667788, 1_800_000_000)
+grey_v1_body += struct.pack(">BQQ", 2, 0x99AABBCCDDEEFF00, 1_799_999_000)
+grey_v1_body += struct.pack(">BQQ", 3, 0x0123456789ABCDEF, 1_799_999_500)
+grey_body = grey_v1_body + struct.pack(">BQQ", 4, 0x0F1E2D3C4B5A6978, 1_799_999_000)
 write("greylist_snapshot", "body", b"\0" + grey_body)
 write("greylist_snapshot", "body-empty", b"\0" + bytes(16))
 write("greylist_snapshot", "body-bad-kind", b"\0" + bytes(16) + struct.pack(">BQQ", 7, 1, 1))
-grey_file = b"PBGREY1\n" + grey_body
+grey_file = b"PBGREY2\n" + grey_body
 write("greylist_snapshot", "file", b"\1" + grey_file + struct.pack(">Q", fnv1a64(grey_file)))
 write("greylist_snapshot", "file-bad-sum", b"\1" + grey_file + struct.pack(">Q", 0))
+grey_v1 = b"PBGREY1\n" + grey_v1_body
+write("greylist_snapshot", "file-v1", b"\1" + grey_v1 + struct.pack(">Q", fnv1a64(grey_v1)))
+# A known domain in a version 1 file: refused.
+grey_v1_kind4 = b"PBGREY1\n" + grey_body
+write("greylist_snapshot", "file-v1-kind4", b"\1" + grey_v1_kind4 + struct.pack(">Q", fnv1a64(grey_v1_kind4)))

@@ -2,15 +2,16 @@
 //! over a whole file. The first byte picks the mode: even, the rest is a
 //! body (secret and records) and the magic and checksum are made right
 //! for it, so that the record checks are reached; odd, the rest is the
-//! file as is. Whatever loads stays within the table's bounds, answers a
-//! check, and survives a second snapshot unchanged; nothing panics.
+//! file as is (either version). Whatever loads stays within the table's
+//! bounds, answers a check, and survives a second snapshot unchanged;
+//! nothing panics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pocobelle::config::policy::GreylistConfig;
 use pocobelle::dns::snapshot::fnv1a64;
 use pocobelle::mail::policy::greylist::{
-    Greylist, MAGIC, MAX_ALLOWED, MAX_SNAPSHOT_BYTES, MAX_TRIPLETS,
+    Greylist, MAGIC, MAX_ALLOWED, MAX_KNOWN_DOMAINS, MAX_SNAPSHOT_BYTES, MAX_TRIPLETS,
 };
 
 const NOW: u64 = 1_800_000_000;
@@ -43,16 +44,20 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(file.len() <= MAX_SNAPSHOT_BYTES);
     let (t, a) = g.len();
-    assert!(t <= MAX_TRIPLETS && a <= MAX_ALLOWED);
+    let d = g.known_domains();
+    assert!(t <= MAX_TRIPLETS && a <= MAX_ALLOWED && d <= MAX_KNOWN_DOMAINS);
     let again = g.encode(NOW);
+    assert!(again.starts_with(MAGIC) && again.len() <= MAX_SNAPSHOT_BYTES);
     let back = Greylist::decode(&config(), &again, NOW).expect("a snapshot it wrote loads");
-    assert_eq!(back.len(), (t, a));
-    let _ = g.check(
-        NOW,
-        "192.0.2.1".parse().unwrap(),
-        "a@b.test",
-        "u@home.arpa",
-        false,
-    );
-    assert!(g.len().0 <= MAX_TRIPLETS);
+    assert_eq!((back.len(), back.known_domains()), ((t, a), d));
+    for spf_pass in [false, true] {
+        let _ = g.check(
+            NOW,
+            "192.0.2.1".parse().unwrap(),
+            "a@b.test",
+            "u@home.arpa",
+            spf_pass,
+        );
+    }
+    assert!(g.len().0 <= MAX_TRIPLETS && g.known_domains() <= MAX_KNOWN_DOMAINS);
 });

@@ -375,6 +375,9 @@ struct SessionGate<'a> {
     exempt: bool,
     /// The envelope sender of the transaction (for greylisting).
     from: String,
+    /// Its domain (`None` for `<>` or an address literal): greylisting
+    /// lets a client that passed SPF for it in at once when it is known.
+    from_domain: Option<String>,
     /// The DNS checks apply (port 25, not a relay network).
     dns_checks: bool,
     /// Port 25, not a relay network: messages are verified.
@@ -439,6 +442,7 @@ impl<'a> SessionGate<'a> {
             client,
             exempt,
             from: String::new(),
+            from_domain: None,
             dns_checks: started.on,
             outsider: started.outsider,
             checks: started.checks,
@@ -508,7 +512,7 @@ impl<'a> SessionGate<'a> {
 
     /// The current transaction's SPF outcome for the rest of the session
     /// (Authentication-Results, DMARC, greylisting's "passes SPF for a
-    /// known sender" hook): `wait` waits for a running check until its
+    /// known sender domain"): `wait` waits for a running check until its
     /// deadline; without, a check still running reads as temperror.
     /// `None`: no SPF check (disabled, exempt, literal domain).
     async fn spf_outcome(&mut self, wait: bool) -> Option<&SpfOutcome> {
@@ -569,10 +573,15 @@ impl<'a> SessionGate<'a> {
         let now = crate::mail::spool::Spool::unix_now();
         if let Some(g) = &shared.greylist {
             let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
-            // The SPF hook (`spf_pass_for_known_domain`): what a known
-            // sender domain is stays to be decided; `self.checks.spf`
-            // (`SpfOutcome::passes_for`) is the SPF half of it.
-            g.check(now, self.client, &self.from, &to.to_string(), false)
+            // SPF as settled before this command: a check still running
+            // reads as temperror, not a pass (greylisting then applies;
+            // its 450 is temporary anyway). The table decides whether
+            // the domain is known.
+            let spf_pass = self
+                .from_domain
+                .as_deref()
+                .is_some_and(|d| self.checks.spf.as_ref().is_some_and(|o| o.passes_for(d)));
+            g.check(now, self.client, &self.from, &to.to_string(), spf_pass)
                 .inspect_err(|_| {
                     log::info!("mail: greylisted {} <{}> -> <{to}>", self.client, self.from)
                 })?;
@@ -598,6 +607,13 @@ impl Gate for SessionGate<'_> {
                 .message(ClientKey::of(self.client), now)?;
         }
         self.from = from.to_string();
+        self.from_domain = match from {
+            ReversePath::Mailbox(m) => match &m.domain {
+                crate::smtp::Domain::Name(d) => Some(d.clone()),
+                crate::smtp::Domain::Literal(_) => None,
+            },
+            ReversePath::Null => None,
+        };
         Ok(())
     }
 
@@ -1278,10 +1294,15 @@ mod commit_tests {
 mod policy_tests {
     use super::*;
     use crate::mail::policy::greylist::SECRET_BYTES;
+    use crate::mail::policy::spf::{Identity, SpfResult};
     use crate::mail::queue::MemQueue;
     use crate::smtp::command::parse_path;
 
     fn shared() -> Shared {
+        shared_with(|_| {})
+    }
+
+    fn shared_with(change: impl FnOnce(&mut MailConfig)) -> Shared {
         let mut config = MailConfig {
             domains: vec!["home.arpa".into()],
             relay_networks: vec!["192.168.1.0/24".into()],
@@ -1294,6 +1315,7 @@ mod policy_tests {
             .insert("home.arpa".into(), vec!["alice".into()]);
         config.policy.limits.max_messages = 2;
         config.policy.greylist.enabled = true;
+        change(&mut config);
         let grey = Greylist::new(&config.policy.greylist, [3; SECRET_BYTES]);
         let (q, _) = MemQueue::new();
         let spool = SpoolHandle::start(q, Duration::ZERO);
@@ -1349,5 +1371,100 @@ mod policy_tests {
         }
         assert_eq!(rcpt(&mut lan, "<alice@home.arpa>", false), (250, ""));
         assert_eq!(rcpt(&mut lan, "<mallory@home.arpa>", false), (550, "5.1.1"));
+    }
+
+    /// The SPF result the gate holds for the transaction.
+    fn spf_result(
+        g: &SessionGate<'_>,
+        result: SpfResult,
+        identity: Identity,
+        domain: &str,
+    ) -> SpfOutcome {
+        SpfOutcome {
+            result,
+            identity,
+            domain: domain.into(),
+            sender: format!("x@{domain}"),
+            client: g.client,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn spf_pass_for_a_known_sender_domain_skips_greylisting() {
+        // No delay: a second try passes.
+        let shared = shared_with(|c| c.policy.greylist.min_delay_s = 0);
+        let to = parse_path("<alice@home.arpa>").unwrap();
+        let mail = |g: &mut SessionGate<'_>, from: &str| {
+            let from = match from {
+                "<>" => ReversePath::Null,
+                f => ReversePath::Mailbox(parse_path(f).unwrap()),
+            };
+            assert_eq!(code(g.mail(&from, None, false)), (250, ""));
+        };
+        // A client of x.test retries: x.test is known.
+        let mut first = gate(&shared, "203.0.113.5");
+        mail(&mut first, "<a@x.test>");
+        first.checks.spf = Some(spf_result(
+            &first,
+            SpfResult::Pass,
+            Identity::MailFrom,
+            "x.test",
+        ));
+        assert_eq!(code(first.rcpt(&to, false)), (450, "4.7.1"));
+        assert_eq!(code(first.rcpt(&to, false)), (250, ""));
+        // Another network, another address, SPF passes for x.test: at once.
+        let mut other = gate(&shared, "198.51.100.7");
+        mail(&mut other, "<b@X.test>");
+        other.checks.spf = Some(spf_result(
+            &other,
+            SpfResult::Pass,
+            Identity::MailFrom,
+            "x.test",
+        ));
+        assert_eq!(code(other.rcpt(&to, false)), (250, ""));
+        // SPF still running (pending: temperror), an unknown domain, a
+        // pass for another domain than MAIL FROM's, a pass for the HELO
+        // name only, the null sender (its HELO passing): greylisted.
+        let cases = [
+            (
+                "192.0.2.9",
+                "<c@x.test>",
+                SpfResult::TempError,
+                Identity::MailFrom,
+                "x.test",
+            ),
+            (
+                "192.0.3.9",
+                "<d@y.test>",
+                SpfResult::Pass,
+                Identity::MailFrom,
+                "y.test",
+            ),
+            (
+                "192.0.4.9",
+                "<e@x.test>",
+                SpfResult::Pass,
+                Identity::MailFrom,
+                "y.test",
+            ),
+            (
+                "192.0.7.9",
+                "<g@x.test>",
+                SpfResult::Pass,
+                Identity::Helo,
+                "x.test",
+            ),
+            ("192.0.5.9", "<>", SpfResult::Pass, Identity::Helo, "x.test"),
+        ];
+        for (client, from, result, identity, domain) in cases {
+            let mut g = gate(&shared, client);
+            mail(&mut g, from);
+            g.checks.spf = Some(spf_result(&g, result, identity, domain));
+            assert_eq!(code(g.rcpt(&to, false)), (450, "4.7.1"), "{client} {from}");
+        }
+        // No SPF check at all: greylisted.
+        let mut g = gate(&shared, "192.0.6.9");
+        mail(&mut g, "<f@x.test>");
+        assert_eq!(code(g.rcpt(&to, false)), (450, "4.7.1"));
     }
 }

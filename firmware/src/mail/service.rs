@@ -332,7 +332,10 @@ fn load_greylist(path: &Path, c: &crate::config::policy::GreylistConfig) -> Grey
     match read.map(|_| Greylist::decode(c, &bytes, now)) {
         Ok(Ok(g)) => {
             let (t, a) = g.len();
-            log::info!("mail: greylist: {t} triplet(s), {a} allowed network(s) loaded");
+            let d = g.known_domains();
+            log::info!(
+                "mail: greylist: {t} triplet(s), {a} allowed network(s), {d} known domain(s) loaded"
+            );
             return g;
         }
         Ok(Err(e)) => log::warn!("mail: {}: {e}; greylist starts empty", path.display()),

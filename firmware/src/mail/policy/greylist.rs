@@ -5,22 +5,30 @@
 //! through without delay for `auto_allow_s` (postgrey's auto-whitelist).
 //! Real MTAs retry; most spam engines do not.
 //!
-//! Triplets are kept as 64-bit HMAC-SHA256 digests under a secret made at
-//! first start and kept with the table (no addresses stored, fixed-size
-//! records, and no crafting of collisions by outsiders). The table holds
-//! at most [`MAX_TRIPLETS`] triplets and [`MAX_ALLOWED`] networks; past
-//! them expired entries go, then the oldest.
+//! Known sender domains: the domain of a MAIL FROM whose triplet passed
+//! (a proper retry) is known until `auto_allow_s` after its last pass. A
+//! client that passed SPF for the MAIL FROM domain ([`Greylist::check`]'s
+//! `spf_pass`, the caller's SPF result) and whose domain is known is let
+//! through at once, and its network allowed as after a passed retry: big
+//! providers send from many addresses, and once a domain has shown that
+//! its servers retry, a new address SPF vouches for waits no more. The
+//! null sender has no domain and is never known; an allowed network's
+//! mail (which skips the triplets) teaches no domain.
+//!
+//! Triplets, networks and domains are kept as 64-bit HMAC-SHA256 digests
+//! under a secret made at first start and kept with the table (no
+//! addresses stored, fixed-size records, and no crafting of collisions by
+//! outsiders). The table holds at most [`MAX_TRIPLETS`] triplets,
+//! [`MAX_ALLOWED`] networks and [`MAX_KNOWN_DOMAINS`] domains; past them
+//! expired entries go, then the oldest.
 //!
 //! Snapshot (written by the caller in batches through `sys::atomic`):
 //! [`MAGIC`], the secret, records of kind (1 waiting, 2 passed, 3 allowed
-//! network), digest and Unix time (u8, u64, u64 big-endian), then the
-//! FNV-1a 64 of all that. [`Greylist::decode`] checks size, checksum and
+//! network, 4 known domain), digest and Unix time (u8, u64, u64
+//! big-endian), then the FNV-1a 64 of all that. A file of the previous
+//! version ([`MAGIC_V1`], the same layout without kind 4) still loads,
+//! with no known domains. [`Greylist::decode`] checks size, checksum and
 //! every record before anything is used. Pure: `now` is passed in.
-//!
-//! The SPF hook: [`Greylist::check`] takes `spf_pass_for_known_domain`;
-//! when the caller knows the client passed SPF for a sender domain it
-//! already knows, the client's network is allowed at once (as after a
-//! passed retry). Today the listener passes `false`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,8 +43,12 @@ use crate::smtp::Reply;
 pub const MAX_TRIPLETS: usize = 4096;
 /// Auto-allowed client networks kept at once.
 pub const MAX_ALLOWED: usize = 1024;
-/// The snapshot's first bytes.
-pub const MAGIC: &[u8; 8] = b"PBGREY1\n";
+/// Known sender domains kept at once.
+pub const MAX_KNOWN_DOMAINS: usize = 1024;
+/// The snapshot's first bytes (version 2: known domains).
+pub const MAGIC: &[u8; 8] = b"PBGREY2\n";
+/// The first bytes of a version 1 snapshot (no known domains), still read.
+pub const MAGIC_V1: &[u8; 8] = b"PBGREY1\n";
 /// Bytes of the secret that keys the digests.
 pub const SECRET_BYTES: usize = 16;
 /// Magic and secret.
@@ -45,11 +57,13 @@ pub const HEADER_BYTES: usize = MAGIC.len() + SECRET_BYTES;
 pub const RECORD_BYTES: usize = 17;
 /// The largest snapshot accepted (a full table).
 pub const MAX_SNAPSHOT_BYTES: usize =
-    HEADER_BYTES + (MAX_TRIPLETS + MAX_ALLOWED) * RECORD_BYTES + 8;
+    HEADER_BYTES + (MAX_TRIPLETS + MAX_ALLOWED + MAX_KNOWN_DOMAINS) * RECORD_BYTES + 8;
 
 const WAITING: u8 = 1;
 const PASSED: u8 = 2;
 const ALLOWED: u8 = 3;
+/// Version 2 only.
+const KNOWN_DOMAIN: u8 = 4;
 
 /// Why a snapshot was not loaded (the caller starts with an empty table).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +71,7 @@ pub enum SnapshotError {
     /// The file is larger than [`MAX_SNAPSHOT_BYTES`].
     #[error("larger than {MAX_SNAPSHOT_BYTES} bytes ({0})")]
     TooLarge(usize),
-    /// The file does not start with [`MAGIC`].
+    /// The file starts with neither [`MAGIC`] nor [`MAGIC_V1`].
     #[error("not a greylist snapshot")]
     BadMagic,
     /// The file ends inside its header or a record.
@@ -66,8 +80,8 @@ pub enum SnapshotError {
     /// The checksum does not match the contents.
     #[error("checksum mismatch")]
     Checksum,
-    /// A record of an unknown kind, or more records of a kind than the
-    /// table holds.
+    /// A record of an unknown kind (or of kind 4 in a version 1 file), a
+    /// duplicate, or more records of a kind than the table holds.
     #[error("bad record {0}")]
     BadRecord(usize),
 }
@@ -98,6 +112,8 @@ pub struct Greylist {
     triplets: HashMap<u64, Triplet>,
     /// Network digest to the time it last passed.
     allowed: HashMap<u64, u64>,
+    /// Sender domain digest to the time a triplet of it last passed.
+    known: HashMap<u64, u64>,
     dirty: bool,
 }
 
@@ -111,6 +127,15 @@ fn network(ip: IpAddr) -> [u8; 16] {
             None => (u128::from(v6) & !((1u128 << 64) - 1)).to_be_bytes(),
         },
     }
+}
+
+/// The domain of an envelope sender, lower case, without the final dot;
+/// `None` for the null sender, an address without a domain, or an address
+/// literal (no SPF for those).
+fn sender_domain(from: &str) -> Option<String> {
+    let (_, d) = from.rsplit_once('@')?;
+    let d = d.trim_end_matches('.');
+    (!d.is_empty() && !d.starts_with('[')).then(|| d.to_ascii_lowercase())
 }
 
 /// Inserts `k` into `map`, bounded by `max`: when full, entries for which
@@ -143,6 +168,7 @@ impl Greylist {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             triplets: HashMap::new(),
             allowed: HashMap::new(),
+            known: HashMap::new(),
             dirty: false,
         }
     }
@@ -164,9 +190,48 @@ impl Greylist {
         self.digest(&[b"net", &network(client)])
     }
 
+    fn domain_digest(&self, domain: &str) -> u64 {
+        self.digest(&[b"domain", domain.as_bytes()])
+    }
+
     /// Triplets and allowed networks held.
     pub fn len(&self) -> (usize, usize) {
         (self.triplets.len(), self.allowed.len())
+    }
+
+    /// Known sender domains held.
+    pub fn known_domains(&self) -> usize {
+        self.known.len()
+    }
+
+    /// `domain` (lower case, no final dot) had a triplet pass within
+    /// `auto_allow_s`.
+    fn knows(&self, domain: &str, now: u64) -> bool {
+        self.known
+            .get(&self.domain_digest(domain))
+            .is_some_and(|&t| self.allowed_now(t, now))
+    }
+
+    /// A triplet of `from`'s domain passed at `now`: the domain is known
+    /// until `auto_allow_s` later (never without auto-allow).
+    fn learn(&mut self, from: &str, now: u64) {
+        let Some(domain) = sender_domain(from) else {
+            return;
+        };
+        if self.config.auto_allow_s == 0 {
+            return;
+        }
+        let k = self.domain_digest(&domain);
+        let window = self.config.auto_allow_s;
+        bounded_insert(
+            &mut self.known,
+            MAX_KNOWN_DOMAINS,
+            k,
+            now,
+            |&t| now.saturating_sub(t) > window,
+            |&t| t,
+        );
+        self.dirty = true;
     }
 
     /// True when something changed since the last [`Greylist::saved`].
@@ -218,18 +283,19 @@ impl Greylist {
     /// The verdict on one recipient: `Ok` to accept, or 450 4.7.1.
     /// `from` is the envelope sender (empty for `<>`), `to` the
     /// recipient; both compared without case.
-    /// `spf_pass_for_known_domain`: the client passed SPF for a sender
-    /// domain the board already knows (the SPF check's hook, see the
-    /// module's notes); it is then allowed like a client that retried.
+    /// `spf_pass`: the client passed SPF for the domain of `from` (a
+    /// check still running is not a pass); when that domain is known (see
+    /// the module's notes) the client passes at once and its network is
+    /// allowed like a client that retried.
     pub fn check(
         &mut self,
         now: u64,
         client: IpAddr,
         from: &str,
         to: &str,
-        spf_pass_for_known_domain: bool,
+        spf_pass: bool,
     ) -> Result<(), Reply> {
-        if spf_pass_for_known_domain {
+        if spf_pass && sender_domain(from).is_some_and(|d| self.knows(&d, now)) {
             self.allow(client, now);
             return Ok(());
         }
@@ -275,6 +341,7 @@ impl Greylist {
         match state {
             Triplet::Passed(_) => {
                 self.allow(client, now);
+                self.learn(&from, now);
                 Ok(())
             }
             Triplet::Waiting(_) => Err(Reply::new(
@@ -297,7 +364,10 @@ impl Greylist {
         });
         self.allowed
             .retain(|_, t| allow > 0 && now.saturating_sub(*t) <= allow);
-        if self.len() != before {
+        let domains = self.known.len();
+        self.known
+            .retain(|_, t| allow > 0 && now.saturating_sub(*t) <= allow);
+        if self.len() != before || self.known.len() != domains {
             self.dirty = true;
         }
     }
@@ -305,7 +375,7 @@ impl Greylist {
     /// The snapshot of the table (expired entries are left out).
     pub fn encode(&mut self, now: u64) -> Vec<u8> {
         self.prune(now);
-        let n = self.triplets.len() + self.allowed.len();
+        let n = self.triplets.len() + self.allowed.len() + self.known.len();
         let mut out = Vec::with_capacity(HEADER_BYTES + n * RECORD_BYTES + 8);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.secret);
@@ -323,13 +393,17 @@ impl Greylist {
         for (&k, &t) in &self.allowed {
             record(ALLOWED, k, t);
         }
+        for (&k, &t) in &self.known {
+            record(KNOWN_DOMAIN, k, t);
+        }
         let sum = fnv1a64(&out);
         out.extend_from_slice(&sum.to_be_bytes());
         out
     }
 
-    /// A table from a snapshot, checked whole before use; expired entries
-    /// are dropped. An error leaves nothing loaded.
+    /// A table from a snapshot (this version or [`MAGIC_V1`]), checked
+    /// whole before use; expired entries are dropped. An error leaves
+    /// nothing loaded.
     pub fn decode(
         config: &GreylistConfig,
         bytes: &[u8],
@@ -338,7 +412,8 @@ impl Greylist {
         if bytes.len() > MAX_SNAPSHOT_BYTES {
             return Err(SnapshotError::TooLarge(bytes.len()));
         }
-        if !bytes.starts_with(MAGIC) {
+        let v1 = bytes.starts_with(MAGIC_V1);
+        if !v1 && !bytes.starts_with(MAGIC) {
             return Err(SnapshotError::BadMagic);
         }
         if bytes.len() < HEADER_BYTES + 8
@@ -360,9 +435,14 @@ impl Greylist {
                 WAITING => g.triplets.insert(k, Triplet::Waiting(t)).is_some(),
                 PASSED => g.triplets.insert(k, Triplet::Passed(t)).is_some(),
                 ALLOWED => g.allowed.insert(k, t).is_some(),
+                KNOWN_DOMAIN if !v1 => g.known.insert(k, t).is_some(),
                 _ => return Err(SnapshotError::BadRecord(i)),
             };
-            if dup || g.triplets.len() > MAX_TRIPLETS || g.allowed.len() > MAX_ALLOWED {
+            if dup
+                || g.triplets.len() > MAX_TRIPLETS
+                || g.allowed.len() > MAX_ALLOWED
+                || g.known.len() > MAX_KNOWN_DOMAINS
+            {
                 // A duplicate digest or more than the table holds: not a
                 // file this code wrote.
                 return Err(SnapshotError::BadRecord(i));
@@ -505,18 +585,142 @@ mod tests {
         assert_eq!(g.len().1, 0);
     }
 
+    /// A file with `body` (magic, secret, records) and its checksum.
+    fn with_sum(body: &[u8]) -> Vec<u8> {
+        let mut f = body.to_vec();
+        let sum = fnv1a64(&f);
+        f.extend_from_slice(&sum.to_be_bytes());
+        f
+    }
+
     #[test]
-    fn the_spf_hook_allows_at_once() {
+    fn a_domain_is_known_only_after_a_pass_and_spf_then_lets_new_clients_in() {
         let mut g = Greylist::new(&config(), [1; SECRET_BYTES]);
+        let (c1, c2) = (ip("203.0.113.5"), ip("198.51.100.1"));
+        // SPF passes, but nothing of x.test has passed yet: greylisted.
+        assert_eq!(
+            code(g.check(T0, c1, "a@x.test", "u@home.arpa", true)),
+            (450, "4.7.1")
+        );
+        assert_eq!(
+            code(g.check(T0 + 10, c2, "b@x.test", "u@home.arpa", true)),
+            (450, "4.7.1")
+        );
+        assert_eq!(g.known_domains(), 0, "waiting teaches nothing");
+        // A proper retry: x.test is known.
+        assert!(
+            g.check(T0 + 300, c1, "a@x.test", "u@home.arpa", false)
+                .is_ok()
+        );
+        assert_eq!(g.known_domains(), 1);
+        // A new network, a new address, SPF passes for x.test: at once,
+        // and the network is allowed as after a retry.
+        assert_eq!(
+            code(g.check(T0 + 301, c2, "n@X.Test.", "v@home.arpa", true)),
+            (250, "")
+        );
+        assert_eq!(
+            code(g.check(T0 + 302, c2, "m@other.test", "v@home.arpa", false)),
+            (250, "")
+        );
+        // Without the SPF pass, for an unknown domain, or the null
+        // sender: greylisted.
+        let c3 = ip("192.0.2.1");
+        for (from, spf) in [("o@x.test", false), ("o@y.test", true), ("", true)] {
+            assert_eq!(
+                code(g.check(T0 + 303, c3, from, "u@home.arpa", spf)),
+                (450, "4.7.1"),
+                "{from} {spf}"
+            );
+        }
+        // A bounce's triplet passing teaches nothing: the null sender is
+        // never known.
+        let c5 = ip("192.0.8.200");
+        assert!(g.check(T0 + 303, c5, "", "w@home.arpa", false).is_err());
+        assert!(g.check(T0 + 603, c5, "", "w@home.arpa", false).is_ok());
+        assert_eq!(
+            code(g.check(T0 + 604, ip("192.0.9.1"), "", "w@home.arpa", true)),
+            (450, "4.7.1")
+        );
+        // Mail through an allowed network skips the triplets and teaches
+        // no domain (other.test went through c2's network above).
+        assert_eq!(
+            code(g.check(T0 + 304, c3, "o@other.test", "u@home.arpa", true)),
+            (450, "4.7.1")
+        );
+        assert_eq!(g.known_domains(), 1);
+        // Known until auto_allow_s after the last pass; SPF passes do
+        // not extend it.
+        let c4 = ip("2001:db8::1");
+        assert!(
+            g.check(T0 + 300 + 30 * 86_400, c4, "p@x.test", "u@home.arpa", true)
+                .is_ok()
+        );
+        assert_eq!(
+            code(g.check(
+                T0 + 301 + 30 * 86_400,
+                ip("2001:db8:1::1"),
+                "p@x.test",
+                "u@home.arpa",
+                true
+            )),
+            (450, "4.7.1")
+        );
+    }
+
+    #[test]
+    fn without_auto_allow_no_domain_is_known() {
+        let mut g = Greylist::new(
+            &GreylistConfig {
+                auto_allow_s: 0,
+                ..config()
+            },
+            [1; SECRET_BYTES],
+        );
         let c = ip("192.0.2.1");
-        assert_eq!(
-            code(g.check(T0, c, "a@x.test", "u@home.arpa", true)),
-            (250, "")
+        assert!(g.check(T0, c, "a@x.test", "u@h", true).is_err());
+        assert!(g.check(T0 + 300, c, "a@x.test", "u@h", true).is_ok());
+        assert_eq!(g.known_domains(), 0);
+        assert!(
+            g.check(T0 + 301, ip("198.51.100.1"), "b@x.test", "u@h", true)
+                .is_err()
         );
-        assert_eq!(
-            code(g.check(T0, c, "b@x.test", "w@home.arpa", false)),
-            (250, "")
+    }
+
+    #[test]
+    fn known_domains_are_bounded() {
+        let mut g = Greylist::new(&config(), [1; SECRET_BYTES]);
+        let n = MAX_KNOWN_DOMAINS + 10;
+        // One network per domain (an allowed network would skip the
+        // triplets and teach nothing).
+        let client = |i: usize| IpAddr::from([10, (i >> 8) as u8, i as u8, 1]);
+        for i in 0..n {
+            let _ = g.check(
+                T0 + i as u64,
+                client(i),
+                &format!("s@d{i}.test"),
+                "u@h",
+                false,
+            );
+        }
+        for i in 0..n {
+            let at = T0 + 10_000 + i as u64;
+            assert!(
+                g.check(at, client(i), &format!("s@d{i}.test"), "u@h", false)
+                    .is_ok()
+            );
+            assert!(g.known_domains() <= MAX_KNOWN_DOMAINS);
+        }
+        assert_eq!(g.known_domains(), MAX_KNOWN_DOMAINS);
+        // The oldest went, the newest stayed.
+        let stranger = |i: u8| IpAddr::from([198, 51, 100, i]);
+        let late = T0 + 20_000;
+        assert!(
+            g.check(late, stranger(1), "n@d0.test", "u@h", true)
+                .is_err()
         );
+        let last = format!("n@d{}.test", n - 1);
+        assert!(g.check(late, ip("192.0.2.1"), &last, "u@h", true).is_ok());
     }
 
     #[test]
@@ -558,10 +762,18 @@ mod tests {
             false,
         );
         let snap = g.encode(T0 + 300);
-        assert_eq!(snap.len(), HEADER_BYTES + 3 * RECORD_BYTES + 8);
+        assert!(snap.starts_with(MAGIC));
+        // Two triplets, a network, a domain.
+        assert_eq!(snap.len(), HEADER_BYTES + 4 * RECORD_BYTES + 8);
         let mut back = Greylist::decode(&config(), &snap, T0 + 310).unwrap();
         assert_eq!(back.len(), (2, 1));
+        assert_eq!(back.known_domains(), 1);
         assert!(!back.is_dirty());
+        // The known domain came back: a new network with SPF passes.
+        assert!(
+            back.check(T0 + 305, ip("192.0.2.7"), "z@x.test", "w@home.arpa", true)
+                .is_ok()
+        );
         // The waiting triplet keeps its first sighting.
         assert!(
             back.check(T0 + 300, c, "a@x.test", "u@home.arpa", false)
@@ -574,6 +786,7 @@ mod tests {
         // Expired entries are dropped on load.
         let later = Greylist::decode(&config(), &snap, T0 + 100 * 86_400).unwrap();
         assert_eq!(later.len(), (0, 0));
+        assert_eq!(later.known_domains(), 0);
 
         let mut bad = snap.clone();
         bad[HEADER_BYTES + 3] ^= 1;
@@ -600,6 +813,53 @@ mod tests {
         kind.extend_from_slice(&sum.to_be_bytes());
         assert_eq!(
             Greylist::decode(&config(), &kind, T0).unwrap_err(),
+            SnapshotError::BadRecord(0)
+        );
+    }
+
+    #[test]
+    fn a_version_1_snapshot_loads_its_triplets_and_no_domains() {
+        let mut g = Greylist::new(&config(), [9; SECRET_BYTES]);
+        let (c, d) = (ip("203.0.113.5"), ip("198.51.100.1"));
+        let _ = g.check(T0, c, "a@x.test", "u@home.arpa", false);
+        let _ = g.check(T0, d, "a@x.test", "u@home.arpa", false);
+        let _ = g.check(T0 + 300, d, "a@x.test", "u@home.arpa", false);
+        let snap = g.encode(T0 + 300);
+        // What the previous version wrote: its magic, no kind 4.
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend_from_slice(&snap[MAGIC.len()..HEADER_BYTES]);
+        for r in snap[HEADER_BYTES..snap.len() - 8].chunks_exact(RECORD_BYTES) {
+            if r[0] != KNOWN_DOMAIN {
+                v1.extend_from_slice(r);
+            }
+        }
+        let v1 = with_sum(&v1);
+        assert_eq!(v1.len(), HEADER_BYTES + 3 * RECORD_BYTES + 8);
+        let mut back = Greylist::decode(&config(), &v1, T0 + 310).unwrap();
+        assert_eq!((back.len(), back.known_domains()), ((2, 1), 0));
+        // x.test is not known; the triplets and networks work (and the
+        // waiting triplet's pass makes x.test known again).
+        assert!(
+            back.check(T0 + 310, ip("192.0.2.7"), "z@x.test", "w@home.arpa", true)
+                .is_err()
+        );
+        assert!(
+            back.check(T0 + 310, d, "q@y.test", "u@home.arpa", false)
+                .is_ok()
+        );
+        assert_eq!(back.known_domains(), 0);
+        assert!(
+            back.check(T0 + 310, c, "a@x.test", "u@home.arpa", false)
+                .is_ok()
+        );
+        assert_eq!(back.known_domains(), 1);
+        // Written again as version 2.
+        assert!(back.encode(T0 + 310).starts_with(MAGIC));
+        // A kind 4 record in a version 1 file is not one it wrote.
+        let mut bad = v1[..v1.len() - 8].to_vec();
+        bad[HEADER_BYTES] = KNOWN_DOMAIN;
+        assert_eq!(
+            Greylist::decode(&config(), &with_sum(&bad), T0).unwrap_err(),
             SnapshotError::BadRecord(0)
         );
     }
