@@ -116,6 +116,10 @@ pub async fn run(cfg: Config) -> Result<(), DnsError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(DnsError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DnsError::Signal)?;
 
+    // Start-up is over: give back the code only it ran, before the
+    // snapshot fills the cache (the service's peak).
+    let released = crate::sys::text::release_startup_text();
+    log::debug!("dns: {} KiB of start-up code released", released / 1024);
     let hot = load_snapshot(&svc, &data_dir);
 
     let mut bound = Vec::with_capacity(cfg.dns.listen.len());

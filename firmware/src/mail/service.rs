@@ -174,6 +174,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
     let m = config.mail.clone();
+    // Start-up (arguments, the configuration reader) is over: give back
+    // its code before recovery and sessions grow the working set.
+    let released = crate::sys::text::release_startup_text();
+    log::debug!("mail: {} KiB of start-up code released", released / 1024);
     let spool = Spool::open(
         &spool_dir(&config),
         Limits {

@@ -9,6 +9,7 @@ pub mod atomic;
 #[cfg(test)]
 pub mod fake;
 pub mod region;
+pub mod text;
 
 use std::ffi::CString;
 use std::io;
