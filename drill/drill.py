@@ -367,7 +367,9 @@ class Senders:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(BOARD, 25, local_addr=(src, 0), limit=1 << 16), 30)
-                code, text = await self.reply(reader, 180)  # the tarpit may hold the greeting 120 s
+                # The tarpit may hold the greeting 120 s; a connection left
+                # hanging by the cut waits this long (Postfix: 300 s).
+                code, text = await self.reply(reader, self.args.greeting_timeout)
                 if code != 220:
                     raise ConnectionError(f"greeting {text}")
                 self.greetings.append(time.time())
@@ -460,6 +462,9 @@ def main():
     p.add_argument("--dot-timeout", type=float, default=120.0,
                    help="seconds a sender waits for its message to be written and for the reply to the final dot "
                    "(Postfix: 180 and 600; a cut board never resets its connections)")
+    p.add_argument("--greeting-timeout", type=float, default=180.0,
+                   help="seconds a sender waits for the 220 (the tarpit holds it up to 120 s; a connection opened "
+                   "just before the cut waits it out)")
     p.add_argument("--deadline", type=float, default=1800.0)
     p.add_argument("--seed", type=int, default=15)
     p.add_argument("--image", default=os.path.join(REPO, "out/qemu-armv7/pocobelle-qemu-armv7.img"))
@@ -688,7 +693,8 @@ def analyse(args, work, t0, boards, cuts, senders, t_end):
         "column": "pocobelle (qemu-armv7 image, -m 64)" if args.column == "pocobelle" else
                   f"postfix + bind9 (host x86-64, cgroup capped at {args.budget_mib} MiB)",
         "params": {k: getattr(args, k) for k in ["messages", "max_size", "connections", "delay", "slow", "laptop_after",
-                                                  "cut_at", "settle", "retry", "dot_timeout", "seed"]},
+                                                  "cut_at", "settle", "retry", "dot_timeout", "greeting_timeout",
+                                                  "seed"]},
         "backlog_bytes": sum(sizes),
         "mail": {"acknowledged": len(acked), "acknowledged_per_boot": {str(b): sum(1 for _, x in acked.values() if x == b) for b in (1, 2)},
                  "rejected_5xx": len(senders.rejected), "deferred_4xx": senders.deferrals,

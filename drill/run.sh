@@ -13,8 +13,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 variant=${1:-full}
 shift || true
-reduced_opts=(--messages 60 --max-size 262144 --delay 1 --slow 4 --laptop-after 120
-              --settle 10 --retry 3 --dot-timeout 45 --deadline 900)
+reduced_opts=(--messages 60 --max-size 262144 --delay 1 --slow 4 --laptop-after 60
+              --settle 10 --retry 3 --dot-timeout 45 --greeting-timeout 45 --deadline 600)
 case "$variant" in
   full) opts=(--name full) ;;
   # The second column: Postfix + BIND9 on the host at the board's address.

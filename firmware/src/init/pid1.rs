@@ -873,6 +873,11 @@ impl Init {
     }
 
     fn main_loop(&mut self) -> ! {
+        // The boot sequence (mounts, storage checks, swap, network, the
+        // configuration) is over: give back its code; the loop faults back
+        // in what supervision and shutdown use.
+        let released = crate::sys::text::release_startup_text();
+        log::debug!("init: {} KiB of boot code released", released / 1024);
         loop {
             let now = self.now_ms();
             let mut next = self.sup.tick(now).unwrap_or(now + MAX_SLEEP_MS);
