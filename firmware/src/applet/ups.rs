@@ -93,6 +93,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         }
     };
     log::info!("watching {label} every {} s", u.poll_interval().as_secs());
+    // Start-up (arguments, the configuration reader) is over: give back
+    // its code (see `sys::text`).
+    let released = crate::sys::text::release_startup_text();
+    log::debug!("ups: {} KiB of start-up code released", released / 1024);
     rt.block_on(async {
         let mut rx = Monitor::spawn(&u);
         let mut last: Option<PowerFile> = None;
