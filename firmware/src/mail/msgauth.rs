@@ -24,7 +24,7 @@ use super::policy::dkim::{
 };
 use super::policy::dmarc::{self, DmarcVerdict};
 use super::policy::rdns::Rdns;
-use super::policy::spf::{self, Identity, SpfOutcome};
+use super::policy::spf::{Identity, SpfOutcome};
 use crate::config::PolicyConfig;
 use crate::smtp::Reply;
 
@@ -222,17 +222,8 @@ impl TxtLookups {
 
 /// The SPF outcome as Authentication-Results and DMARC take it.
 pub fn spf_check(o: &SpfOutcome) -> SpfCheck {
-    use authres::SpfResult as A;
     SpfCheck {
-        result: match o.result {
-            spf::SpfResult::None => A::None,
-            spf::SpfResult::Neutral => A::Neutral,
-            spf::SpfResult::Pass => A::Pass,
-            spf::SpfResult::Fail => A::Fail,
-            spf::SpfResult::SoftFail => A::SoftFail,
-            spf::SpfResult::TempError => A::TempError,
-            spf::SpfResult::PermError => A::PermError,
-        },
+        result: o.result,
         domain: o.domain.clone(),
         helo: o.identity == Identity::Helo,
     }

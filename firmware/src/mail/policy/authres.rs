@@ -6,31 +6,8 @@
 use super::dkim::{DkimOutcome, DkimResult, MAX_HEADER_SECTION};
 use super::dmarc::DmarcVerdict;
 
-/// An SPF result (RFC 7208 2.6), as the SPF check reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpfResult {
-    None,
-    Neutral,
-    Pass,
-    Fail,
-    SoftFail,
-    TempError,
-    PermError,
-}
-
-impl SpfResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SpfResult::None => "none",
-            SpfResult::Neutral => "neutral",
-            SpfResult::Pass => "pass",
-            SpfResult::Fail => "fail",
-            SpfResult::SoftFail => "softfail",
-            SpfResult::TempError => "temperror",
-            SpfResult::PermError => "permerror",
-        }
-    }
-}
+/// The SPF check's own result type (RFC 7208 2.6).
+pub use super::spf::SpfResult;
 
 /// The SPF check of one message: its result and the identity checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
