@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh run|test [SECONDS] [TARGET...]
+# scripts/fuzz.sh long [RUNS] [TARGET...]
 #
 # Coverage-guided fuzzing of the firmware's parsers (the fuzz/ crate,
 # libFuzzer through cargo-fuzz). Builds every target once, then runs them
@@ -12,6 +13,14 @@
 #                           and each crash once fixed: a regression test),
 #                           then SECONDS (default 20) of fuzzing from a
 #                           fresh scratch corpus.
+#   long  (make fuzz-long)  RUNS executions of each target (libFuzzer's
+#                           -runs; default 10,000,000, the issue's long-run
+#                           figure), growing the same corpus as `run`.
+#                           FUZZ_SANITIZER=none builds without
+#                           AddressSanitizer (about twice the speed; the
+#                           targets link only safe Rust) into its own
+#                           directory; debug assertions and overflow checks
+#                           stay on either way.
 # A crash, a hang (-timeout) or memory growth (-rss_limit_mb) fails the
 # target; its input is saved under fuzz/artifacts/<target>/ and the
 # script exits non-zero after running the others.
@@ -21,12 +30,14 @@
 # known to work here; no nightly toolchain is installed.
 set -euo pipefail
 
-mode=${1:?usage: fuzz.sh run|test [SECONDS] [TARGET...]}
+mode=${1:?usage: fuzz.sh run|test [SECONDS] [TARGET...] or fuzz.sh long [RUNS] [TARGET...]}
 shift
+runs=
 case "$mode" in
   run) seconds=${1:-${FUZZ_SECONDS:-300}} ;;
   test) seconds=${1:-20} ;;
-  *) echo "fuzz.sh: unknown mode $mode (run or test)" >&2; exit 64 ;;
+  long) runs=${1:-${FUZZ_RUNS:-10000000}}; seconds=0 ;;
+  *) echo "fuzz.sh: unknown mode $mode (run, test or long)" >&2; exit 64 ;;
 esac
 [ $# -gt 0 ] && shift
 cd "$(dirname "$0")/.."
@@ -54,17 +65,22 @@ if [ "$mode" = test ]; then
 else
   build=(); profile=release; jobs=${FUZZ_JOBS:-1}
 fi
+sanitizer=${FUZZ_SANITIZER:-address}
+tdir=target
+if [ "$sanitizer" != address ]; then
+  build+=(--sanitizer "$sanitizer" --target-dir "target-$sanitizer"); tdir=target-$sanitizer
+fi
 start=$(date +%s)
 (cd fuzz && nice -n "${FUZZ_NICE:-10}" cargo fuzz build "${build[@]}")
-echo "fuzz: built ${#targets[@]} targets in $(( $(date +%s) - start )) s"
+echo "fuzz: built ${#targets[@]} targets in $(( $(date +%s) - start )) s (sanitizer: $sanitizer)"
 
 host=$(rustc -vV | sed -n 's/^host: //p')
-bin=fuzz/target/$host/$profile
+bin=fuzz/$tdir/$host/$profile
 
 one() { # TARGET: runs it, writes its result line to fuzz/target/TARGET.result
   local t=$1 seeds=fuzz/corpus/$1 work log=fuzz/target/$1.log rc=0 execs secs rate
   mkdir -p "$seeds" "fuzz/artifacts/$t"
-  if [ "$mode" = run ]; then
+  if [ "$mode" != test ]; then
     work=fuzz/target/corpus/$t
     mkdir -p "$work"
   else
@@ -73,7 +89,7 @@ one() { # TARGET: runs it, writes its result line to fuzz/target/TARGET.result
   # 0 seconds: the corpus inputs only, no mutation (a deterministic
   # regression run).
   local budget=(-max_total_time="$seconds")
-  [ "$seconds" = 0 ] && budget=(-runs=0)
+  [ "$seconds" = 0 ] && budget=(-runs="${runs:-0}")
   nice -n "${FUZZ_NICE:-10}" "$bin/$t" "$work" "$seeds" \
     "${budget[@]}" -timeout="$TIMEOUT_S" -rss_limit_mb="$RSS_LIMIT_MB" \
     -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 || rc=$?
