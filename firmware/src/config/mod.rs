@@ -169,16 +169,21 @@ impl Config {
             let line = e.span().map(|s| locate::line_of(text, s.start));
             parse_err(line, None, e.message().trim().to_string())
         })?;
-        let de = toml::Deserializer::from(table);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            let line = inner
-                .span()
-                .map(|s| locate::line_of(text, s.start))
-                .or_else(|| locate::line_of_key(text, &key));
-            let key = (key != ".").then_some(key);
-            parse_err(line, key, inner.message().trim().to_string())
+        // The key an error names is found from its span afterwards (see
+        // `locate::key_at`), on a second parse of the text: deserialising
+        // takes the table.
+        let config = Config::deserialize(toml::Deserializer::from(table)).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => {
+                    let key = toml::de::DeTable::parse(text)
+                        .map(|t| locate::key_at(t.get_ref(), span.start))
+                        .unwrap_or_default();
+                    (Some(locate::line_of(text, span.start)), key)
+                }
+                None => (None, String::new()),
+            };
+            let key = (!key.is_empty()).then_some(key);
+            parse_err(line, key, e.message().trim().to_string())
         })?;
         config.validate().map_err(|inv| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -253,6 +258,31 @@ mod tests {
         let err = parse("[log]\nlevel = 3\n").unwrap_err().to_string();
         assert!(err.contains(":2:"), "{err}");
         assert!(err.contains("log.level"), "{err}");
+    }
+
+    #[test]
+    fn errors_in_arrays_of_tables_name_the_item() {
+        let text =
+            "[[dns.hosts]]\nname = \"a\"\naddrs = [\"10.0.0.1\"]\n\n[[dns.hosts]]\nname = 3\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("/etc/pocobelle.toml:6: key `dns.hosts[1].name`: "),
+            "{err}"
+        );
+        let err = parse("[[init.service]]\nname = \"x\"\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3: key `init.service[0].bogus`: unknown field"),
+            "{err}"
+        );
+        let err = parse("[[dns.hosts]]\naddrs = [\"10.0.0.1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `dns.hosts[0]`: missing field `name`"),
+            "{err}"
+        );
     }
 
     #[test]
