@@ -4,11 +4,11 @@
 //! print it); `#` starts a comment line. The file is read again at every
 //! AUTH (it is small and bounded), so edits apply at once without a
 //! restart. It owns checking credentials; it never logs a password and
-//! compares hashes in constant time (sha-crypt's verifier).
+//! compares hashes in constant time ([`super::shacrypt`]).
 
 use std::path::Path;
 
-use sha_crypt::{PasswordVerifier, ShaCrypt};
+use super::shacrypt;
 
 use crate::smtp::auth::Credentials;
 use crate::smtp::session::AuthVerdict;
@@ -35,36 +35,6 @@ pub enum PasswdError {
     TooLarge { path: String },
 }
 
-/// One usable entry's hash, or why the line was skipped.
-fn entry_hash<'a>(path: &Path, n: usize, line: &'a str) -> Option<(&'a str, &'a str)> {
-    let (user, hash) = line.split_once(':')?;
-    let rounds_ok = match hash.strip_prefix("$6$") {
-        Some(rest) => match rest.strip_prefix("rounds=") {
-            Some(r) => r
-                .split('$')
-                .next()
-                .and_then(|r| r.parse::<u32>().ok())
-                .is_some_and(|r| r <= MAX_ROUNDS),
-            None => true,
-        },
-        None => {
-            log::warn!(
-                "mail: {}:{n}: user {user:?}: not a SHA-512 crypt hash ($6$...); entry ignored",
-                path.display()
-            );
-            return None;
-        }
-    };
-    if !rounds_ok {
-        log::warn!(
-            "mail: {}:{n}: user {user:?}: rounds missing or over {MAX_ROUNDS}; entry ignored",
-            path.display()
-        );
-        return None;
-    }
-    Some((user, hash))
-}
-
 /// Checks `creds` against the password file at `path`.
 pub fn check(path: &Path, creds: &Credentials) -> Result<bool, PasswdError> {
     let p = || path.display().to_string();
@@ -74,27 +44,24 @@ pub fn check(path: &Path, creds: &Credentials) -> Result<bool, PasswdError> {
     }
     let text =
         std::fs::read_to_string(path).map_err(|source| PasswdError::Io { path: p(), source })?;
-    let verifier = ShaCrypt::default();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if line.split_once(':').map(|(u, _)| u) != Some(creds.user.as_str()) {
+        let Some((user, hash)) = line.split_once(':') else {
+            continue;
+        };
+        if user != creds.user {
             continue;
         }
-        let Some((_, hash)) = entry_hash(path, i + 1, line) else {
-            return Ok(false);
-        };
-        return match verifier.verify_password(&creds.password, hash) {
-            Ok(()) => Ok(true),
-            Err(sha_crypt::password_hash::Error::PasswordInvalid) => Ok(false),
+        return match shacrypt::parse(hash, MAX_ROUNDS) {
+            Ok(h) => Ok(shacrypt::verify(&creds.password, &h)),
             Err(e) => {
                 log::warn!(
-                    "mail: {}:{}: user {:?}: unusable hash ({e}); entry ignored",
+                    "mail: {}:{}: user {user:?}: {e}; entry ignored",
                     path.display(),
-                    i + 1,
-                    creds.user
+                    i + 1
                 );
                 Ok(false)
             }
@@ -102,11 +69,7 @@ pub fn check(path: &Path, creds: &Credentials) -> Result<bool, PasswdError> {
     }
     // Unknown user: spend the same time as a check, so that timing does
     // not tell which user names exist.
-    let _ = sha_crypt::sha512_crypt(
-        &creds.password,
-        b"pocobelle",
-        sha_crypt::Params::RECOMMENDED,
-    );
+    let _ = shacrypt::digest(&creds.password, b"pocobelle", shacrypt::DEFAULT_ROUNDS);
     Ok(false)
 }
 

@@ -15,4 +15,5 @@ pub mod policy;
 pub mod queue;
 pub mod scheduler;
 pub mod service;
+pub mod shacrypt;
 pub mod spool;
