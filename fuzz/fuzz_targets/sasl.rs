@@ -3,9 +3,14 @@
 //! back; what decodes re-encodes to text that decodes the same;
 //! credentials are never empty, never over MAX_USER / MAX_PASSWORD,
 //! never hold NUL, and a PLAIN authzid other than the user is refused.
+//! The same text as a password file's SHA-512 crypt hash
+//! (`mail::shacrypt::parse`): what parses has rounds within bounds, a salt
+//! and an 86-character hash in the crypt alphabet, and prints back to the
+//! text it came from.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pocobelle::mail::shacrypt;
 use pocobelle::smtp::auth::{self, SaslError};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,6 +20,22 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if let Ok(h) = shacrypt::parse(text, 20_000) {
+        assert!((shacrypt::MIN_ROUNDS..=20_000).contains(&h.rounds));
+        assert!(!h.salt.is_empty() && h.salt.len() <= shacrypt::MAX_SALT);
+        assert_eq!(h.hash.len(), 86);
+        let rounds = if h.explicit_rounds {
+            format!("rounds={}$", h.rounds)
+        } else {
+            String::new()
+        };
+        let again = format!(
+            "$6${rounds}{}${}",
+            String::from_utf8_lossy(h.salt),
+            String::from_utf8_lossy(h.hash)
+        );
+        assert_eq!(again, text);
+    }
     if let Ok(raw) = auth::base64_decode(text) {
         assert!(raw.len() <= text.len() / 4 * 3);
         let again = auth::base64_encode(&raw);
