@@ -166,6 +166,15 @@ pub fn variant(v: &Value<'_>, path: &str, names: &[&str]) -> Result<usize, ReadE
     })
 }
 
+/// Reads `v` into `slot`: one copy per field type, shared by the fields of
+/// every struct (so that each key costs its struct a call, not an inlined
+/// reader).
+#[inline(never)]
+pub fn set<T: FromToml>(slot: &mut T, v: &Value<'_>, path: &str) -> Result<(), ReadError> {
+    *slot = T::read(v, path)?;
+    Ok(())
+}
+
 /// Declares the keys of a struct the file holds, and reads it: starting
 /// from the struct's `Default`, each key of the table sets its field;
 /// an unknown key, or a missing one of those listed after `required`,
@@ -187,7 +196,7 @@ macro_rules! toml_table {
                     let key = k.get_ref().as_ref();
                     let at = r::child(path, key);
                     match key {
-                        $(stringify!($field) => out.$field = r::FromToml::read(val, &at)?,)*
+                        $(stringify!($field) => r::set(&mut out.$field, val, &at)?,)*
                         _ => return Err(r::unknown_field(k.span(), &at, key, FIELDS)),
                     }
                 }
@@ -310,25 +319,27 @@ impl FromToml for SocketAddr {
     }
 }
 
-/// The items of the array `v`, each with its dotted key `path[i]`.
-fn items<'a, 'i>(
-    v: &'a Value<'i>,
-    path: &str,
-) -> Result<impl Iterator<Item = (&'a Value<'i>, String)>, ReadError> {
+/// The items of the array `v`.
+fn array<'a, 'i>(v: &'a Value<'i>, path: &str) -> Result<&'a [Value<'i>], ReadError> {
     match v.get_ref() {
-        DeValue::Array(a) => Ok(a
-            .iter()
-            .enumerate()
-            .map(move |(i, item)| (item, format!("{path}[{i}]")))),
+        DeValue::Array(a) => Ok(a),
         _ => Err(invalid_type(v, path, "a sequence")),
     }
 }
 
+/// The dotted key of item `i` of the array at `path`.
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
 impl<T: FromToml> FromToml for Vec<T> {
     fn read(v: &Value<'_>, path: &str) -> Result<Self, ReadError> {
-        items(v, path)?
-            .map(|(item, at)| T::read(item, &at))
-            .collect()
+        let items = array(v, path)?;
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            out.push(T::read(item, &index(path, i))?);
+        }
+        Ok(out)
     }
 }
 
@@ -393,12 +404,12 @@ mod tests {
 
     #[test]
     fn reads_nested_inline_and_arrays_of_tables() {
-        let text = "name = \"a\"\nsmall = 255\nbig = 0x10\nneg = -7\non = true\nlist = [1, 2]\n\
+        let text = "name = \"a\"\nsmall = 255\nbig = 0x10\nneg = -7_000\non = true\nlist = [1, 2]\n\
                     inner = { x = 3 }\n[[many]]\nx = 1\n[[many]]\naddr = \"10.0.0.1:53\"\n\
                     [map.one]\nx = 9\n[map.\"two.dots\"]\n";
         let s = sample(text).unwrap();
         assert_eq!(s.name, "a");
-        assert_eq!((s.small, s.big, s.neg, s.on), (255, 16, -7, true));
+        assert_eq!((s.small, s.big, s.neg, s.on), (255, 16, -7000, true));
         assert_eq!(s.list, [1, 2]);
         assert_eq!(s.inner, Some(Inner { x: 3, addr: None }));
         assert_eq!(s.many.len(), 2);
