@@ -5,9 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
 use super::net::Prefix;
+use super::read::toml_table;
 use super::{Invalid, check_range};
 
 /// At most this many static host entries.
@@ -20,19 +19,18 @@ pub const MAX_LIST: usize = 32;
 
 /// One static host: `name` (a single label is placed in `local_domain`)
 /// and its addresses; PTR records are answered for each address.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct HostEntry {
     pub name: String,
     pub addrs: Vec<IpAddr>,
 }
+toml_table!(HostEntry { name, addrs } required { name, addrs });
 
 /// Port of a DNS-over-TLS upstream when `addr` names none (RFC 7858).
 pub const DOT_PORT: u16 = 853;
 
 /// A DNS-over-TLS forwarder (`[[dns.tls_upstreams]]`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TlsUpstream {
     /// `"ip"` or `"ip:port"` (`"[v6]:port"`); port 853 when omitted.
     pub addr: String,
@@ -40,9 +38,9 @@ pub struct TlsUpstream {
     pub name: String,
     /// PEM CA certificates that verify the server. Default none: the
     /// system bundle `/etc/ssl/certs/ca-certificates.crt`.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
 }
+toml_table!(TlsUpstream { addr, name, ca_file } required { addr, name });
 
 impl TlsUpstream {
     /// The server's address, with port 853 when none is given.
@@ -79,8 +77,7 @@ impl TimeOfDay {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DnsConfig {
     /// UDP and TCP listening addresses. Default `["127.0.0.1:53", "[::1]:53"]`.
     pub listen: Vec<SocketAddr>,
@@ -154,6 +151,36 @@ pub struct DnsConfig {
     /// Default 60 (1..=3600).
     pub prime_budget_secs: u32,
 }
+toml_table!(DnsConfig {
+    listen,
+    upstreams,
+    tls_upstreams,
+    tls_connections,
+    tls_idle_ms,
+    allow,
+    local_domain,
+    hosts,
+    local_ttl,
+    cache_bytes,
+    min_ttl,
+    max_ttl,
+    negative_max_ttl,
+    budget_ms,
+    stale_after_ms,
+    stale_max_age,
+    max_inflight,
+    max_waiters,
+    tcp_max_connections,
+    tcp_idle_ms,
+    rate_limit_qps,
+    rate_limit_burst,
+    rate_limit_clients,
+    snapshot_interval_secs,
+    hot_names,
+    prime_times,
+    prime_rate,
+    prime_budget_secs
+});
 
 pub const DEFAULT_ALLOW: &[&str] = &[
     "127.0.0.0/8",

@@ -5,8 +5,7 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
+use super::read::{toml_enum, toml_table};
 use super::{Invalid, check_range};
 
 /// At most this many supervised services (dns, mail and a few helpers).
@@ -18,8 +17,7 @@ pub const MAX_MODULES: usize = 32;
 /// A service name, user name or argument is at most this long.
 pub const MAX_WORD_BYTES: usize = 256;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InitConfig {
     /// Block device of the data partition, mounted on `system.data_dir`.
     /// Empty (default): the data directory lives on the root file system
@@ -72,6 +70,27 @@ pub struct InitConfig {
     /// `dns` then `mail`, those of them that this build has.
     pub service: Vec<ServiceConfig>,
 }
+toml_table!(InitConfig {
+    data_device,
+    data_fstype,
+    grow_data,
+    commit_secs,
+    fsck,
+    modules,
+    primed_budget_secs,
+    stop_grace_secs,
+    watchdog_device,
+    watchdog_interval_secs,
+    watchdog_timeout_secs,
+    rescue_shell,
+    clock_save_secs,
+    logfile,
+    swap,
+    sysctl,
+    network,
+    sntp,
+    service
+});
 
 impl Default for InitConfig {
     fn default() -> Self {
@@ -101,8 +120,7 @@ impl Default for InitConfig {
 
 /// `[init.logfile]`: the log ring also kept in a file on the data
 /// partition, written in large batches (flash wears with small writes).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogFileConfig {
     /// Log file, relative to `system.data_dir`, e.g. `pocobelle.log`.
     /// Empty (default): no log file. Written only when the data partition
@@ -117,6 +135,12 @@ pub struct LogFileConfig {
     /// kept) and a new one started, in KiB. Default 1024, 64 to 65536.
     pub max_kib: u32,
 }
+toml_table!(LogFileConfig {
+    file,
+    batch_kib,
+    flush_secs,
+    max_kib
+});
 
 impl Default for LogFileConfig {
     fn default() -> Self {
@@ -129,8 +153,7 @@ impl Default for LogFileConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SwapConfig {
     /// Whether init creates and activates a swap file. Default true.
     pub enabled: bool,
@@ -145,6 +168,13 @@ pub struct SwapConfig {
     /// real pressure. Default 10, 0 to 100.
     pub swappiness: u32,
 }
+toml_table!(SwapConfig {
+    enabled,
+    file,
+    size_mib,
+    min_free_mib,
+    swappiness
+});
 
 impl Default for SwapConfig {
     fn default() -> Self {
@@ -158,8 +188,7 @@ impl Default for SwapConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SysctlConfig {
     /// Dirty data that starts background writeback, in KiB (a multiple of
     /// 128 is used). 0 (default): computed from RAM (RAM/32, 512 to 8192).
@@ -172,6 +201,12 @@ pub struct SysctlConfig {
     /// Interval of the flusher threads, in seconds. Default 15, 1 to 600.
     pub dirty_writeback_secs: u32,
 }
+toml_table!(SysctlConfig {
+    writeback_batch_kib,
+    min_free_kib,
+    dirty_expire_secs,
+    dirty_writeback_secs
+});
 
 impl Default for SysctlConfig {
     fn default() -> Self {
@@ -189,8 +224,7 @@ pub const MAX_ROUTES: usize = 16;
 
 /// `[init.network]`: the board's interface (loopback is always brought up),
 /// configured over rtnetlink.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NetworkConfig {
     /// Interface to configure, e.g. `eth0`. Empty (default): none.
     pub interface: String,
@@ -224,6 +258,18 @@ pub struct NetworkConfig {
     /// `init.primed_budget_secs`). Default 10 s, 0 to 120.
     pub wait_secs: u32,
 }
+toml_table!(NetworkConfig {
+    interface,
+    address,
+    gateway,
+    address6,
+    gateway6,
+    routes,
+    ipv6_autoconf,
+    dhcp,
+    dhcp_client,
+    wait_secs
+});
 
 impl Default for NetworkConfig {
     fn default() -> Self {
@@ -247,8 +293,7 @@ pub const MAX_SNTP_SERVERS: usize = 8;
 
 /// `[init.sntp]`: the clock set from SNTP servers (RFC 4330) by the
 /// supervised service `sntp`, once DNS is up.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SntpConfig {
     /// Servers, `host` or `host:port` (port 123 by default), names
     /// resolved through the local DNS cache (`dns.listen`). Empty
@@ -263,6 +308,11 @@ pub struct SntpConfig {
     /// ones are slewed by the kernel. Default 128, 1 to 3600000.
     pub step_ms: u32,
 }
+toml_table!(SntpConfig {
+    servers,
+    poll_secs,
+    step_ms
+});
 
 impl Default for SntpConfig {
     fn default() -> Self {
@@ -275,8 +325,7 @@ impl Default for SntpConfig {
 }
 
 /// When a service counts as ready, so that the next one may start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Readiness {
     /// As soon as it is started.
     #[default]
@@ -285,38 +334,32 @@ pub enum Readiness {
     /// creates `<run_dir>/<name>.primed`.
     Primed,
 }
+toml_enum!(Readiness { "none" => None, "primed" => Primed });
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ServiceConfig {
     /// Short name: log prefix, status line, cgroup, `<name>.primed`.
     pub name: String,
     /// Command line; the first word is the program. Empty: this binary
     /// with the applet named `name`.
-    #[serde(default)]
     pub argv: Vec<String>,
     /// Unprivileged user the service runs as (from /etc/passwd); it keeps
     /// only CAP_NET_BIND_SERVICE. `root` keeps root. Default `pocobelle-NAME`.
-    #[serde(default)]
     pub user: Option<String>,
     /// /proc/PID/oom_score_adj, -1000 to 1000: higher dies first. Default 0.
-    #[serde(default)]
     pub oom_score_adj: i32,
     /// Memory ceiling in MiB (cgroup v2 memory.max) where the kernel has
     /// it; 0: none. Default 0, at most 4096.
-    #[serde(default)]
     pub memory_max_mib: u32,
     /// `none` (default) or `primed`.
-    #[serde(default)]
     pub ready: Readiness,
     /// Started in safe mode (config did not parse). Default false.
-    #[serde(default)]
     pub safe_mode: bool,
     /// Extra environment, `KEY=VALUE` each (NUT's programs find their
     /// configuration through `NUT_CONFPATH`). Default none.
-    #[serde(default)]
     pub env: Vec<String>,
 }
+toml_table!(ServiceConfig { name, argv, user, oom_score_adj, memory_max_mib, ready, safe_mode, env } required { name });
 
 impl ServiceConfig {
     /// The built-in services: dns (primed, kept) and mail (expendable),

@@ -1,11 +1,9 @@
 //! `[log]`: how much the services say.
 
-use serde::Deserialize;
-
 use super::Invalid;
+use super::read::{toml_enum, toml_table};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogLevel {
     Error,
     Warn,
@@ -14,6 +12,7 @@ pub enum LogLevel {
     Debug,
     Trace,
 }
+toml_enum!(LogLevel { "error" => Error, "warn" => Warn, "info" => Info, "debug" => Debug, "trace" => Trace });
 
 impl LogLevel {
     pub fn to_filter(self) -> log::LevelFilter {
@@ -27,13 +26,13 @@ impl LogLevel {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogConfig {
     /// `error`, `warn`, `info` (default), `debug` or `trace`. The
     /// environment variable `POCOBELLE_LOG` overrides it.
     pub level: LogLevel,
 }
+toml_table!(LogConfig { level });
 
 impl LogConfig {
     pub fn validate(&self) -> Result<(), Invalid> {

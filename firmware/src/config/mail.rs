@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use toml::de::DeValue;
 
 use super::net::Prefix;
+use super::read::{self, FromToml, ReadError, Value, toml_enum, toml_table};
 use super::{Invalid, check_range};
 
 /// At most this many entries in `mail.my_names`, and in `mail.my_addresses`.
@@ -22,8 +23,7 @@ pub const MAX_ALIAS_DEPTH: usize = 4;
 /// One recipient expands to at most this many addresses.
 pub const MAX_ALIAS_EXPANSION: usize = 32;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MailConfig {
     /// Addresses to listen on. Default `["0.0.0.0:25", "[::]:25"]`.
     pub listen: Vec<String>,
@@ -133,40 +133,65 @@ pub struct MailConfig {
     /// `[mail.policy]`: the anti-spam checks.
     pub policy: super::PolicyConfig,
 }
+toml_table!(MailConfig {
+    listen,
+    submission_listen,
+    passwd_file,
+    domains,
+    relay_networks,
+    max_message_bytes,
+    max_recipients,
+    max_errors,
+    error_delay_ms,
+    hopcount_limit,
+    inbound_limit,
+    tarpit_connections,
+    command_timeout_s,
+    spool_max_bytes,
+    min_free_bytes,
+    segment_bytes,
+    commit_delay_ms,
+    tls_cert,
+    tls_key,
+    routes,
+    smarthost,
+    tls_ca_file,
+    outbound_limit,
+    per_destination_limit,
+    retry_min_s,
+    retry_max_s,
+    max_lifetime_s,
+    delay_warning_s,
+    probe_interval_s,
+    resolver,
+    mx_port,
+    my_names,
+    my_addresses,
+    aliases,
+    policy
+});
 
 /// The right side of an alias: one address or a list of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AliasTargets(pub Vec<String>);
 
-// A string or an array, by hand (as `Route`: no untagged enum).
-impl<'de> Deserialize<'de> for AliasTargets {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AliasTargets, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = AliasTargets;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an address or a list of addresses")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AliasTargets, E> {
-                Ok(AliasTargets(vec![v.to_string()]))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<AliasTargets, A::Error> {
-                let mut v = vec![];
-                while let Some(s) = seq.next_element::<String>()? {
-                    if v.len() == MAX_ALIAS_TARGETS {
-                        return Err(serde::de::Error::custom(format!(
-                            "expected at most {MAX_ALIAS_TARGETS} addresses"
-                        )));
-                    }
-                    v.push(s);
-                }
-                Ok(AliasTargets(v))
-            }
+// A string or an array.
+impl FromToml for AliasTargets {
+    fn read(v: &Value<'_>, path: &str) -> Result<AliasTargets, ReadError> {
+        match v.get_ref() {
+            DeValue::String(s) => Ok(AliasTargets(vec![s.to_string()])),
+            DeValue::Array(a) if a.len() > MAX_ALIAS_TARGETS => Err(read::invalid_value(
+                v,
+                path,
+                format!("expected at most {MAX_ALIAS_TARGETS} addresses"),
+            )),
+            DeValue::Array(_) => Vec::read(v, path).map(AliasTargets),
+            _ => Err(read::invalid_type(
+                v,
+                path,
+                "an address or a list of addresses",
+            )),
         }
-        d.deserialize_any(V)
     }
 }
 
@@ -404,8 +429,7 @@ impl MailConfig {
 }
 
 /// TLS on the way to a next hop (STARTTLS).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TlsMode {
     /// Plaintext, even when the server offers STARTTLS.
     None,
@@ -419,6 +443,7 @@ pub enum TlsMode {
     /// mail stays queued (temporary failure).
     Required,
 }
+toml_enum!(TlsMode { "none" => None, "may" => May, "required" => Required });
 
 /// A configured next hop: `"host:port"`, or a table with its TLS mode
 /// and an AUTH credentials file.
@@ -443,39 +468,31 @@ impl From<&str> for Route {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A route written as a table; `hop` is required.
+#[derive(Default)]
 struct RouteTable {
     hop: String,
-    #[serde(default)]
     tls: TlsMode,
-    #[serde(default)]
     auth_file: Option<PathBuf>,
 }
+toml_table!(RouteTable { hop, tls, auth_file } required { hop });
 
-// A string or a table, by hand: serde's untagged enums buffer the input
-// and cost tens of KiB of code on ARM.
-impl<'de> Deserialize<'de> for Route {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Route, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Route;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("\"host:port\" or a table { hop, tls, auth_file }")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Route, E> {
-                Ok(Route::from(v))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Route, A::Error> {
-                let t = RouteTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(Route {
-                    hop: t.hop,
-                    tls: t.tls,
-                    auth_file: t.auth_file,
-                })
-            }
+// A string or a table.
+impl FromToml for Route {
+    fn read(v: &Value<'_>, path: &str) -> Result<Route, ReadError> {
+        match v.get_ref() {
+            DeValue::String(s) => Ok(Route::from(s.as_ref())),
+            DeValue::Table(_) => RouteTable::read(v, path).map(|t| Route {
+                hop: t.hop,
+                tls: t.tls,
+                auth_file: t.auth_file,
+            }),
+            _ => Err(read::invalid_type(
+                v,
+                path,
+                "\"host:port\" or a table { hop, tls, auth_file }",
+            )),
         }
-        d.deserialize_any(V)
     }
 }
 

@@ -13,13 +13,14 @@ mod log;
 pub mod mail;
 mod net;
 pub mod policy;
+mod read;
 mod system;
 pub mod ups;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use self::read::{FromToml, toml_table};
 
 #[cfg(test)]
 pub use self::dns::HostEntry;
@@ -42,8 +43,7 @@ pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
 /// The whole configuration. Each section is optional in the file and has
 /// documented defaults.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub system: SystemConfig,
     pub log: LogConfig,
@@ -54,6 +54,14 @@ pub struct Config {
     /// `[ups]`: absent, no UPS is watched.
     pub ups: Option<UpsConfig>,
 }
+toml_table!(Config {
+    system,
+    log,
+    init,
+    dns,
+    mail,
+    ups
+});
 
 /// What went wrong while loading a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -169,21 +177,9 @@ impl Config {
             let line = e.span().map(|s| locate::line_of(text, s.start));
             parse_err(line, None, e.message().trim().to_string())
         })?;
-        // The key an error names is found from its span afterwards (see
-        // `locate::key_at`), on a second parse of the text: deserialising
-        // takes the table.
-        let config = Config::deserialize(toml::Deserializer::from(table)).map_err(|e| {
-            let (line, key) = match e.span() {
-                Some(span) => {
-                    let key = toml::de::DeTable::parse(text)
-                        .map(|t| locate::key_at(t.get_ref(), span.start))
-                        .unwrap_or_default();
-                    (Some(locate::line_of(text, span.start)), key)
-                }
-                None => (None, String::new()),
-            };
-            let key = (!key.is_empty()).then_some(key);
-            parse_err(line, key, e.message().trim().to_string())
+        let config = Config::read(&read::root(table), "").map_err(|e| {
+            let line = Some(locate::line_of(text, e.span.start));
+            parse_err(line, (!e.key.is_empty()).then_some(e.key), e.message)
         })?;
         config.validate().map_err(|inv| ConfigError::Invalid {
             path: path.to_path_buf(),

@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
+use super::read::{toml_enum, toml_table};
 use super::{Invalid, check_range};
 use crate::mail::policy::dkim::{self, Signer, SigningKey};
 
@@ -32,8 +31,7 @@ pub const MAX_DNS_LISTS: usize = 8;
 pub const MIN_BUDGET_MS: u64 = 100;
 pub const MAX_BUDGET_MS: u64 = 30_000;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
     // --- checks that need no DNS (issue 13, part 1) ---
     /// `[mail.policy.greeting]`: greeting delay, early talkers.
@@ -67,6 +65,20 @@ pub struct PolicyConfig {
     /// `[mail.policy.auth_results]`: the Authentication-Results field.
     pub auth_results: AuthResultsConfig,
 }
+toml_table!(PolicyConfig {
+    greeting,
+    limits,
+    recipients,
+    greylist,
+    reject_score,
+    lookup_budget_ms,
+    rdns,
+    spf,
+    dnsbl,
+    dkim,
+    dmarc,
+    auth_results
+});
 
 impl Default for PolicyConfig {
     fn default() -> Self {
@@ -88,8 +100,7 @@ impl Default for PolicyConfig {
 }
 
 /// `[mail.policy.dkim]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DkimConfig {
     /// Verify the DKIM signatures of incoming mail (the result goes in
     /// the Authentication-Results field). Default true.
@@ -98,6 +109,7 @@ pub struct DkimConfig {
     /// -> selector and key. Default none; at most [`MAX_SIGNING_DOMAINS`].
     pub sign: BTreeMap<String, DkimSignConfig>,
 }
+toml_table!(DkimConfig { verify, sign });
 
 impl Default for DkimConfig {
     fn default() -> Self {
@@ -109,8 +121,7 @@ impl Default for DkimConfig {
 }
 
 /// One signing domain.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DkimSignConfig {
     /// The selector: the key record is at `<selector>._domainkey.<domain>`.
     pub selector: String,
@@ -119,10 +130,10 @@ pub struct DkimSignConfig {
     /// configuration is loaded.
     pub key_file: PathBuf,
 }
+toml_table!(DkimSignConfig { selector, key_file } required { selector, key_file });
 
 /// `[mail.policy.dmarc]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DmarcConfig {
     /// Evaluate DMARC (needs `dkim.verify` for its DKIM half). Default
     /// true.
@@ -135,6 +146,7 @@ pub struct DmarcConfig {
     /// that did not complete never refuses.
     pub reject: bool,
 }
+toml_table!(DmarcConfig { enabled, reject });
 
 impl Default for DmarcConfig {
     fn default() -> Self {
@@ -146,18 +158,17 @@ impl Default for DmarcConfig {
 }
 
 /// `[mail.policy.auth_results]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuthResultsConfig {
     /// The authserv-id of the Authentication-Results field (RFC 8601);
     /// incoming fields with this id are removed. Empty (default): the
     /// system host name.
     pub authserv_id: String,
 }
+toml_table!(AuthResultsConfig { authserv_id });
 
 /// `[mail.policy.greeting]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GreetingConfig {
     /// The 220 greeting waits this long, milliseconds; a client that
     /// talks first is refused (554 5.5.1). 0: no delay and no check.
@@ -167,6 +178,10 @@ pub struct GreetingConfig {
     /// grows towards this, milliseconds. Default 6000 (`delay_ms` .. 60000).
     pub max_delay_ms: u64,
 }
+toml_table!(GreetingConfig {
+    delay_ms,
+    max_delay_ms
+});
 
 impl Default for GreetingConfig {
     fn default() -> Self {
@@ -180,8 +195,7 @@ impl Default for GreetingConfig {
 /// `[mail.policy.limits]`: per client address (IPv6 by /64); relay
 /// networks and, for messages and recipients, authenticated clients are
 /// exempt.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     /// Concurrent connections from one client; past it, 421 4.7.0.
     /// Default 4 (1 .. 256).
@@ -199,6 +213,13 @@ pub struct LimitsConfig {
     /// 4.7.0. Default 1000 (1 .. 1000000).
     pub max_recipients: u32,
 }
+toml_table!(LimitsConfig {
+    max_sessions,
+    window_s,
+    max_connections,
+    max_messages,
+    max_recipients
+});
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -216,8 +237,7 @@ impl Default for LimitsConfig {
 /// `mail.domains`. A domain named here (or in `file`) accepts only its
 /// listed local parts (any case), `postmaster` and the aliases; others
 /// get 550 5.1.1. A domain named nowhere accepts every local part.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecipientsConfig {
     /// `"domain" = ["local", ...]`. Default none. At most
     /// [`MAX_VALID_RECIPIENTS`] in all.
@@ -227,10 +247,10 @@ pub struct RecipientsConfig {
     /// warning (its domains stay accept-all). Default none.
     pub file: Option<PathBuf>,
 }
+toml_table!(RecipientsConfig { valid, file });
 
 /// `[mail.policy.greylist]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GreylistConfig {
     /// Default false.
     pub enabled: bool,
@@ -249,6 +269,13 @@ pub struct GreylistConfig {
     /// often (and at clean shutdown), seconds. Default 900 (10 .. 86400).
     pub save_interval_s: u64,
 }
+toml_table!(GreylistConfig {
+    enabled,
+    min_delay_s,
+    retry_window_s,
+    auto_allow_s,
+    save_interval_s
+});
 
 impl Default for GreylistConfig {
     fn default() -> Self {
@@ -263,17 +290,16 @@ impl Default for GreylistConfig {
 }
 
 /// What a check's bad result does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Adds its score to the client's total.
     Score,
     /// Refuses the recipient (5xx) on its own.
     Reject,
 }
+toml_enum!(Action { "score" => Score, "reject" => Reject });
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RdnsConfig {
     pub enabled: bool,
     /// The client's address has no PTR name. Default score.
@@ -285,6 +311,13 @@ pub struct RdnsConfig {
     /// Default 2.
     pub mismatch_score: i32,
 }
+toml_table!(RdnsConfig {
+    enabled,
+    missing,
+    missing_score,
+    mismatch,
+    mismatch_score
+});
 
 impl Default for RdnsConfig {
     fn default() -> Self {
@@ -298,8 +331,7 @@ impl Default for RdnsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpfConfig {
     pub enabled: bool,
     /// SPF fail. Default score: a backup MX sees forwarded mail.
@@ -311,6 +343,13 @@ pub struct SpfConfig {
     /// Default 2.
     pub softfail_score: i32,
 }
+toml_table!(SpfConfig {
+    enabled,
+    fail,
+    fail_score,
+    softfail,
+    softfail_score
+});
 
 impl Default for SpfConfig {
     fn default() -> Self {
@@ -325,8 +364,7 @@ impl Default for SpfConfig {
 }
 
 /// One DNS list.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DnsList {
     /// The list's zone (`bl.example.org`).
     pub zone: String,
@@ -335,9 +373,9 @@ pub struct DnsList {
     pub weight: i32,
     /// Which answers 127.0.0.x count, by their last octet; empty: any
     /// answer in 127.0.0.0/8 but 127.255.255.0/24 (the lists' error codes).
-    #[serde(default)]
     pub codes: Vec<u8>,
 }
+toml_table!(DnsList { zone, weight, codes } required { zone, weight });
 
 /// A local part as written in `recipients`: atext and dots, 1..64 bytes.
 pub fn valid_local_part(l: &str) -> bool {
@@ -529,7 +567,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> PolicyConfig {
-        toml::from_str(text).unwrap()
+        crate::config::read::from_str(text).unwrap()
     }
 
     #[test]
@@ -630,7 +668,7 @@ mod tests {
     #[test]
     fn defaults_validate_and_bounds_hold() {
         assert!(PolicyConfig::default().validate().is_ok());
-        let c: PolicyConfig = toml::from_str(
+        let c: PolicyConfig = crate::config::read::from_str(
             "reject_score = 5\n[spf]\nfail = \"reject\"\n[[dnsbl]]\nzone = \"bl.test\"\nweight = 6\ncodes = [2, 4]\n",
         )
         .unwrap();
@@ -651,7 +689,9 @@ mod tests {
             ..PolicyConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "mail.policy.dnsbl.zone");
-        assert!(toml::from_str::<PolicyConfig>("[spf]\nfail = \"bounce\"\n").is_err());
+        assert!(
+            crate::config::read::from_str::<PolicyConfig>("[spf]\nfail = \"bounce\"\n").is_err()
+        );
     }
 
     /// The shipped example's commented keys, uncommented, are valid and
@@ -673,7 +713,7 @@ mod tests {
                 toml_text.push('\n');
             }
         }
-        let c: PolicyConfig = toml::from_str(&toml_text).unwrap();
+        let c: PolicyConfig = crate::config::read::from_str(&toml_text).unwrap();
         c.validate().unwrap();
         assert_eq!(c.dnsbl.len(), 2);
         assert_eq!(PolicyConfig { dnsbl: vec![], ..c }, PolicyConfig::default());

@@ -2,16 +2,14 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
 use super::Invalid;
+use super::read::toml_table;
 
 /// A hostname longer than this is not a valid DNS label sequence for
 /// `uname` (Linux `__NEW_UTS_LEN`).
 pub const MAX_HOSTNAME_LEN: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SystemConfig {
     /// The board's host name, also used in SMTP greetings. Default `pocobelle`.
     pub hostname: String,
@@ -22,6 +20,11 @@ pub struct SystemConfig {
     /// Default `/run/pocobelle`.
     pub run_dir: PathBuf,
 }
+toml_table!(SystemConfig {
+    hostname,
+    data_dir,
+    run_dir
+});
 
 impl Default for SystemConfig {
     fn default() -> Self {

@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use serde::Deserialize;
+use toml::de::DeValue;
 
+use super::read::{self, FromToml, ReadError, Value, toml_enum, toml_table};
 use super::{Invalid, check_range};
 
 /// The IANA port of upsd.
@@ -24,8 +25,7 @@ pub const MAX_NAME: usize = 64;
 pub const MAX_VALUE: usize = 256;
 
 /// Where upsd runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpsMode {
     /// The UPS is plugged into this board: init runs NUT's driver and
     /// upsd (listening on loopback) and Pocobelle talks to that upsd.
@@ -34,6 +34,7 @@ pub enum UpsMode {
     /// upsd runs elsewhere on the LAN (a NAS, another server).
     Remote,
 }
+toml_enum!(UpsMode { "local" => Local, "remote" => Remote });
 
 /// One `driver_extra` value: a string, a number, or `true` for a flag
 /// (`false` leaves the flag out).
@@ -44,36 +45,23 @@ pub enum DriverValue {
     Flag(bool),
 }
 
-// By hand, as `mail::Route` (no untagged enum).
-impl<'de> Deserialize<'de> for DriverValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DriverValue, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = DriverValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string, an integer or a boolean")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DriverValue, E> {
-                Ok(DriverValue::Text(v.to_string()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DriverValue, E> {
-                Ok(DriverValue::Int(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DriverValue, E> {
-                i64::try_from(v)
-                    .map(DriverValue::Int)
-                    .map_err(|_| E::custom("integer too large"))
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<DriverValue, E> {
-                Ok(DriverValue::Flag(v))
-            }
+// A string, an integer or a boolean.
+impl FromToml for DriverValue {
+    fn read(v: &Value<'_>, path: &str) -> Result<DriverValue, ReadError> {
+        match v.get_ref() {
+            DeValue::String(s) => Ok(DriverValue::Text(s.to_string())),
+            DeValue::Integer(_) => i64::read(v, path).map(DriverValue::Int),
+            DeValue::Boolean(b) => Ok(DriverValue::Flag(*b)),
+            _ => Err(read::invalid_type(
+                v,
+                path,
+                "a string, an integer or a boolean",
+            )),
         }
-        d.deserialize_any(V)
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpsConfig {
     /// `local` (default: NUT's driver and upsd run on this board) or
     /// `remote` (upsd elsewhere).
@@ -124,6 +112,24 @@ pub struct UpsConfig {
     /// `pollinterval`, `offdelay`, ...; `true` for a flag). Default none.
     pub driver_extra: BTreeMap<String, DriverValue>,
 }
+toml_table!(UpsConfig {
+    mode,
+    name,
+    host,
+    port,
+    user,
+    password,
+    poll_interval_secs,
+    dead_time_secs,
+    start_min_charge,
+    settle_time_secs,
+    trickle_gap_secs,
+    shutdown_on_runtime_below_secs,
+    kill_power,
+    driver,
+    port_path,
+    driver_extra
+});
 
 impl Default for UpsConfig {
     fn default() -> Self {
