@@ -354,12 +354,13 @@ impl DnsConfig {
                 ));
             }
         }
-        if crate::dns::wire::name_from_text(&self.local_domain).is_err()
-            || self.local_domain.trim_end_matches('.').is_empty()
-        {
+        if !ldh_name(&self.local_domain) {
             return Err(invalid(
                 "dns.local_domain",
-                format!("expected a domain name, found {:?}", self.local_domain),
+                format!(
+                    "expected a domain name of letters, digits, '-' and '.', found {:?}",
+                    self.local_domain
+                ),
             ));
         }
         if self.hosts.len() > MAX_HOSTS {
@@ -369,12 +370,15 @@ impl DnsConfig {
             ));
         }
         for (i, h) in self.hosts.iter().enumerate() {
-            let ok = !h.name.is_empty()
-                && h.name.trim_end_matches('.').split('.').all(|l| {
-                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                })
-                && crate::dns::wire::name_from_text(&h.name).is_ok();
-            if !ok {
+            // A single label is served inside the local domain: the whole
+            // name must fit a DNS name too (found by fuzzing: a long label
+            // and a long local domain passed apart and stopped the DNS).
+            let full = if h.name.trim_end_matches('.').contains('.') {
+                h.name.clone()
+            } else {
+                format!("{}.{}", h.name, self.local_domain)
+            };
+            if !ldh_name(&h.name) || !ldh_name(&full) {
                 return Err(invalid(
                     format!("dns.hosts[{i}].name"),
                     format!(
@@ -394,6 +398,17 @@ impl DnsConfig {
     }
 }
 
+/// Whether `name` is a DNS name of letter-digit-hyphen labels (a
+/// trailing dot allowed) within the wire format's bounds.
+fn ldh_name(name: &str) -> bool {
+    let labels = name.strip_suffix('.').unwrap_or(name);
+    !labels.is_empty()
+        && labels
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        && crate::dns::wire::name_from_text(name).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +421,57 @@ mod tests {
         d.validate().unwrap();
         assert_eq!(d.cache_bytes, 2 * 1024 * 1024);
         assert_eq!(d.budget_ms, 10_000);
+    }
+
+    /// Found by `make fuzz-long` (2026-12-05): each name passed alone,
+    /// but the host's full name in the local domain was over 255 octets
+    /// and the DNS service refused to start on a configuration that
+    /// `check-config` had passed.
+    #[test]
+    fn a_host_name_must_fit_inside_the_local_domain() {
+        let label = "h".repeat(63);
+        let domain = [
+            "d".repeat(63),
+            "e".repeat(63),
+            "f".repeat(63),
+            "arpa".into(),
+        ]
+        .join(".");
+        let mut d = DnsConfig {
+            local_domain: domain.clone(),
+            hosts: vec![HostEntry {
+                name: label.clone(),
+                addrs: vec!["10.0.0.2".parse().unwrap()],
+            }],
+            ..DnsConfig::default()
+        };
+        let e = d.validate().unwrap_err();
+        assert_eq!(e.key, "dns.hosts[0].name");
+        d.local_domain = "home.arpa".into();
+        d.validate().unwrap();
+        crate::dns::local::LocalData::from_config(&d).unwrap();
+        d.local_domain = domain;
+        d.hosts[0].name = format!("{label}.example");
+        d.validate().unwrap();
+        crate::dns::local::LocalData::from_config(&d).unwrap();
+    }
+
+    #[test]
+    fn the_local_domain_is_letters_digits_and_hyphens() {
+        for bad in ["", ".", "home\tarpa", "a..b", "we ird.arpa", "x!.arpa"] {
+            let d = DnsConfig {
+                local_domain: bad.into(),
+                ..DnsConfig::default()
+            };
+            assert_eq!(d.validate().unwrap_err().key, "dns.local_domain", "{bad:?}");
+        }
+        for good in ["lan", "home.arpa.", "my-house.example.org"] {
+            let d = DnsConfig {
+                local_domain: good.into(),
+                ..DnsConfig::default()
+            };
+            d.validate().unwrap();
+        }
     }
 
     #[test]

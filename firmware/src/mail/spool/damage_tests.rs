@@ -477,3 +477,49 @@ fn a_second_begin_before_the_end_drops_only_that_message() {
     check_bodies(&s);
     let _ = fs::remove_dir_all(&d);
 }
+
+/// Found by `make fuzz-long` (2026-12-05): an older segment whose damage
+/// is followed by a stray end record for an id that an intact message in
+/// a newer segment carries. The end record, without its begin after
+/// damage, dropped that message at the first recovery, which then removed
+/// the older segment, so the message came back at the next: lost for a
+/// boot, and the queue different from one recovery to the next.
+#[test]
+fn a_stray_end_record_in_an_older_damaged_segment_drops_nothing() {
+    let d = tmp("stray-end");
+    let mut old = vec![0xEE; 20];
+    enc_v1(
+        &Record::End {
+            id: 2,
+            size: body_of(2).len() as u64,
+        },
+        &mut old,
+    );
+    write_seg(&d, 1, &old);
+    let mut new = vec![];
+    message(1, &mut new, enc_v1);
+    message(2, &mut new, enc_v1);
+    write_seg(&d, 2, &new);
+    for boot in 0..2 {
+        let s = Spool::open(&d, limits()).unwrap();
+        assert_eq!(survivors(&s), [1, 2], "recovery {boot}");
+        check_bodies(&s);
+    }
+    // An end record without its begin after damage, and no begin later:
+    // still dropped (its begin was in the damaged bytes).
+    let d = tmp("orphan-end");
+    let mut seg = vec![];
+    message(1, &mut seg, enc_v1);
+    seg.extend_from_slice(&[0xEE; 20]);
+    enc_v1(
+        &Record::End {
+            id: 2,
+            size: body_of(2).len() as u64,
+        },
+        &mut seg,
+    );
+    message(3, &mut seg, enc_v1);
+    write_seg(&d, 1, &seg);
+    let s = Spool::open(&d, limits()).unwrap();
+    assert_eq!(survivors(&s), [1, 3]);
+}
