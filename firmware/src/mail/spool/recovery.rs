@@ -300,8 +300,9 @@ struct Replay {
     msgs: BTreeMap<u64, Message>,
     last_id: u64,
     /// Messages dropped because a record of theirs is damaged: their
-    /// later records are ignored, so they cannot come back, and a record
-    /// never touches another message. Bounded by the records read.
+    /// later records are ignored, so that a record never touches another
+    /// message, until a begin record for the id replays the message again
+    /// (see `replay`). Bounded by the records read.
     lost: BTreeSet<u64>,
     /// Acknowledged (or possibly acknowledged) messages lost to damage.
     damage: BTreeSet<u64>,
@@ -316,14 +317,6 @@ struct Replay {
     /// end records belong to the copy and are ignored too, so the message
     /// queued first is neither doubled nor cut.
     doubled: BTreeSet<u64>,
-    /// Ids dropped for an end record without its begin after damage. A
-    /// message's records are written in order and ids are never reused,
-    /// so a begin record for one of them later in the replay shows that
-    /// end record was stray bytes, not this message's: the message is
-    /// taken back (found by `make fuzz-long`: a stray end record in an
-    /// older, damaged segment dropped an intact message for one boot).
-    /// Bounded by the records read.
-    orphan_ends: BTreeSet<u64>,
 }
 
 impl Replay {
@@ -387,15 +380,24 @@ impl Replay {
     fn replay(&mut self, seq: u64, payload_at: u64, rec: Record, seg: &mut Segment) {
         let id = rec.id();
         self.last_id = self.last_id.max(id);
-        if matches!(rec, Record::Begin(_))
-            && !self.begun.contains(&id)
-            && self.orphan_ends.remove(&id)
-        {
+        // A begin record for a message dropped earlier in the replay
+        // starts it again. A message's records are written in order and
+        // ids are never reused, so what dropped it (a stray end record
+        // after damage, a damaged copy in an older segment) was not this
+        // begin's message, or was a copy of its bytes; the message stands
+        // if its own records add up, and is dropped again if they do not.
+        // Keeping it dropped was not even stable: the older segment that
+        // held the cause, with nothing live left, was removed, and the
+        // message came back at the next recovery (found by `make
+        // fuzz-long`, 2026-12-05).
+        let revived = matches!(rec, Record::Begin(_))
+            && !self.open.contains_key(&id)
+            && self.lost.remove(&id);
+        if revived {
             log::warn!(
-                "spool: message {id:016X}: its begin record follows the stray end record \
-                 found earlier; the message is kept"
+                "spool: message {id:016X}: a begin record after the message was dropped; \
+                 replayed again from it"
             );
-            self.lost.remove(&id);
             self.damage.remove(&id);
         }
         if self.lost.contains(&id) {
@@ -403,6 +405,7 @@ impl Replay {
         }
         if let Record::Begin(_) = rec
             && !self.begun.insert(id)
+            && !revived
         {
             self.damaged = true;
             if self.open.contains_key(&id) {
@@ -436,9 +439,6 @@ impl Replay {
             log::error!(
                 "spool: message {id:016X}: end record after damage without its begin record; dropped"
             );
-            if !self.begun.contains(&id) {
-                self.orphan_ends.insert(id);
-            }
             self.lose(id);
             return;
         }
