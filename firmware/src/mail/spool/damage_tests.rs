@@ -549,3 +549,28 @@ fn a_damaged_copy_in_an_older_segment_does_not_hide_the_whole_message() {
         check_bodies(&s);
     }
 }
+
+/// Found by `make fuzz-long` after the two fixes above: an older segment
+/// ends with an unended copy of a message's begin record (then damage),
+/// and a newer one holds the message whole. The whole message's begin
+/// came while the copy was open, which dropped the message; the older
+/// segment was then removed and the next recovery kept it. A second
+/// begin before the end now drops the earlier copy and replays from it.
+#[test]
+fn an_unended_copy_in_an_older_segment_does_not_drop_the_whole_message() {
+    let d = tmp("unended-copy");
+    let mut old = vec![];
+    let spans = message(2, &mut old, enc_v1);
+    old.truncate(spans[0].1);
+    old.extend_from_slice(&[0xEE; 20]);
+    write_seg(&d, 1, &old);
+    let mut new = vec![];
+    message(1, &mut new, enc_v1);
+    message(2, &mut new, enc_v1);
+    write_seg(&d, 2, &new);
+    for boot in 0..2 {
+        let s = Spool::open(&d, limits()).unwrap();
+        assert_eq!(survivors(&s), [1, 2], "recovery {boot}");
+        check_bodies(&s);
+    }
+}

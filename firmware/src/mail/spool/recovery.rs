@@ -408,12 +408,20 @@ impl Replay {
             && !revived
         {
             self.damaged = true;
-            if self.open.contains_key(&id) {
-                // Its body is no longer known to be one message's.
+            if self.open.remove(&id).is_some() {
+                // One of the two is not the message's (ids are never
+                // reused): the earlier, unended one is dropped with what
+                // it gathered, and the message is replayed from this one,
+                // standing only if its own records add up. Dropping the
+                // message instead was not stable: when the earlier copy
+                // sat in an older segment with nothing else live, that
+                // segment was removed and the next recovery kept the
+                // message (found by `make fuzz-long`, 2026-12-05).
                 log::error!(
-                    "spool: message {id:016X}: a second begin record before its end; dropped"
+                    "spool: message {id:016X}: a second begin record before its end; \
+                     replayed from the second"
                 );
-                self.lose(id);
+                replay(seq, payload_at, rec, &mut self.open, &mut self.msgs, seg);
             } else {
                 log::error!(
                     "spool: message {id:016X}: a second begin record (repeated bytes); \
