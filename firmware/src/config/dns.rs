@@ -354,11 +354,15 @@ impl DnsConfig {
                 ));
             }
         }
-        if !ldh_name(&self.local_domain) {
+        // The zone's SOA names its contact `hostmaster.<local_domain>`,
+        // which must fit a DNS name too (found by `make fuzz-long`).
+        if !ldh_name(&self.local_domain) || !ldh_name(&format!("hostmaster.{}", self.local_domain))
+        {
             return Err(invalid(
                 "dns.local_domain",
                 format!(
-                    "expected a domain name of letters, digits, '-' and '.', found {:?}",
+                    "expected a domain name of letters, digits, '-' and '.', short enough \
+                     for `hostmaster.` in front (at most 242 characters), found {:?}",
                     self.local_domain
                 ),
             ));
@@ -465,12 +469,28 @@ mod tests {
             };
             assert_eq!(d.validate().unwrap_err().key, "dns.local_domain", "{bad:?}");
         }
+        // Found by `make fuzz-long`: a domain the DNS could not make its
+        // SOA contact (`hostmaster.` in front) for.
+        let long = [
+            "a".repeat(60),
+            "b".repeat(60),
+            "c".repeat(60),
+            "d".repeat(60),
+        ]
+        .join(".");
+        assert!(crate::dns::wire::name_from_text(&long).is_ok());
+        let d = DnsConfig {
+            local_domain: long,
+            ..DnsConfig::default()
+        };
+        assert_eq!(d.validate().unwrap_err().key, "dns.local_domain");
         for good in ["lan", "home.arpa.", "my-house.example.org"] {
             let d = DnsConfig {
                 local_domain: good.into(),
                 ..DnsConfig::default()
             };
             d.validate().unwrap();
+            crate::dns::local::LocalData::from_config(&d).unwrap();
         }
     }
 
