@@ -829,6 +829,9 @@ fn inbound_limit_tarpit_421_and_slow_start() {
         "second session waits in the tarpit"
     );
     // DNS reports primed: the limit grows to 2 and b is greeted.
+    // The service makes its run directory after it listens (slow
+    // under ARM emulation: a CI run wrote here first and failed).
+    std::fs::create_dir_all(r.dir.join("run")).unwrap();
     std::fs::write(r.dir.join("run/dns.primed"), b"").unwrap();
     let g = greeting_within(&mut b, 5000);
     assert!(
@@ -2143,6 +2146,9 @@ fn policy_per_client_concurrency_421() {
     let connect = || std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
     // DNS primed: every session slot is there (no slow start). Let the
     // start-up probe's session end too.
+    // The service makes its run directory after it listens (slow
+    // under ARM emulation: a CI run wrote here first and failed).
+    std::fs::create_dir_all(r.dir.join("run")).unwrap();
     std::fs::write(r.dir.join("run/dns.primed"), b"").unwrap();
     std::thread::sleep(Duration::from_millis(1000));
     let mut a = connect();
