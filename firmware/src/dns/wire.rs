@@ -623,9 +623,9 @@ impl Walked {
     }
 }
 
-/// Whether the owner name at `at` (already checked by [`skip_name`])
-/// reads, through a compression pointer, a byte of an earlier record's
-/// TTL: a stored answer has its TTLs rewritten, so that name would change.
+/// Whether the name at `at` (already checked by [`skip_name`]) reads a
+/// byte of one of `records`' TTLs (in offset order): a stored answer has
+/// its TTLs rewritten, so that name would change.
 fn reads_a_ttl(buf: &[u8], mut at: usize, earlier: &[RecordPos]) -> bool {
     for _ in 0..=MAX_POINTER_HOPS + MAX_NAME_BYTES {
         let Some(&len) = buf.get(at) else {
@@ -680,9 +680,6 @@ pub fn walk(buf: &[u8]) -> Result<Walked, WireError> {
     for (section, count) in [(0u8, an), (1, ns), (2, ar)] {
         for _ in 0..count {
             let name_end = skip_name(buf, pos)?;
-            if reads_a_ttl(buf, pos, &records) {
-                return Err(WireError::Malformed("compression pointer into a TTL"));
-            }
             if name_end + 10 > buf.len() {
                 return Err(WireError::Malformed("record cut short"));
             }
@@ -698,31 +695,40 @@ pub fn walk(buf: &[u8]) -> Result<Walked, WireError> {
                 rdata_len: rdlen,
                 start: pos,
             });
-            // The names inside the data of the types that carry them may
-            // not read through a TTL either (NS, CNAME, PTR, MX, SOA).
-            let r = records[records.len() - 1];
-            let data = &buf[..r.rdata_at + r.rdata_len];
-            let mut names = [None, None];
-            match r.rtype {
-                TYPE_NS | TYPE_CNAME | TYPE_PTR => names[0] = Some(r.rdata_at),
-                TYPE_MX if r.rdata_len > 2 => names[0] = Some(r.rdata_at + 2),
-                TYPE_SOA => {
-                    names[0] = Some(r.rdata_at);
-                    names[1] = Some(skip_name(data, r.rdata_at)?);
-                }
-                _ => {}
-            }
-            for at in names.into_iter().flatten() {
-                skip_name(data, at)?;
-                if reads_a_ttl(buf, at, &records) {
-                    return Err(WireError::Malformed("compression pointer into a TTL"));
-                }
-            }
             pos = name_end + 10 + rdlen;
         }
     }
     if pos != buf.len() {
         return Err(WireError::Malformed("trailing bytes after the message"));
+    }
+    // No name may read a byte of any record's TTL, its own or a later
+    // one's included (found by `make fuzz-long`: an owner name whose
+    // labels ran through its own record's TTL), whether by a pointer or
+    // by its labels running on: a stored answer has its TTLs rewritten,
+    // so that name would change. Owner names, and the names inside the
+    // data of the types that carry them (NS, CNAME, PTR, MX, SOA).
+    for r in &records {
+        let data = &buf[..r.rdata_at + r.rdata_len];
+        let mut names = [Some(r.start), None, None];
+        match r.rtype {
+            TYPE_NS | TYPE_CNAME | TYPE_PTR => names[1] = Some(r.rdata_at),
+            TYPE_MX if r.rdata_len > 2 => names[1] = Some(r.rdata_at + 2),
+            TYPE_SOA => {
+                names[1] = Some(r.rdata_at);
+                names[2] = Some(skip_name(data, r.rdata_at)?);
+            }
+            _ => {}
+        }
+        for (i, at) in names.into_iter().enumerate() {
+            let Some(at) = at else { continue };
+            // The owner was checked against the whole message above.
+            if i > 0 {
+                skip_name(data, at)?;
+            }
+            if reads_a_ttl(buf, at, &records) {
+                return Err(WireError::Malformed("compression pointer into a TTL"));
+            }
+        }
     }
     Ok(Walked {
         id: be16(buf, 0),
@@ -1071,6 +1077,39 @@ pub(crate) mod tests {
 
     /// Names inside record data too (issue 14's open item): a CNAME
     /// whose target points at an earlier record's TTL.
+    #[test]
+    fn names_may_not_read_their_own_or_a_later_records_ttl() {
+        // Found by `make fuzz-long` (dns_cache, 2026-12-05): an owner name
+        // pointing back into the question, whose labels then ran on
+        // through the record's own TTL; once the cache rewrote that TTL,
+        // the stored answer no longer walked.
+        let mut m = vec![0x00, 0x50, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        // Question: the root, type A; at 14 the bytes `01 00` read as a
+        // one-byte label, then at 16 `09` as a nine-byte label running
+        // over the record's owner pointer, type, class and TTL.
+        m.extend_from_slice(&[0x00, 0x00, 0x01, 0x00, 0x09]);
+        let rec = m.len();
+        m.extend_from_slice(&[0xC0, 14, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 192, 0, 2, 1]);
+        assert_eq!(rec, 17);
+        assert_eq!(
+            walk(&m),
+            Err(WireError::Malformed("compression pointer into a TTL"))
+        );
+        // A first record whose owner points forward at the second
+        // record's TTL: refused already (pointers only point back).
+        let mut m = vec![0x00, 0x50, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x01t\x07example\x00\x00\x01\x00\x01");
+        let first = m.len();
+        m.extend_from_slice(&[0xC0, 0, 0, 1, 0, 1, 0, 0, 0, 9, 0, 4, 192, 0, 2, 1]);
+        let second_ttl = m.len() + 6;
+        m[first + 1] = second_ttl as u8;
+        m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 192, 0, 2, 2]);
+        assert!(walk(&m).is_err());
+        // The same owner pointing at the question's name: fine.
+        m[first + 1] = HEADER_LEN as u8;
+        assert!(walk(&m).is_ok());
+    }
+
     #[test]
     fn pointers_from_record_data_into_a_ttl_are_rejected() {
         let mut m = vec![0x00, 0x50, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
