@@ -626,7 +626,7 @@ impl Walked {
 /// Whether the name at `at` (already checked by [`skip_name`]) reads a
 /// byte of one of `records`' TTLs (in offset order): a stored answer has
 /// its TTLs rewritten, so that name would change.
-fn reads_a_ttl(buf: &[u8], mut at: usize, earlier: &[RecordPos]) -> bool {
+fn reads_a_ttl(buf: &[u8], mut at: usize, records: &[RecordPos]) -> bool {
     for _ in 0..=MAX_POINTER_HOPS + MAX_NAME_BYTES {
         let Some(&len) = buf.get(at) else {
             return false;
@@ -638,8 +638,8 @@ fn reads_a_ttl(buf: &[u8], mut at: usize, earlier: &[RecordPos]) -> bool {
         };
         // Records are in offset order: the first whose TTL ends after
         // `at` is the only one this span can reach first.
-        let i = earlier.partition_point(|r| r.ttl_at + 4 <= at);
-        if earlier.get(i).is_some_and(|r| r.ttl_at < at + span) {
+        let i = records.partition_point(|r| r.ttl_at + 4 <= at);
+        if records.get(i).is_some_and(|r| r.ttl_at < at + span) {
             return true;
         }
         match len & 0xC0 {

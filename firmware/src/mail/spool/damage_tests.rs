@@ -478,6 +478,30 @@ fn a_second_begin_before_the_end_drops_only_that_message() {
     let _ = fs::remove_dir_all(&d);
 }
 
+/// Message `id`'s end record, as [`message`] writes it.
+fn end_of(id: u64) -> Record {
+    Record::End {
+        id,
+        size: body_of(id).len() as u64,
+    }
+}
+
+/// With `old` as segment 1 and messages 1 and 2 whole in segment 2,
+/// recovery keeps both, and so does the next one (the long runs' cases:
+/// what `old` holds about message 2 must not drop it, even once).
+fn both_kept_twice(d: &Path, old: &[u8]) {
+    write_seg(d, 1, old);
+    let mut new = vec![];
+    message(1, &mut new, enc_v1);
+    message(2, &mut new, enc_v1);
+    write_seg(d, 2, &new);
+    for boot in 0..2 {
+        let s = Spool::open(d, limits()).unwrap();
+        assert_eq!(survivors(&s), [1, 2], "recovery {boot}");
+        check_bodies(&s);
+    }
+}
+
 /// Found by `make fuzz-long` (2026-12-05): an older segment whose damage
 /// is followed by a stray end record for an id that an intact message in
 /// a newer segment carries. The end record, without its begin after
@@ -488,36 +512,15 @@ fn a_second_begin_before_the_end_drops_only_that_message() {
 fn a_stray_end_record_in_an_older_damaged_segment_drops_nothing() {
     let d = tmp("stray-end");
     let mut old = vec![0xEE; 20];
-    enc_v1(
-        &Record::End {
-            id: 2,
-            size: body_of(2).len() as u64,
-        },
-        &mut old,
-    );
-    write_seg(&d, 1, &old);
-    let mut new = vec![];
-    message(1, &mut new, enc_v1);
-    message(2, &mut new, enc_v1);
-    write_seg(&d, 2, &new);
-    for boot in 0..2 {
-        let s = Spool::open(&d, limits()).unwrap();
-        assert_eq!(survivors(&s), [1, 2], "recovery {boot}");
-        check_bodies(&s);
-    }
+    enc_v1(&end_of(2), &mut old);
+    both_kept_twice(&d, &old);
     // An end record without its begin after damage, and no begin later:
     // still dropped (its begin was in the damaged bytes).
     let d = tmp("orphan-end");
     let mut seg = vec![];
     message(1, &mut seg, enc_v1);
     seg.extend_from_slice(&[0xEE; 20]);
-    enc_v1(
-        &Record::End {
-            id: 2,
-            size: body_of(2).len() as u64,
-        },
-        &mut seg,
-    );
+    enc_v1(&end_of(2), &mut seg);
     message(3, &mut seg, enc_v1);
     write_seg(&d, 1, &seg);
     let s = Spool::open(&d, limits()).unwrap();
@@ -538,16 +541,7 @@ fn a_damaged_copy_in_an_older_segment_does_not_hide_the_whole_message() {
     let spans = message(2, &mut old, enc_v1);
     let (body_at, body_end) = spans[1];
     old[body_at + 3..body_end].fill(0xEE);
-    write_seg(&d, 1, &old);
-    let mut new = vec![];
-    message(1, &mut new, enc_v1);
-    message(2, &mut new, enc_v1);
-    write_seg(&d, 2, &new);
-    for boot in 0..2 {
-        let s = Spool::open(&d, limits()).unwrap();
-        assert_eq!(survivors(&s), [1, 2], "recovery {boot}");
-        check_bodies(&s);
-    }
+    both_kept_twice(&d, &old);
 }
 
 /// Found by `make fuzz-long` after the two fixes above: an older segment
@@ -555,7 +549,8 @@ fn a_damaged_copy_in_an_older_segment_does_not_hide_the_whole_message() {
 /// and a newer one holds the message whole. The whole message's begin
 /// came while the copy was open, which dropped the message; the older
 /// segment was then removed and the next recovery kept it. A second
-/// begin before the end now drops the earlier copy and replays from it.
+/// begin before the end now drops the earlier copy and replays from the
+/// second.
 #[test]
 fn an_unended_copy_in_an_older_segment_does_not_drop_the_whole_message() {
     let d = tmp("unended-copy");
@@ -563,14 +558,5 @@ fn an_unended_copy_in_an_older_segment_does_not_drop_the_whole_message() {
     let spans = message(2, &mut old, enc_v1);
     old.truncate(spans[0].1);
     old.extend_from_slice(&[0xEE; 20]);
-    write_seg(&d, 1, &old);
-    let mut new = vec![];
-    message(1, &mut new, enc_v1);
-    message(2, &mut new, enc_v1);
-    write_seg(&d, 2, &new);
-    for boot in 0..2 {
-        let s = Spool::open(&d, limits()).unwrap();
-        assert_eq!(survivors(&s), [1, 2], "recovery {boot}");
-        check_bodies(&s);
-    }
+    both_kept_twice(&d, &old);
 }
