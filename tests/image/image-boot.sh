@@ -131,7 +131,9 @@ exec 3>&-
 [ "$rc" = 124 ] && fail "boot 2: did not power off within ${timeout_s}s"
 expect 2 'last shutdown was NOT clean' "the power cut is seen: recovery boot"
 expect 2 'fsck: checking /dev/disk/by-label/pocodata' "e2fsck of the data partition"
-expect 2 'fsck: /dev/disk/by-label/pocodata is clean|e2fsck .*(fixed|repaired)' "fsck result logged"
+# After a hard power cut e2fsck may replay the ext4 journal and exit 1
+# ("errors corrected"): a CI run under load did (stop 18).
+expect 2 'fsck: /dev/disk/by-label/pocodata( is clean|: errors corrected \(status [12]\))' "fsck result logged"
 expect 2 'spool recovered: 1 message' "the spool recovery found the message"
 expect 2 'boot: RECOVERY BOOT' "the boot log says it is a recovery boot"
 expect 2 'swap: /data/swapfile active' "swap file reused"
