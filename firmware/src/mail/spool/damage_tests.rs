@@ -560,3 +560,73 @@ fn an_unended_copy_in_an_older_segment_does_not_drop_the_whole_message() {
     old.extend_from_slice(&[0xEE; 20]);
     both_kept_twice(&d, &old);
 }
+
+/// Found by `make fuzz-long` (2026-12-05; six damaged segments, reduced
+/// here to two): an older segment holds message 2 whole and the outcome
+/// records that finished it; a newer one holds, after damage, a copy of
+/// message 2's records, and message 1. The first recovery ignored the
+/// copy (a second begin record) and finished message 2; that left the
+/// older segment with nothing queued, so it was removed, and the next
+/// recovery, without it, queued message 2 again from the copy. Recovery
+/// now decides without segments it would leave empty: message 2 is
+/// queued at both (delivered twice rather than lost; the records cannot
+/// tell which copy was the message).
+#[test]
+fn a_finished_message_and_a_later_copy_of_it_are_decided_alike_at_every_recovery() {
+    let d = tmp("finished-then-copy");
+    let mut old = vec![];
+    message(2, &mut old, enc_v1);
+    for index in 0..2 {
+        enc_v1(
+            &Record::Rcpt {
+                id: 2,
+                index,
+                outcome: Outcome::Delivered,
+            },
+            &mut old,
+        );
+    }
+    write_seg(&d, 1, &old);
+    let mut new = vec![0xEE; 20];
+    message(2, &mut new, enc_v1);
+    message(1, &mut new, enc_v1);
+    write_seg(&d, 2, &new);
+    for boot in 0..2 {
+        let s = Spool::open(&d, limits()).unwrap();
+        assert_eq!(survivors(&s), [1, 2], "recovery {boot}");
+        check_bodies(&s);
+        assert!(
+            !d.join(seg_name(1)).exists(),
+            "recovery {boot}: segment 1 removed"
+        );
+    }
+}
+
+/// A segment that held only a dropped copy of a message's records (an
+/// unended begin, then damage) used to stay marked as the message's for
+/// good: finishing the message did not release it, and, segments going
+/// oldest first, no segment after it could ever be removed.
+#[test]
+fn a_dropped_copy_does_not_pin_its_segment_after_the_message_finishes() {
+    let d = tmp("dropped-copy-pins");
+    let mut old = vec![];
+    let spans = message(2, &mut old, enc_v1);
+    old.truncate(spans[0].1);
+    old.extend_from_slice(&[0xEE; 20]);
+    both_kept_twice(&d, &old);
+    let mut s = Spool::open(&d, limits()).unwrap();
+    for id in [1, 2] {
+        for index in 0..2 {
+            s.outcome(id, index, Outcome::Delivered).unwrap();
+        }
+    }
+    s.commit().unwrap();
+    s.collect_garbage().unwrap();
+    assert!(survivors(&s).is_empty());
+    assert_eq!(
+        s.segment_count(),
+        1,
+        "only the active segment is left once both messages are delivered"
+    );
+    assert!(!d.join(seg_name(1)).exists());
+}

@@ -127,6 +127,21 @@ pub(super) struct Recovered {
 }
 
 /// Replays the spool in `dir` (which exists).
+///
+/// With damage, what the records decide about a message can depend on
+/// records in a segment that holds nothing queued any more: a damaged
+/// copy of the message's records, or records that finished it before a
+/// later copy of its begin. Such a segment is removed as soon as the
+/// spool opens (oldest first, like every segment with nothing live), and
+/// the next recovery, without it, decided otherwise: a finished message
+/// came back, or a queued one was dropped (found by `make fuzz-long`,
+/// 2026-12-05). So the decisions are made without them: after a replay
+/// that saw damage, the oldest segments that it leaves with nothing live
+/// are set aside and the rest is replayed again, until no segment at the
+/// front is left empty; the set-aside segments are then removed like any
+/// finished one. And a message that stays queued keeps alive every
+/// segment where a record of its id was read after the damage began
+/// (see `Replay::touched`), so what bore on it stays while it does.
 pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     let mut seqs: Vec<u64> = fs::read_dir(dir)
         .map_err(io_err(dir))?
@@ -138,16 +153,80 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         })
         .collect();
     seqs.sort_unstable();
+    let next_seq = seqs.last().map_or(1, |s| s + 1);
+    let mut set_aside: BTreeMap<u64, Segment> = BTreeMap::new();
+    let mut torn_records = 0;
+    let mut last_id = 0;
+    let mut from = 0;
+    loop {
+        let mut pass = replay_all(dir, &seqs[from..], seqs.last().copied())?;
+        torn_records += pass.stats.torn_records;
+        // Ids are never reused: the highest one any record ever carried
+        // counts, set-aside segments included.
+        last_id = last_id.max(pass.last_id);
+        let empty = if pass.damaged {
+            pass.segments
+                .values()
+                .take_while(|s| s.live.is_empty())
+                .count()
+        } else {
+            // Without damage the records of a finished message never
+            // outlive the record that finished it (segments go oldest
+            // first), so removing empty segments changes no decision.
+            0
+        };
+        if empty == 0 {
+            pass.stats.torn_records = torn_records;
+            pass.last_id = last_id;
+            // The set-aside segments come first and hold nothing live:
+            // the first collection after opening removes them.
+            pass.segments.append(&mut set_aside);
+            return Ok(Recovered {
+                segments: pass.segments,
+                msgs: pass.msgs,
+                last_id,
+                stats: pass.stats,
+                next_seq,
+            });
+        }
+        let aside = &seqs[from..from + empty];
+        log::warn!(
+            "spool: after damage, segment(s) {:016x}..{:016x} hold nothing queued; \
+             deciding again without them (they are removed)",
+            aside[0],
+            aside[aside.len() - 1]
+        );
+        for s in aside {
+            if let Some(seg) = pass.segments.remove(s) {
+                set_aside.insert(*s, seg);
+            }
+        }
+        from += empty;
+    }
+}
+
+/// One replay of segments `seqs` (oldest first; `newest` is the newest
+/// segment of the spool, whose torn tail is cut).
+struct Pass {
+    segments: BTreeMap<u64, Segment>,
+    msgs: BTreeMap<u64, Message>,
+    last_id: u64,
+    stats: Stats,
+    /// Damage was seen: decisions may depend on which segments are read.
+    damaged: bool,
+}
+
+fn replay_all(dir: &Path, seqs: &[u64], newest: Option<u64>) -> Result<Pass, SpoolError> {
     let mut segments = BTreeMap::new();
     let mut r = Replay::default();
     let mut stats = Stats::default();
-    for (i, &seq) in seqs.iter().enumerate() {
+    for &seq in seqs {
         let path = dir.join(seg_name(seq));
         let mut data = Vec::new();
         File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut data))
             .map_err(io_err(&path))?;
-        let newest = i + 1 == seqs.len();
+        let newest = Some(seq) == newest;
         let mut seg = Segment::default();
         let mut at = 0usize;
         let mut cut = None;
@@ -164,7 +243,7 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
             if let Some(f) = e.frame() {
                 // A sound header: skip exactly this record.
                 stats.skipped_bytes += f.len as u64;
-                r.damaged_frame(&path, at, &e, f);
+                r.damaged_frame(&path, seq, at, &e, f);
                 at += f.len;
                 continue;
             }
@@ -208,6 +287,8 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         mut msgs,
         last_id,
         damage,
+        damaged,
+        touched,
         ..
     } = r;
     // Messages without an End record were never acknowledged (or,
@@ -273,12 +354,29 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     for seg in segments.values_mut() {
         seg.live.retain(|id| msgs.contains_key(id));
     }
-    Ok(Recovered {
+    // A queued message keeps every segment that bore on it after damage.
+    for (id, seq) in touched {
+        if let (true, Some(seg)) = (msgs.contains_key(&id), segments.get_mut(&seq)) {
+            seg.live.insert(id);
+        }
+    }
+    // And releases, when it finishes, every segment that keeps it: also
+    // one that only held a dropped copy of its records (an unended begin
+    // before the begin it was replayed from), which was otherwise kept
+    // for good, and every segment after it with it.
+    for (&seq, seg) in &segments {
+        for id in &seg.live {
+            if let Some(m) = msgs.get_mut(id) {
+                m.segs.insert(seq);
+            }
+        }
+    }
+    Ok(Pass {
         segments,
         msgs,
         last_id,
         stats,
-        next_seq: seqs.last().map_or(1, |s| s + 1),
+        damaged: damaged || stats.skipped_bytes > 0,
     })
 }
 
@@ -317,12 +415,24 @@ struct Replay {
     /// end records belong to the copy and are ignored too, so the message
     /// queued first is neither doubled nor cut.
     doubled: BTreeSet<u64>,
+    /// (message id, segment) for every record read once damage was seen,
+    /// applied or not, and every damaged record that names its message: a
+    /// message still queued at the end keeps these segments. Bounded by
+    /// the records read.
+    touched: BTreeSet<(u64, u64)>,
 }
 
 impl Replay {
     /// A record with a sound header that does not decode: its message is
     /// dropped, unless it only tracked delivery.
-    fn damaged_frame(&mut self, path: &Path, at: usize, e: &DecodeError, f: record::Frame) {
+    fn damaged_frame(
+        &mut self,
+        path: &Path,
+        seq: u64,
+        at: usize,
+        e: &DecodeError,
+        f: record::Frame,
+    ) {
         self.damaged = true;
         let kind = record::kind_name(f.kind);
         let Some(id) = f.id else {
@@ -337,6 +447,7 @@ impl Replay {
             return;
         };
         self.last_id = self.last_id.max(id);
+        self.touched.insert((id, seq));
         if record::is_delivery_state(f.kind) && record::is_known_version(f.version) {
             log::warn!(
                 "spool: {}: {e} at offset {at}: skipped its {} bytes; message {id:016X} \
@@ -366,6 +477,7 @@ impl Replay {
     }
 
     fn lose(&mut self, id: u64) {
+        self.damaged = true;
         if !self.lost.insert(id) {
             return;
         }
@@ -380,6 +492,9 @@ impl Replay {
     fn replay(&mut self, seq: u64, payload_at: u64, rec: Record, seg: &mut Segment) {
         let id = rec.id();
         self.last_id = self.last_id.max(id);
+        if self.damaged {
+            self.touched.insert((id, seq));
+        }
         // A begin record for a message dropped earlier in the replay
         // starts it again. A message's records are written in order and
         // ids are never reused, so what dropped it (a stray end record
