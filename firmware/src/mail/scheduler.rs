@@ -184,11 +184,14 @@ impl Scheduler {
             p
         };
         for &k in &plan.expire {
-            self.expire(&queue[k]).await;
+            let told = self.expire(&queue[k]).await;
+            self.noticed(queue[k].id, told, now, &limits);
         }
         for &k in &plan.warn {
-            self.warn_delayed(&queue[k]).await;
+            let told = self.warn_delayed(&queue[k]).await;
+            self.noticed(queue[k].id, told, now, &limits);
         }
+        self.locked().forget_notices(&queue);
         for batch in plan.batches {
             // Batches only finish meanwhile: the plan's limits hold.
             self.locked().start(&batch);
@@ -209,6 +212,17 @@ impl Scheduler {
             });
         }
         Ok(())
+    }
+
+    /// A notice for message `id` was queued (`told`), or could not be:
+    /// then the next try waits its backoff (see `plan`).
+    fn noticed(&self, id: u64, told: bool, now: u64, limits: &Limits) {
+        let mut st = self.locked();
+        if told {
+            st.notice_queued(id);
+        } else {
+            st.notice_failed(id, now, limits);
+        }
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, InFlight> {
@@ -438,8 +452,9 @@ impl Scheduler {
 
     /// Bounces what is still pending of a message past its lifetime: the
     /// notice first, then the outcomes (if the notice cannot be queued,
-    /// nothing is recorded and the next round tries again).
-    async fn expire(&self, e: &QueueEntry) {
+    /// nothing is recorded, and false is returned: it is tried again after
+    /// a backoff).
+    async fn expire(&self, e: &QueueEntry) -> bool {
         let bounced: Vec<(String, String)> = e
             .pending
             .iter()
@@ -465,7 +480,7 @@ impl Scheduler {
                 )
                 .await;
         if !told {
-            return;
+            return false;
         }
         for (i, _) in &e.pending {
             if let Err(err) = self
@@ -476,13 +491,15 @@ impl Scheduler {
                 log::warn!("mail: recording the expiry of {:016X}: {err}", e.id);
             }
         }
+        true
     }
 
     /// Sends the sender one "delayed" DSN for the recipients still
     /// waiting, then marks the message so that it never gets another
     /// (if the mark is lost in a crash, the warning goes again: at least
-    /// once, like everything in the spool).
-    async fn warn_delayed(&self, e: &QueueEntry) {
+    /// once, like everything in the spool). False when it could not be
+    /// queued.
+    async fn warn_delayed(&self, e: &QueueEntry) -> bool {
         let waiting: Vec<(String, String)> = e
             .pending
             .iter()
@@ -504,6 +521,9 @@ impl Scheduler {
             if let Err(err) = self.spool.warned(e.id).await {
                 log::warn!("mail: recording the delay warning of {:016X}: {err}", e.id);
             }
+            true
+        } else {
+            false
         }
     }
 

@@ -25,6 +25,10 @@
 //!   the next round.
 //! - Recipients with a final outcome are not in the snapshot's pending
 //!   list, so they are never sent again.
+//! - A message whose bounce or delay notice could not be queued (a full
+//!   spool) gets no other notice attempt until its backoff has passed
+//!   ([`InFlight::notice_failed`]), rather than one every round (a round
+//!   is at most a second apart) with an error logged each time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -92,11 +96,42 @@ pub struct InFlight {
     pub per_hop: HashMap<Hop, usize>,
     /// When configured routes were last probed.
     pub last_probe: u64,
+    /// Messages whose last notice (bounce or delay warning) could not be
+    /// queued: when the next try may be, and how many tries failed.
+    /// Bounded by the queue's size (see [`InFlight::forget_notices`]).
+    pub notices_held: HashMap<u64, (u64, u32)>,
 }
 
 impl InFlight {
     pub fn busy(&self, id: u64) -> bool {
         self.ids.contains_key(&id) || self.finished.contains(&id)
+    }
+
+    /// Whether message `id`'s notice waits for its backoff at `now`.
+    pub fn notice_held(&self, id: u64, now: u64) -> bool {
+        self.notices_held.get(&id).is_some_and(|&(at, _)| now < at)
+    }
+
+    /// Message `id`'s notice could not be queued at `now`: the next try
+    /// waits as a failed delivery would.
+    pub fn notice_failed(&mut self, id: u64, now: u64, limits: &Limits) {
+        let fails = self.notices_held.get(&id).map_or(1, |&(_, n)| n + 1);
+        let at = limits.retry_at(fails, now, id ^ now);
+        self.notices_held.insert(id, (at, fails));
+    }
+
+    /// Message `id`'s notice is queued.
+    pub fn notice_queued(&mut self, id: u64) {
+        self.notices_held.remove(&id);
+    }
+
+    /// Drops what is held for messages no longer in `snapshot`.
+    pub fn forget_notices(&mut self, snapshot: &[QueuedView]) {
+        if self.notices_held.is_empty() {
+            return;
+        }
+        let ids: HashSet<u64> = snapshot.iter().map(|e| e.id).collect();
+        self.notices_held.retain(|id, _| ids.contains(id));
     }
 
     /// Connections under way, in all.
@@ -166,12 +201,16 @@ pub fn plan(snapshot: &[QueuedView], now: u64, limits: &Limits, in_flight: &InFl
         if in_flight.busy(e.id) || e.pending.is_empty() {
             continue;
         }
+        let held = in_flight.notice_held(e.id, now);
         if now > e.received.saturating_add(limits.max_lifetime_s) {
-            out.expire.push(k);
+            if !held {
+                out.expire.push(k);
+            }
             continue;
         }
         if limits.delay_warning_s > 0
             && out.warn.len() < MAX_WARNINGS_PER_ROUND
+            && !held
             && !e.warned
             && !e.from.is_empty()
             && now >= e.received.saturating_add(limits.delay_warning_s)
@@ -469,6 +508,45 @@ mod tests {
             plan(&many, NOW, &l, &quiet()).warn.len(),
             MAX_WARNINGS_PER_ROUND
         );
+    }
+
+    /// With a full spool the bounce notice of an expired message cannot
+    /// be queued: it was tried again every round (a second apart), each
+    /// time reading the original's headers and logging an error. Now it
+    /// waits its backoff, growing with each failure, like a delivery.
+    #[test]
+    fn a_notice_that_could_not_be_queued_waits_its_backoff() {
+        let c = config();
+        let l = Limits::new(&c);
+        let mut old = entry(7, &["u@x.test"]);
+        old.received = 0; // past its lifetime
+        let mut warn = entry(8, &["u@x.test"]);
+        warn.received = NOW - c.delay_warning_s;
+        let mut q = vec![old, warn];
+        let mut st = quiet();
+        let p = plan(&q, NOW, &l, &st);
+        assert_eq!((p.expire.clone(), p.warn.clone()), (vec![0], vec![1]));
+        st.notice_failed(7, NOW, &l);
+        st.notice_failed(8, NOW, &l);
+        let p = plan(&q, NOW + 1, &l, &st);
+        assert!(p.expire.is_empty() && p.warn.is_empty(), "{p:?}");
+        // Held, the expired message is not delivered meanwhile either.
+        assert!(!shape(&p).iter().any(|(_, ids)| ids.contains(&7)));
+        let (first, _) = st.notices_held[&7];
+        assert!((NOW + 45..=NOW + 75).contains(&first), "{first}");
+        let p = plan(&q, first, &l, &st);
+        assert_eq!(p.expire, vec![0]);
+        // A second failure waits longer.
+        st.notice_failed(7, first, &l);
+        let (second, n) = st.notices_held[&7];
+        assert_eq!(n, 2);
+        assert!(second - first >= 90, "{first} {second}");
+        // Queued: no longer held. Gone from the queue: forgotten.
+        st.notice_queued(7);
+        assert_eq!(plan(&q, first + 1, &l, &st).expire, vec![0]);
+        q.remove(1);
+        st.forget_notices(&q);
+        assert!(st.notices_held.is_empty());
     }
 
     #[test]
