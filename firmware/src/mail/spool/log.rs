@@ -33,6 +33,8 @@ pub(super) struct Active {
     file: File,
     /// Bytes already written to the file (not necessarily synced).
     pub(super) written: u64,
+    /// Bytes the last successful sync made durable.
+    durable: u64,
 }
 
 /// The segment files of one spool directory.
@@ -50,6 +52,9 @@ pub(super) struct Log {
     /// a full disk or an I/O error half way does).
     #[cfg(test)]
     pub(super) short_write: Option<usize>,
+    /// Tests: cutting the active segment back after a failed sync fails.
+    #[cfg(test)]
+    pub(super) fail_cut: bool,
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
@@ -89,6 +94,8 @@ impl Log {
             fail_syncs: false,
             #[cfg(test)]
             short_write: None,
+            #[cfg(test)]
+            fail_cut: false,
         })
     }
 
@@ -105,6 +112,7 @@ impl Log {
             seq,
             file,
             written: 0,
+            durable: 0,
         })
     }
 
@@ -181,16 +189,78 @@ impl Log {
     }
 
     /// Makes everything appended so far durable: one write, one fsync.
+    /// When either fails, see [`Log::cut_back`].
     pub(super) fn sync(&mut self, stats: &mut Stats) -> Result<(), SpoolError> {
-        self.write_out(stats)?;
-        let path = self.segment_path(self.active.seq);
-        #[cfg(test)]
-        if self.fail_syncs {
-            return Err(io_err(&path)(io::Error::other("fsync failed (test)")));
+        let r = self.write_out(stats).and_then(|()| {
+            let path = self.segment_path(self.active.seq);
+            #[cfg(test)]
+            if self.fail_syncs {
+                return Err(io_err(&path)(io::Error::other("fsync failed (test)")));
+            }
+            self.active.file.sync_data().map_err(io_err(&path))
+        });
+        match r {
+            Ok(()) => {
+                stats.fsyncs += 1;
+                self.active.durable = self.active.written;
+                Ok(())
+            }
+            Err(e) => {
+                self.cut_back();
+                Err(e)
+            }
         }
-        self.active.file.sync_data().map_err(io_err(&path))?;
-        stats.fsyncs += 1;
-        Ok(())
+    }
+
+    /// A write or fsync failed: what it was writing may be anything on
+    /// the medium (after an fsync error the kernel may drop the pages), and
+    /// a group commit can be wider than one record, which recovery would
+    /// refuse to start over. Every message with records in it is dropped
+    /// (the senders get 451: see `Spool::forget_uncommitted`), so the
+    /// active segment is cut back to what the last good sync made durable
+    /// and the next records go to a new segment. If the cut fails, nothing
+    /// changes: the buffer is written again at its planned offset by the
+    /// next commit, and the delete records that `forget_uncommitted` appends
+    /// keep recovery from bringing the dropped messages back.
+    fn cut_back(&mut self) {
+        let seq = self.active.seq;
+        let keep = self.active.durable;
+        let path = self.segment_path(seq);
+        let cut = self
+            .active
+            .file
+            .set_len(keep)
+            .and_then(|()| self.active.file.sync_all());
+        #[cfg(test)]
+        let cut = cut.and_then(|()| match self.fail_cut {
+            true => Err(io::Error::other("cut failed (test)")),
+            false => Ok(()),
+        });
+        if let Err(e) = cut {
+            log::error!(
+                "spool: {}: cutting back to the last commit ({keep} bytes) after a failed write: {e}",
+                path.display()
+            );
+            return;
+        }
+        self.buf.clear();
+        self.active.written = keep;
+        if let Some(seg) = self.segments.get_mut(&seq) {
+            seg.bytes = keep;
+        }
+        match self.next_segment() {
+            Ok(()) => log::warn!(
+                "spool: {}: cut back to the last commit ({keep} bytes) after a failed write; \
+                 going on in {}",
+                path.display(),
+                seg_name(self.active.seq)
+            ),
+            Err(e) => log::error!(
+                "spool: {}: cut back to the last commit ({keep} bytes) after a failed write; \
+                 no new segment: {e}",
+                path.display()
+            ),
+        }
     }
 
     /// Starts the next segment (after a sync of the active one).

@@ -1012,10 +1012,17 @@ mod tests {
             )
             .unwrap();
         s.body(open, b"first part, ").unwrap();
+        let (seq, committed) = (s.log.active.seq, s.log.active.written);
         s.log.fail_syncs = true;
         assert!(s.commit().is_err());
         s.log.fail_syncs = false;
         assert!(s.message(b).is_none(), "dropped from the queue");
+        // The failed commit's bytes may be anything on the medium (and
+        // wider than a record): the segment is cut back to a's commit, and
+        // the next records go to a new segment.
+        let len = fs::metadata(s.segment_path(seq)).unwrap().len();
+        assert_eq!(len, committed, "cut back to the last good commit");
+        assert_eq!(s.log.active.seq, seq + 1, "a new segment");
         // The open one cannot be acknowledged any more: its first bytes
         // may be gone.
         let _ = s.body(open, b"second part\r\n");
@@ -1027,9 +1034,10 @@ mod tests {
         assert_eq!(ids(&s), vec![a, c]);
         assert!(s.messages().all(|m| m.durable));
         drop(s);
-        // Nor at recovery, though its records are in the file.
+        // Nor at recovery.
         let s = Spool::open(&d, limits()).unwrap();
         assert_eq!(ids(&s), vec![a, c]);
+        assert_eq!(s.stats.skipped_bytes, 0, "no damage left to skip");
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -1039,10 +1047,13 @@ mod tests {
         let mut s = Spool::open(&d, limits()).unwrap();
         let a = store(&mut s, b"first message\r\n", 1);
         s.commit().unwrap();
-        // b's commit: the write stores 7 bytes, then fails.
+        // b's commit: the write stores 7 bytes, then fails, and cutting
+        // the segment back to a's commit fails too.
         let b = store(&mut s, b"second message\r\n", 1);
         s.log.short_write = Some(7);
+        s.log.fail_cut = true;
         assert!(s.commit().is_err());
+        s.log.fail_cut = false;
         assert!(s.message(b).is_none(), "b got 451");
         // The next commit retries the buffer at its planned offset: c's
         // body is where its extents say.
@@ -1055,6 +1066,32 @@ mod tests {
         assert_eq!(ids, vec![a, c]);
         assert_eq!(s.read_body(a).unwrap(), b"first message\r\n");
         assert_eq!(s.read_body(c).unwrap(), b"third message\r\n");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A write that fails half way (a full disk) leaves its partial bytes
+    /// in the file; they are cut off, and the next commit goes to a new
+    /// segment.
+    #[test]
+    fn a_write_that_fails_half_way_is_cut_off() {
+        let d = tmp("short-write-cut");
+        let mut s = Spool::open(&d, limits()).unwrap();
+        let a = store(&mut s, b"first message\r\n", 1);
+        s.commit().unwrap();
+        let (seq, committed) = (s.log.active.seq, s.log.active.written);
+        let b = store(&mut s, b"second message\r\n", 1);
+        s.log.short_write = Some(7);
+        assert!(s.commit().is_err());
+        assert!(s.message(b).is_none(), "b got 451");
+        assert_eq!(fs::metadata(s.segment_path(seq)).unwrap().len(), committed);
+        let c = store(&mut s, b"third message\r\n", 1);
+        s.commit().unwrap();
+        assert_eq!(s.read_body(c).unwrap(), b"third message\r\n");
+        drop(s);
+        let s = Spool::open(&d, limits()).unwrap();
+        let ids: Vec<u64> = s.messages().map(|m| m.env.id).collect();
+        assert_eq!(ids, vec![a, c]);
+        assert_eq!((s.stats.skipped_bytes, s.stats.torn_records), (0, 0));
         let _ = fs::remove_dir_all(&d);
     }
 
