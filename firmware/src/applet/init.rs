@@ -109,7 +109,11 @@ fn service_figures(run_dir: &std::path::Path) -> control::ServiceFigures {
                 _ => None,
             },
             mail: match mail {
-                Ok(Ok(m::Response::Summary { messages, bytes })) => Some((messages, bytes)),
+                Ok(Ok(m::Response::Summary {
+                    messages,
+                    bytes,
+                    policy,
+                })) => Some((messages, bytes, policy)),
                 _ => None,
             },
         }

@@ -71,7 +71,9 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     };
     // The list is bounded (MAX_LISTED); the totals come from the spool.
     let summary = match call(Request::Summary) {
-        Ok(Response::Summary { messages, bytes }) => Some((messages, bytes)),
+        Ok(Response::Summary {
+            messages, bytes, ..
+        }) => Some((messages, bytes)),
         _ => None,
     };
     print!("{}", render(&q, summary, Spool::unix_now()));

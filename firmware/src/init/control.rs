@@ -123,8 +123,9 @@ pub struct StatusReport {
 pub struct ServiceFigures {
     /// Cached names and the hit rate (0.0 ..= 1.0).
     pub dns: Option<(u64, f64)>,
-    /// Queued messages and their bytes.
-    pub mail: Option<(u64, u64)>,
+    /// Queued messages and their bytes, and the anti-spam checks'
+    /// decisions since mail started.
+    pub mail: Option<(u64, u64, crate::mail::policy::Counts)>,
 }
 
 /// The lines for [`ServiceFigures`]; nothing for a service that did not
@@ -137,11 +138,16 @@ pub fn render_figures(f: &ServiceFigures) -> String {
             rate * 100.0
         ));
     }
-    if let Some((messages, bytes)) = f.mail {
+    if let Some((messages, bytes, policy)) = f.mail {
         out.push_str(&format!(
             "mail   queue {messages} message{}, {:.1} KiB\n",
             if messages == 1 { "" } else { "s" },
             bytes as f64 / 1024.0
+        ));
+        out.push_str(&wrap(
+            &format!("since start: {}", policy.render()),
+            "       ",
+            STATUS_COLUMNS,
         ));
     }
     out
@@ -465,17 +471,42 @@ mod tests {
     #[test]
     fn service_figures_are_shown_when_they_answered() {
         assert_eq!(render_figures(&ServiceFigures::default()), "");
+        let counts = crate::mail::policy::Counts {
+            accepted: 14,
+            greylisted: 30,
+            relay_denied: 7,
+            unknown_user: 2,
+            refused: 3,
+            deferred: 1,
+            over_limits: 4,
+            early_talkers: 5,
+            dmarc_rejected: 6,
+        };
         let text = render_figures(&ServiceFigures {
             dns: Some((10_000, 0.8734)),
-            mail: Some((1, 4096)),
+            mail: Some((1, 4096, counts)),
         });
         assert_eq!(
             text,
-            "dns    10000 names cached, hit rate 87.3%\nmail   queue 1 message, 4.0 KiB\n"
+            "dns    10000 names cached, hit rate 87.3%\nmail   queue 1 message, 4.0 KiB\n\
+             \x20      since start: recipients 14 accepted, 30 greylisted, 7 relay denied, 2\n\
+             \x20      unknown user, 3 refused and 1 deferred by DNS checks; 4 refused over the\n\
+             \x20      client limits, 5 early talkers, 6 messages refused by DMARC\n"
         );
+        let max = crate::mail::policy::Counts {
+            accepted: u64::MAX,
+            greylisted: u64::MAX,
+            relay_denied: u64::MAX,
+            unknown_user: u64::MAX,
+            refused: u64::MAX,
+            deferred: u64::MAX,
+            over_limits: u64::MAX,
+            early_talkers: u64::MAX,
+            dmarc_rejected: u64::MAX,
+        };
         let text = render_figures(&ServiceFigures {
             dns: None,
-            mail: Some((u64::MAX, u64::MAX)),
+            mail: Some((u64::MAX, u64::MAX, max)),
         });
         assert!(
             text.starts_with("mail   queue 18446744073709551615 messages"),

@@ -43,7 +43,7 @@ use super::policy::limits::{ClientKey, Limits};
 use super::policy::rdns::{self, Rdns};
 use super::policy::recipients::Recipients;
 use super::policy::spf::{self, SpfOutcome};
-use super::policy::{Checks, Policy};
+use super::policy::{Checks, Counters, Policy};
 use super::spool::SpoolError;
 use super::spool::writer::SpoolHandle;
 use crate::config::MailConfig;
@@ -85,6 +85,8 @@ pub struct Shared {
     pub signers: Vec<Signer>,
     /// `mail.policy.auth_results.authserv_id`, or the host name.
     pub authserv_id: String,
+    /// What the checks decided since the start (`pocobelle status`).
+    pub counters: Arc<Counters>,
 }
 
 impl Shared {
@@ -121,6 +123,7 @@ impl Shared {
             spool,
             tls,
             kick: Arc::new(Notify::new()),
+            counters: Arc::new(Counters::default()),
         }
     }
 
@@ -253,6 +256,7 @@ pub async fn serve(
                 let now = crate::mail::spool::Spool::unix_now();
                 let verdict = shared.limits().connect(key, now);
                 if let Err(r) = verdict {
+                    Counters::add(&shared.counters.over_limits);
                     log::info!("mail: {peer} refused: {}", r.lines[0]);
                     send_and_close(stream, &r).await;
                     return;
@@ -280,6 +284,7 @@ pub async fn serve(
                     Err(_) => {}
                     Ok(Ok(0)) | Ok(Err(_)) => return,
                     Ok(Ok(_)) => {
+                        Counters::add(&shared.counters.early_talkers);
                         log::info!("mail: {peer} talked before the greeting, refused");
                         send_and_close(stream, &greeting::early_talker()).await;
                         return;
@@ -550,6 +555,8 @@ impl<'a> SessionGate<'a> {
         self.checks
             .verdict(&self.shared.config.policy, self.client)
             .inspect_err(|r| {
+                let c = &self.shared.counters;
+                Counters::add(if r.code >= 500 { &c.refused } else { &c.deferred });
                 log::info!(
                     "mail: {to} from {} refused: {} {}",
                     self.client,
@@ -564,7 +571,10 @@ impl<'a> SessionGate<'a> {
     fn check_rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<(), Reply> {
         let shared = self.shared;
         if shared.policy.is_ours(&to.domain) {
-            shared.recipients.check(to)?;
+            shared
+                .recipients
+                .check(to)
+                .inspect_err(|_| Counters::add(&shared.counters.unknown_user))?;
         }
         if self.exempt || authenticated {
             return Ok(());
@@ -583,10 +593,14 @@ impl<'a> SessionGate<'a> {
                 .is_some_and(|d| self.checks.spf.as_ref().is_some_and(|o| o.passes_for(d)));
             g.check(now, self.client, &self.from, &to.to_string(), spf_pass)
                 .inspect_err(|_| {
+                    Counters::add(&shared.counters.greylisted);
                     log::info!("mail: greylisted {} <{}> -> <{to}>", self.client, self.from)
                 })?;
         }
-        shared.limits().recipient(ClientKey::of(self.client), now)
+        shared
+            .limits()
+            .recipient(ClientKey::of(self.client), now)
+            .inspect_err(|_| Counters::add(&shared.counters.over_limits))
     }
 }
 
@@ -604,7 +618,8 @@ impl Gate for SessionGate<'_> {
             let now = crate::mail::spool::Spool::unix_now();
             self.shared
                 .limits()
-                .message(ClientKey::of(self.client), now)?;
+                .message(ClientKey::of(self.client), now)
+                .inspect_err(|_| Counters::add(&self.shared.counters.over_limits))?;
         }
         self.from = from.to_string();
         self.from_domain = match from {
@@ -618,11 +633,26 @@ impl Gate for SessionGate<'_> {
     }
 
     fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
+        let r = self.rcpt_checked(to, authenticated);
+        if r.is_ok() {
+            Counters::add(&self.shared.counters.accepted);
+        }
+        r
+    }
+}
+
+impl SessionGate<'_> {
+    fn rcpt_checked(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
         let relay = self
             .shared
             .policy
             .check_rcpt(to, self.client, authenticated);
-        Ok(match self.shared.aliases.rcpt(to, relay)? {
+        let rcpt = self
+            .shared
+            .aliases
+            .rcpt(to, relay)
+            .inspect_err(|_| Counters::add(&self.shared.counters.relay_denied))?;
+        Ok(match rcpt {
             Rcpt::Itself => {
                 self.check_rcpt(to, authenticated)?;
                 vec![to.clone()]
@@ -953,6 +983,7 @@ async fn end_message(
             .await
             .map_err(|e| spool_reply(&e))?,
         Ending::Refuse(r) => {
+            Counters::add(&shared.counters.dmarc_rejected);
             shared.spool.abort(id).await;
             return Err(r);
         }
@@ -1371,6 +1402,18 @@ mod policy_tests {
         }
         assert_eq!(rcpt(&mut lan, "<alice@home.arpa>", false), (250, ""));
         assert_eq!(rcpt(&mut lan, "<mallory@home.arpa>", false), (550, "5.1.1"));
+        // What `pocobelle status` shows of it.
+        assert_eq!(
+            shared.counters.counts(),
+            crate::mail::policy::Counts {
+                accepted: 3,
+                relay_denied: 1,
+                unknown_user: 3,
+                greylisted: 1,
+                over_limits: 1,
+                ..Default::default()
+            }
+        );
     }
 
     /// The SPF result the gate holds for the transaction.

@@ -38,10 +38,12 @@ pub enum Response {
     Done,
     Queue(Vec<QueueEntry>),
     Error(String),
-    /// Queued messages and their bytes.
+    /// Queued messages and their bytes, and what the checks decided
+    /// since the service started.
     Summary {
         messages: u64,
         bytes: u64,
+        policy: super::policy::Counts,
     },
 }
 
@@ -281,6 +283,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         };
         let spool = spool.clone();
         let kick = kick.clone();
+        let counters = shared.counters.clone();
         tokio::spawn(async move {
             let r = crate::control::serve_one(&mut stream, async |req: Request| match req {
                 Request::Flush => match spool.flush().await {
@@ -295,7 +298,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                     Err(e) => Response::Error(e.to_string()),
                 },
                 Request::Summary => match spool.summary().await {
-                    Ok((messages, bytes)) => Response::Summary { messages, bytes },
+                    Ok((messages, bytes)) => Response::Summary {
+                        messages,
+                        bytes,
+                        policy: counters.counts(),
+                    },
                     Err(e) => Response::Error(e.to_string()),
                 },
                 Request::List => match spool.snapshot().await {

@@ -51,11 +51,90 @@ pub mod relay;
 pub mod spf;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use relay::Policy;
 
 use crate::config::PolicyConfig;
 use crate::smtp::Reply;
+
+/// What the checks decided since the mail service started, for `pocobelle
+/// status`: recipients (RCPT commands) accepted and refused by reason,
+/// connections and transactions refused over the per-client limits or
+/// for talking early, and messages refused by DMARC. Plain counters,
+/// shared by the sessions; they start again at zero with the service.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub accepted: AtomicU64,
+    /// Not ours and not from a relay client (an attempt to relay).
+    pub relay_denied: AtomicU64,
+    pub unknown_user: AtomicU64,
+    /// A 5xx from the DNS checks (rDNS, DNSBL, SPF, the score).
+    pub refused: AtomicU64,
+    /// A 4xx from the DNS checks (a lookup that could not complete).
+    pub deferred: AtomicU64,
+    pub greylisted: AtomicU64,
+    pub over_limits: AtomicU64,
+    pub early_talkers: AtomicU64,
+    pub dmarc_rejected: AtomicU64,
+}
+
+/// A copy of [`Counters`], as the control socket carries it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub accepted: u64,
+    pub relay_denied: u64,
+    pub unknown_user: u64,
+    pub refused: u64,
+    pub deferred: u64,
+    pub greylisted: u64,
+    pub over_limits: u64,
+    pub early_talkers: u64,
+    pub dmarc_rejected: u64,
+}
+
+impl Counters {
+    /// Counts one.
+    pub fn add(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> Counts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counts {
+            accepted: get(&self.accepted),
+            relay_denied: get(&self.relay_denied),
+            unknown_user: get(&self.unknown_user),
+            refused: get(&self.refused),
+            deferred: get(&self.deferred),
+            greylisted: get(&self.greylisted),
+            over_limits: get(&self.over_limits),
+            early_talkers: get(&self.early_talkers),
+            dmarc_rejected: get(&self.dmarc_rejected),
+        }
+    }
+}
+
+impl Counts {
+    /// `status`'s wording: recipients first, then what was refused
+    /// before any recipient.
+    pub fn render(&self) -> String {
+        format!(
+            "recipients {} accepted, {} greylisted, {} relay denied, {} unknown user, \
+             {} refused and {} deferred by DNS checks; {} refused over the client \
+             limits, {} early talkers, {} messages refused by DMARC",
+            self.accepted,
+            self.greylisted,
+            self.relay_denied,
+            self.unknown_user,
+            self.refused,
+            self.deferred,
+            self.over_limits,
+            self.early_talkers,
+            self.dmarc_rejected
+        )
+    }
+}
 
 /// One check's contribution to the verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
