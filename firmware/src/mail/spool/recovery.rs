@@ -156,11 +156,15 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     let next_seq = seqs.last().map_or(1, |s| s + 1);
     let mut set_aside: BTreeMap<u64, Segment> = BTreeMap::new();
     let mut torn_records = 0;
+    // The damage the first pass skipped covers every segment, the
+    // set-aside ones included.
+    let mut skipped_bytes = None;
     let mut last_id = 0;
     let mut from = 0;
     loop {
         let mut pass = replay_all(dir, &seqs[from..], seqs.last().copied())?;
         torn_records += pass.stats.torn_records;
+        let skipped = *skipped_bytes.get_or_insert(pass.stats.skipped_bytes);
         // Ids are never reused: the highest one any record ever carried
         // counts, set-aside segments included.
         last_id = last_id.max(pass.last_id);
@@ -177,6 +181,7 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         };
         if empty == 0 {
             pass.stats.torn_records = torn_records;
+            pass.stats.skipped_bytes = skipped;
             pass.last_id = last_id;
             // The set-aside segments come first and hold nothing live:
             // the first collection after opening removes them.
