@@ -556,7 +556,11 @@ impl<'a> SessionGate<'a> {
             .verdict(&self.shared.config.policy, self.client)
             .inspect_err(|r| {
                 let c = &self.shared.counters;
-                Counters::add(if r.code >= 500 { &c.refused } else { &c.deferred });
+                Counters::add(if r.code >= 500 {
+                    &c.refused
+                } else {
+                    &c.deferred
+                });
                 log::info!(
                     "mail: {to} from {} refused: {} {}",
                     self.client,
