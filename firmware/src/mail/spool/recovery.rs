@@ -41,6 +41,13 @@ use super::{SpoolError, Stats};
 /// Most bytes one resynchronisation may checksum.
 pub const SCAN_BUDGET: usize = 64 << 20;
 
+/// Most replays of the segments at one recovery (see [`recover`]): each
+/// one after the first follows damage and sets aside at least one
+/// segment, and reads the rest again. Past it the last replay's decisions
+/// stand (the next start may then decide again). Above the 8 segments
+/// the fuzz target writes, so its runs never meet the bound.
+pub const MAX_REPLAYS: usize = 16;
+
 /// What to do with damage that starts at `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -161,7 +168,9 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     let mut skipped_bytes = None;
     let mut last_id = 0;
     let mut from = 0;
+    let mut replay = 0;
     loop {
+        replay += 1;
         let mut pass = replay_all(dir, &seqs[from..], seqs.last().copied())?;
         torn_records += pass.stats.torn_records;
         let skipped = *skipped_bytes.get_or_insert(pass.stats.skipped_bytes);
@@ -179,7 +188,13 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
             // first), so removing empty segments changes no decision.
             0
         };
-        if empty == 0 {
+        if empty > 0 && replay == MAX_REPLAYS {
+            log::warn!(
+                "spool: {MAX_REPLAYS} replays after damage and segment(s) are still left \
+                 with nothing queued; keeping this replay's decisions"
+            );
+        }
+        if empty == 0 || replay == MAX_REPLAYS {
             pass.stats.torn_records = torn_records;
             pass.stats.skipped_bytes = skipped;
             pass.last_id = last_id;
