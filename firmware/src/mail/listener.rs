@@ -256,7 +256,7 @@ pub async fn serve(
                 let now = crate::mail::spool::Spool::unix_now();
                 let verdict = shared.limits().connect(key, now);
                 if let Err(r) = verdict {
-                    Counters::add(&shared.counters.over_limits);
+                    shared.counters.add(|c| &mut c.over_limits);
                     log::info!("mail: {peer} refused: {}", r.lines[0]);
                     send_and_close(stream, &r).await;
                     return;
@@ -284,7 +284,7 @@ pub async fn serve(
                     Err(_) => {}
                     Ok(Ok(0)) | Ok(Err(_)) => return,
                     Ok(Ok(_)) => {
-                        Counters::add(&shared.counters.early_talkers);
+                        shared.counters.add(|c| &mut c.early_talkers);
                         log::info!("mail: {peer} talked before the greeting, refused");
                         send_and_close(stream, &greeting::early_talker()).await;
                         return;
@@ -555,11 +555,10 @@ impl<'a> SessionGate<'a> {
         self.checks
             .verdict(&self.shared.config.policy, self.client)
             .inspect_err(|r| {
-                let c = &self.shared.counters;
-                Counters::add(if r.code >= 500 {
-                    &c.refused
+                self.shared.counters.add(if r.code >= 500 {
+                    |c| &mut c.refused
                 } else {
-                    &c.deferred
+                    |c| &mut c.deferred
                 });
                 log::info!(
                     "mail: {to} from {} refused: {} {}",
@@ -578,7 +577,7 @@ impl<'a> SessionGate<'a> {
             shared
                 .recipients
                 .check(to)
-                .inspect_err(|_| Counters::add(&shared.counters.unknown_user))?;
+                .inspect_err(|_| shared.counters.add(|c| &mut c.unknown_user))?;
         }
         if self.exempt || authenticated {
             return Ok(());
@@ -597,14 +596,14 @@ impl<'a> SessionGate<'a> {
                 .is_some_and(|d| self.checks.spf.as_ref().is_some_and(|o| o.passes_for(d)));
             g.check(now, self.client, &self.from, &to.to_string(), spf_pass)
                 .inspect_err(|_| {
-                    Counters::add(&shared.counters.greylisted);
+                    shared.counters.add(|c| &mut c.greylisted);
                     log::info!("mail: greylisted {} <{}> -> <{to}>", self.client, self.from)
                 })?;
         }
         shared
             .limits()
             .recipient(ClientKey::of(self.client), now)
-            .inspect_err(|_| Counters::add(&shared.counters.over_limits))
+            .inspect_err(|_| shared.counters.add(|c| &mut c.over_limits))
     }
 }
 
@@ -623,7 +622,7 @@ impl Gate for SessionGate<'_> {
             self.shared
                 .limits()
                 .message(ClientKey::of(self.client), now)
-                .inspect_err(|_| Counters::add(&self.shared.counters.over_limits))?;
+                .inspect_err(|_| self.shared.counters.add(|c| &mut c.over_limits))?;
         }
         self.from = from.to_string();
         self.from_domain = match from {
@@ -639,7 +638,7 @@ impl Gate for SessionGate<'_> {
     fn rcpt(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
         let r = self.rcpt_checked(to, authenticated);
         if r.is_ok() {
-            Counters::add(&self.shared.counters.accepted);
+            self.shared.counters.add(|c| &mut c.accepted);
         }
         r
     }
@@ -655,7 +654,7 @@ impl SessionGate<'_> {
             .shared
             .aliases
             .rcpt(to, relay)
-            .inspect_err(|_| Counters::add(&self.shared.counters.relay_denied))?;
+            .inspect_err(|_| self.shared.counters.add(|c| &mut c.relay_denied))?;
         Ok(match rcpt {
             Rcpt::Itself => {
                 self.check_rcpt(to, authenticated)?;
@@ -987,7 +986,7 @@ async fn end_message(
             .await
             .map_err(|e| spool_reply(&e))?,
         Ending::Refuse(r) => {
-            Counters::add(&shared.counters.dmarc_rejected);
+            shared.counters.add(|c| &mut c.dmarc_rejected);
             shared.spool.abort(id).await;
             return Err(r);
         }

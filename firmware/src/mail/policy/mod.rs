@@ -51,7 +51,6 @@ pub mod relay;
 pub mod spf;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use relay::Policy;
 
@@ -61,23 +60,11 @@ use crate::smtp::Reply;
 /// What the checks decided since the mail service started, for `pocobelle
 /// status`: recipients (RCPT commands) accepted and refused by reason,
 /// connections and transactions refused over the per-client limits or
-/// for talking early, and messages refused by DMARC. Plain counters,
-/// shared by the sessions; they start again at zero with the service.
+/// for talking early, and messages refused by DMARC. Shared by the
+/// sessions; they start again at zero with the service. A mutex, not
+/// atomics: ARMv5 has no 64-bit atomic operations.
 #[derive(Debug, Default)]
-pub struct Counters {
-    pub accepted: AtomicU64,
-    /// Not ours and not from a relay client (an attempt to relay).
-    pub relay_denied: AtomicU64,
-    pub unknown_user: AtomicU64,
-    /// A 5xx from the DNS checks (rDNS, DNSBL, SPF, the score).
-    pub refused: AtomicU64,
-    /// A 4xx from the DNS checks (a lookup that could not complete).
-    pub deferred: AtomicU64,
-    pub greylisted: AtomicU64,
-    pub over_limits: AtomicU64,
-    pub early_talkers: AtomicU64,
-    pub dmarc_rejected: AtomicU64,
-}
+pub struct Counters(std::sync::Mutex<Counts>);
 
 /// A copy of [`Counters`], as the control socket carries it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,24 +81,15 @@ pub struct Counts {
 }
 
 impl Counters {
-    /// Counts one.
-    pub fn add(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
+    /// Counts one in the field `which` picks.
+    pub fn add(&self, which: fn(&mut Counts) -> &mut u64) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = which(&mut c);
+        *n = n.saturating_add(1);
     }
 
     pub fn counts(&self) -> Counts {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Counts {
-            accepted: get(&self.accepted),
-            relay_denied: get(&self.relay_denied),
-            unknown_user: get(&self.unknown_user),
-            refused: get(&self.refused),
-            deferred: get(&self.deferred),
-            greylisted: get(&self.greylisted),
-            over_limits: get(&self.over_limits),
-            early_talkers: get(&self.early_talkers),
-            dmarc_rejected: get(&self.dmarc_rejected),
-        }
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

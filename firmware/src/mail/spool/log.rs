@@ -226,16 +226,18 @@ impl Log {
         let seq = self.active.seq;
         let keep = self.active.durable;
         let path = self.segment_path(seq);
-        let cut = self
-            .active
-            .file
-            .set_len(keep)
-            .and_then(|()| self.active.file.sync_all());
+        #[cfg(not(test))]
+        let fail = false;
         #[cfg(test)]
-        let cut = cut.and_then(|()| match self.fail_cut {
-            true => Err(io::Error::other("cut failed (test)")),
-            false => Ok(()),
-        });
+        let fail = self.fail_cut;
+        let cut = if fail {
+            Err(io::Error::other("cut failed (test)"))
+        } else {
+            self.active
+                .file
+                .set_len(keep)
+                .and_then(|()| self.active.file.sync_all())
+        };
         if let Err(e) = cut {
             log::error!(
                 "spool: {}: cutting back to the last commit ({keep} bytes) after a failed write: {e}",
