@@ -83,6 +83,10 @@ if wait_log 1 'mail: listening on 0\.0\.0\.0:25' "$timeout_s"; then
     fail "boot 1: status shows no running dns"
   grep -qE '^ *mail +running' "$work/console1.txt" && ok "boot 1: status on the console: mail running" ||
     fail "boot 1: status shows no running mail"
+  # The message swaks sent is the one recipient the checks accepted.
+  grep -qE '^ +since start: recipients 1 accepted, 0 greylisted, 0 relay denied' "$work/console1.txt" &&
+    ok "boot 1: status counts what the anti-spam checks decided (1 recipient accepted)" ||
+    fail "boot 1: status: no 'since start: recipients 1 accepted' line"
   grep -q 'bob@example.test' "$work/console1.txt" && ok "boot 1: mailq on the console lists the message" ||
     fail "boot 1: mailq does not list bob@example.test"
   grep -q '^Address: 10.0.2.42' "$work/console1.txt" && ok "boot 1: nslookup over UDP on the board: laptop.home.arpa is 10.0.2.42" ||
