@@ -91,6 +91,14 @@ impl Router {
         self.child = None;
     }
 
+    /// Says DNS is primed, as the dns service does (`run/dns.primed`).
+    fn dns_primed(&self) {
+        // The service makes its run directory after it listens (slow
+        // under ARM emulation: a CI run wrote here first and failed).
+        std::fs::create_dir_all(self.dir.join("run")).unwrap();
+        std::fs::write(self.dir.join("run/dns.primed"), b"").unwrap();
+    }
+
     /// SIGTERM, as init stops the service; the exit status.
     fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
@@ -829,10 +837,7 @@ fn inbound_limit_tarpit_421_and_slow_start() {
         "second session waits in the tarpit"
     );
     // DNS reports primed: the limit grows to 2 and b is greeted.
-    // The service makes its run directory after it listens (slow
-    // under ARM emulation: a CI run wrote here first and failed).
-    std::fs::create_dir_all(r.dir.join("run")).unwrap();
-    std::fs::write(r.dir.join("run/dns.primed"), b"").unwrap();
+    r.dns_primed();
     let g = greeting_within(&mut b, 5000);
     assert!(
         g.as_deref().unwrap_or("").starts_with("220 "),
@@ -2146,10 +2151,7 @@ fn policy_per_client_concurrency_421() {
     let connect = || std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
     // DNS primed: every session slot is there (no slow start). Let the
     // start-up probe's session end too.
-    // The service makes its run directory after it listens (slow
-    // under ARM emulation: a CI run wrote here first and failed).
-    std::fs::create_dir_all(r.dir.join("run")).unwrap();
-    std::fs::write(r.dir.join("run/dns.primed"), b"").unwrap();
+    r.dns_primed();
     std::thread::sleep(Duration::from_millis(1000));
     let mut a = connect();
     let mut b = connect();

@@ -605,6 +605,36 @@ impl<'a> SessionGate<'a> {
             .recipient(ClientKey::of(self.client), now)
             .inspect_err(|_| shared.counters.add(|c| &mut c.over_limits))
     }
+
+    /// [`Gate::rcpt`] before it counts an accepted recipient.
+    fn rcpt_checked(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
+        let relay = self
+            .shared
+            .policy
+            .check_rcpt(to, self.client, authenticated);
+        let rcpt = self
+            .shared
+            .aliases
+            .rcpt(to, relay)
+            .inspect_err(|_| self.shared.counters.add(|c| &mut c.relay_denied))?;
+        Ok(match rcpt {
+            Rcpt::Itself => {
+                self.check_rcpt(to, authenticated)?;
+                vec![to.clone()]
+            }
+            Rcpt::Alias(list) => {
+                self.dns_verdict(to, authenticated)?;
+                log::debug!("mail: {to} is an alias of {} address(es)", list.len());
+                list.to_vec()
+            }
+            Rcpt::Postmaster(pm) => {
+                log::warn!(
+                    "mail: mail for {to} accepted (postmaster is always deliverable) but [mail.aliases] has no postmaster nor root: it stays queued as {pm}; add postmaster = \"you@example.org\""
+                );
+                vec![pm]
+            }
+        })
+    }
 }
 
 impl Gate for SessionGate<'_> {
@@ -641,37 +671,6 @@ impl Gate for SessionGate<'_> {
             self.shared.counters.add(|c| &mut c.accepted);
         }
         r
-    }
-}
-
-impl SessionGate<'_> {
-    fn rcpt_checked(&mut self, to: &Mailbox, authenticated: bool) -> Result<Vec<Mailbox>, Reply> {
-        let relay = self
-            .shared
-            .policy
-            .check_rcpt(to, self.client, authenticated);
-        let rcpt = self
-            .shared
-            .aliases
-            .rcpt(to, relay)
-            .inspect_err(|_| self.shared.counters.add(|c| &mut c.relay_denied))?;
-        Ok(match rcpt {
-            Rcpt::Itself => {
-                self.check_rcpt(to, authenticated)?;
-                vec![to.clone()]
-            }
-            Rcpt::Alias(list) => {
-                self.dns_verdict(to, authenticated)?;
-                log::debug!("mail: {to} is an alias of {} address(es)", list.len());
-                list.to_vec()
-            }
-            Rcpt::Postmaster(pm) => {
-                log::warn!(
-                    "mail: mail for {to} accepted (postmaster is always deliverable) but [mail.aliases] has no postmaster nor root: it stays queued as {pm}; add postmaster = \"you@example.org\""
-                );
-                vec![pm]
-            }
-        })
     }
 }
 

@@ -185,11 +185,11 @@ impl Scheduler {
         };
         for &k in &plan.expire {
             let told = self.expire(&queue[k]).await;
-            self.noticed(queue[k].id, told, now, &limits);
+            self.locked().noticed(queue[k].id, told, now, &limits);
         }
         for &k in &plan.warn {
             let told = self.warn_delayed(&queue[k]).await;
-            self.noticed(queue[k].id, told, now, &limits);
+            self.locked().noticed(queue[k].id, told, now, &limits);
         }
         self.locked().forget_notices(&queue);
         for batch in plan.batches {
@@ -212,17 +212,6 @@ impl Scheduler {
             });
         }
         Ok(())
-    }
-
-    /// A notice for message `id` was queued (`told`), or could not be:
-    /// then the next try waits its backoff (see `plan`).
-    fn noticed(&self, id: u64, told: bool, now: u64, limits: &Limits) {
-        let mut st = self.locked();
-        if told {
-            st.notice_queued(id);
-        } else {
-            st.notice_failed(id, now, limits);
-        }
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, InFlight> {

@@ -27,7 +27,7 @@
 //!   list, so they are never sent again.
 //! - A message whose bounce or delay notice could not be queued (a full
 //!   spool) gets no other notice attempt until its backoff has passed
-//!   ([`InFlight::notice_failed`]), rather than one every round (a round
+//!   ([`InFlight::noticed`]), rather than one every round (a round
 //!   is at most a second apart) with an error logged each time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -112,17 +112,16 @@ impl InFlight {
         self.notices_held.get(&id).is_some_and(|&(at, _)| now < at)
     }
 
-    /// Message `id`'s notice could not be queued at `now`: the next try
-    /// waits as a failed delivery would.
-    pub fn notice_failed(&mut self, id: u64, now: u64, limits: &Limits) {
+    /// Message `id`'s notice was queued (`told`) at `now`, or could not
+    /// be: then the next try waits as a failed delivery would.
+    pub fn noticed(&mut self, id: u64, told: bool, now: u64, limits: &Limits) {
+        if told {
+            self.notices_held.remove(&id);
+            return;
+        }
         let fails = self.notices_held.get(&id).map_or(1, |&(_, n)| n + 1);
         let at = limits.retry_at(fails, now, id ^ now);
         self.notices_held.insert(id, (at, fails));
-    }
-
-    /// Message `id`'s notice is queued.
-    pub fn notice_queued(&mut self, id: u64) {
-        self.notices_held.remove(&id);
     }
 
     /// Drops what is held for messages no longer in `snapshot`.
@@ -526,8 +525,8 @@ mod tests {
         let mut st = quiet();
         let p = plan(&q, NOW, &l, &st);
         assert_eq!((p.expire.clone(), p.warn.clone()), (vec![0], vec![1]));
-        st.notice_failed(7, NOW, &l);
-        st.notice_failed(8, NOW, &l);
+        st.noticed(7, false, NOW, &l);
+        st.noticed(8, false, NOW, &l);
         let p = plan(&q, NOW + 1, &l, &st);
         assert!(p.expire.is_empty() && p.warn.is_empty(), "{p:?}");
         // Held, the expired message is not delivered meanwhile either.
@@ -537,12 +536,12 @@ mod tests {
         let p = plan(&q, first, &l, &st);
         assert_eq!(p.expire, vec![0]);
         // A second failure waits longer.
-        st.notice_failed(7, first, &l);
+        st.noticed(7, false, first, &l);
         let (second, n) = st.notices_held[&7];
         assert_eq!(n, 2);
         assert!(second - first >= 90, "{first} {second}");
         // Queued: no longer held. Gone from the queue: forgotten.
-        st.notice_queued(7);
+        st.noticed(7, true, first, &l);
         assert_eq!(plan(&q, first + 1, &l, &st).expire, vec![0]);
         q.remove(1);
         st.forget_notices(&q);

@@ -544,6 +544,16 @@ fn a_damaged_copy_in_an_older_segment_does_not_hide_the_whole_message() {
     both_kept_twice(&d, &old);
 }
 
+/// An older segment's bytes: message 2's begin record, unended, then
+/// damage.
+fn unended_copy_of_2() -> Vec<u8> {
+    let mut old = vec![];
+    let spans = message(2, &mut old, enc_v1);
+    old.truncate(spans[0].1);
+    old.extend_from_slice(&[0xEE; 20]);
+    old
+}
+
 /// Found by `make fuzz-long` after the two fixes above: an older segment
 /// ends with an unended copy of a message's begin record (then damage),
 /// and a newer one holds the message whole. The whole message's begin
@@ -554,11 +564,7 @@ fn a_damaged_copy_in_an_older_segment_does_not_hide_the_whole_message() {
 #[test]
 fn an_unended_copy_in_an_older_segment_does_not_drop_the_whole_message() {
     let d = tmp("unended-copy");
-    let mut old = vec![];
-    let spans = message(2, &mut old, enc_v1);
-    old.truncate(spans[0].1);
-    old.extend_from_slice(&[0xEE; 20]);
-    both_kept_twice(&d, &old);
+    both_kept_twice(&d, &unended_copy_of_2());
 }
 
 /// Found by `make fuzz-long` (2026-12-05; six damaged segments, reduced
@@ -613,11 +619,7 @@ fn a_finished_message_and_a_later_copy_of_it_are_decided_alike_at_every_recovery
 #[test]
 fn a_dropped_copy_does_not_pin_its_segment_after_the_message_finishes() {
     let d = tmp("dropped-copy-pins");
-    let mut old = vec![];
-    let spans = message(2, &mut old, enc_v1);
-    old.truncate(spans[0].1);
-    old.extend_from_slice(&[0xEE; 20]);
-    both_kept_twice(&d, &old);
+    both_kept_twice(&d, &unended_copy_of_2());
     let mut s = Spool::open(&d, limits()).unwrap();
     for id in [1, 2] {
         for index in 0..2 {

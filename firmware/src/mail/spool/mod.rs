@@ -1041,22 +1041,28 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
-    #[test]
-    fn a_write_that_fails_half_way_leaves_every_later_extent_true() {
-        let d = tmp("short-write");
+    /// a committed; then b's commit, whose write stores 7 bytes and
+    /// fails (and, with `fail_cut`, cutting the segment back to a's commit
+    /// fails too); `at_failure` gets the spool, the segment and a's commit
+    /// length; then c committed. Returns the directory, the spool opened
+    /// again, a and c.
+    fn short_write(
+        name: &str,
+        fail_cut: bool,
+        at_failure: impl FnOnce(&Spool, u64, u64),
+    ) -> (PathBuf, Spool, u64, u64) {
+        let d = tmp(name);
         let mut s = Spool::open(&d, limits()).unwrap();
         let a = store(&mut s, b"first message\r\n", 1);
         s.commit().unwrap();
-        // b's commit: the write stores 7 bytes, then fails, and cutting
-        // the segment back to a's commit fails too.
+        let (seq, committed) = (s.log.active.seq, s.log.active.written);
         let b = store(&mut s, b"second message\r\n", 1);
         s.log.short_write = Some(7);
-        s.log.fail_cut = true;
+        s.log.fail_cut = fail_cut;
         assert!(s.commit().is_err());
         s.log.fail_cut = false;
         assert!(s.message(b).is_none(), "b got 451");
-        // The next commit retries the buffer at its planned offset: c's
-        // body is where its extents say.
+        at_failure(&s, seq, committed);
         let c = store(&mut s, b"third message\r\n", 1);
         s.commit().unwrap();
         assert_eq!(s.read_body(c).unwrap(), b"third message\r\n");
@@ -1064,6 +1070,14 @@ mod tests {
         let s = Spool::open(&d, limits()).unwrap();
         let ids: Vec<u64> = s.messages().map(|m| m.env.id).collect();
         assert_eq!(ids, vec![a, c]);
+        (d, s, a, c)
+    }
+
+    /// When even the cut back fails, the next commit retries the buffer
+    /// at its planned offset: c's body is where its extents say.
+    #[test]
+    fn a_write_that_fails_half_way_leaves_every_later_extent_true() {
+        let (d, s, a, c) = short_write("short-write", true, |_, _, _| {});
         assert_eq!(s.read_body(a).unwrap(), b"first message\r\n");
         assert_eq!(s.read_body(c).unwrap(), b"third message\r\n");
         let _ = fs::remove_dir_all(&d);
@@ -1074,23 +1088,9 @@ mod tests {
     /// segment.
     #[test]
     fn a_write_that_fails_half_way_is_cut_off() {
-        let d = tmp("short-write-cut");
-        let mut s = Spool::open(&d, limits()).unwrap();
-        let a = store(&mut s, b"first message\r\n", 1);
-        s.commit().unwrap();
-        let (seq, committed) = (s.log.active.seq, s.log.active.written);
-        let b = store(&mut s, b"second message\r\n", 1);
-        s.log.short_write = Some(7);
-        assert!(s.commit().is_err());
-        assert!(s.message(b).is_none(), "b got 451");
-        assert_eq!(fs::metadata(s.segment_path(seq)).unwrap().len(), committed);
-        let c = store(&mut s, b"third message\r\n", 1);
-        s.commit().unwrap();
-        assert_eq!(s.read_body(c).unwrap(), b"third message\r\n");
-        drop(s);
-        let s = Spool::open(&d, limits()).unwrap();
-        let ids: Vec<u64> = s.messages().map(|m| m.env.id).collect();
-        assert_eq!(ids, vec![a, c]);
+        let (d, s, _, _) = short_write("short-write-cut", false, |s, seq, committed| {
+            assert_eq!(fs::metadata(s.segment_path(seq)).unwrap().len(), committed);
+        });
         assert_eq!((s.stats.skipped_bytes, s.stats.torn_records), (0, 0));
         let _ = fs::remove_dir_all(&d);
     }

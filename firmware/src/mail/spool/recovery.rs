@@ -171,13 +171,13 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     let mut replay = 0;
     loop {
         replay += 1;
-        let mut pass = replay_all(dir, &seqs[from..], seqs.last().copied())?;
+        let (mut pass, damaged) = replay_all(dir, &seqs[from..], next_seq)?;
         torn_records += pass.stats.torn_records;
         let skipped = *skipped_bytes.get_or_insert(pass.stats.skipped_bytes);
         // Ids are never reused: the highest one any record ever carried
         // counts, set-aside segments included.
         last_id = last_id.max(pass.last_id);
-        let empty = if pass.damaged {
+        let empty = if damaged {
             pass.segments
                 .values()
                 .take_while(|s| s.live.is_empty())
@@ -201,13 +201,7 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
             // The set-aside segments come first and hold nothing live:
             // the first collection after opening removes them.
             pass.segments.append(&mut set_aside);
-            return Ok(Recovered {
-                segments: pass.segments,
-                msgs: pass.msgs,
-                last_id,
-                stats: pass.stats,
-                next_seq,
-            });
+            return Ok(pass);
         }
         let aside = &seqs[from..from + empty];
         log::warn!(
@@ -225,18 +219,11 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     }
 }
 
-/// One replay of segments `seqs` (oldest first; `newest` is the newest
-/// segment of the spool, whose torn tail is cut).
-struct Pass {
-    segments: BTreeMap<u64, Segment>,
-    msgs: BTreeMap<u64, Message>,
-    last_id: u64,
-    stats: Stats,
-    /// Damage was seen: decisions may depend on which segments are read.
-    damaged: bool,
-}
-
-fn replay_all(dir: &Path, seqs: &[u64], newest: Option<u64>) -> Result<Pass, SpoolError> {
+/// One replay of segments `seqs` (oldest first, a suffix of the spool's;
+/// the newest one, before `next_seq`, has its torn tail cut), and whether
+/// it saw damage (then its decisions may depend on which segments it
+/// read).
+fn replay_all(dir: &Path, seqs: &[u64], next_seq: u64) -> Result<(Recovered, bool), SpoolError> {
     let mut segments = BTreeMap::new();
     let mut r = Replay::default();
     let mut stats = Stats::default();
@@ -246,7 +233,7 @@ fn replay_all(dir: &Path, seqs: &[u64], newest: Option<u64>) -> Result<Pass, Spo
         File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut data))
             .map_err(io_err(&path))?;
-        let newest = Some(seq) == newest;
+        let newest = seq + 1 == next_seq;
         let mut seg = Segment::default();
         let mut at = 0usize;
         let mut cut = None;
@@ -376,7 +363,9 @@ fn replay_all(dir: &Path, seqs: &[u64], newest: Option<u64>) -> Result<Pass, Spo
     }
     // A queued message keeps every segment that bore on it after damage.
     for (id, seq) in touched {
-        if let (true, Some(seg)) = (msgs.contains_key(&id), segments.get_mut(&seq)) {
+        if msgs.contains_key(&id)
+            && let Some(seg) = segments.get_mut(&seq)
+        {
             seg.live.insert(id);
         }
     }
@@ -391,13 +380,15 @@ fn replay_all(dir: &Path, seqs: &[u64], newest: Option<u64>) -> Result<Pass, Spo
             }
         }
     }
-    Ok(Pass {
+    // Skipped bytes set `damaged` too.
+    let rec = Recovered {
         segments,
         msgs,
         last_id,
         stats,
-        damaged: damaged || stats.skipped_bytes > 0,
-    })
+        next_seq,
+    };
+    Ok((rec, damaged))
 }
 
 fn log_torn(path: &Path, at: usize, e: &DecodeError, len: usize) {
